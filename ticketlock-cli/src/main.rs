@@ -1,0 +1,2 @@
+//! The `ticketlock` command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Test support: a `redis-server` of its own per test, on a free port.

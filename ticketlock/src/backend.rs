@@ -1,0 +1,215 @@
+//! The operations a store must provide, shaped by the remote case.
+//!
+//! Each required operation is atomic with respect to every other caller of
+//! the same store, and for a remote store is one round trip: issue (with the
+//! first acquire attempt), try to acquire, release, renew, check. Waiting is
+//! not an operation of the store: the caller's loop in `lock.rs` waits on a
+//! [`Watch`] (push wake-ups) and on timers derived from what the store
+//! answered, so every backend gets the same fairness, timeout and
+//! cancellation behaviour. Whole-record reads and writes are for inspection,
+//! tools and Rasa's record-level API.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::{Result, TicketLock};
+
+/// One ticket of one incarnation of a conversation's record.
+///
+/// Ticket numbers restart at 0 when a record is deleted and created again;
+/// the epoch tells the incarnations apart, so that a waiter whose ticket
+/// vanished cannot mistake a newer ticket of the same number for its own.
+/// `epoch` is `None` for tickets issued into a record that has none (one
+/// written by Rasa): such tickets are matched by number alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TicketId {
+    /// The ticket number.
+    pub number: u64,
+    /// The record's epoch when the ticket was issued.
+    pub epoch: Option<u64>,
+}
+
+impl TicketId {
+    /// A ticket id matched by number alone (Rasa's API passes only numbers).
+    pub fn number(number: u64) -> Self {
+        TicketId {
+            number,
+            epoch: None,
+        }
+    }
+}
+
+/// The store's answer to an attempt to acquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Attempt {
+    /// The ticket is served now: the caller holds the lock for `lease`,
+    /// counted from this answer by the store's clock.
+    Acquired {
+        /// Strictly greater than the token of every earlier holder of the
+        /// conversation, also across deletion of its record.
+        fencing_token: u64,
+        /// How long the lock is held without renewal.
+        lease: Duration,
+    },
+    /// Other tickets are ahead; the caller's ticket was kept alive for
+    /// another lifetime.
+    Queued {
+        /// How many live tickets are ahead of this one.
+        ahead: u64,
+        /// Time until the ticket served now expires, by the store's clock:
+        /// the latest moment at which the caller must look again.
+        holder_remaining: Option<Duration>,
+    },
+    /// The ticket is not in the queue any more (it expired, was removed, or
+    /// its record was deleted).
+    Lost,
+}
+
+/// What [`Backend::issue`] answers: the new ticket and the first attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issued {
+    /// The ticket just appended to the queue.
+    pub ticket: TicketId,
+    /// Whether it was served at once.
+    pub attempt: Attempt,
+}
+
+/// A push wake-up channel for one waiting ticket.
+///
+/// The store signals it when the ticket may have become served (a release
+/// or removal ahead of it). A signal sent before [`Watch::changed`] is
+/// awaited is kept, so registering before the re-check loses nothing.
+pub struct Watch {
+    notify: Arc<Notify>,
+    _registration: Option<Box<dyn Send + Sync>>,
+}
+
+impl Watch {
+    /// A watch signalled through `notify`.
+    pub fn new(notify: Arc<Notify>) -> Self {
+        Watch {
+            notify,
+            _registration: None,
+        }
+    }
+
+    /// A watch that also keeps `registration` alive (for example, a
+    /// subscription that is dropped with the watch).
+    pub fn with_registration(notify: Arc<Notify>, registration: Box<dyn Send + Sync>) -> Self {
+        Watch {
+            notify,
+            _registration: Some(registration),
+        }
+    }
+
+    /// A watch that is already signalled.
+    pub fn signalled() -> Self {
+        let notify = Arc::new(Notify::new());
+        notify.notify_one();
+        Watch::new(notify)
+    }
+
+    /// Waits for the next signal.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a signal not consumed stays for the next call.
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+/// The operations of a lock store backend.
+///
+/// Implemented by [`crate::InMemoryLockStore`] and [`crate::RedisLockStore`];
+/// [`crate::LockStore`] chooses between them at run time. Use the methods of
+/// [`crate::LockStore`] in applications: they add fair waiting, timeouts,
+/// cancellation safety and guards on top of these.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// A short description for errors and logs, e.g. `in-memory` or
+    /// `redis 127.0.0.1:6379/1`; never contains a password.
+    fn describe(&self) -> String;
+
+    /// Appends a ticket for `conversation_id`, alive for `lifetime`, and
+    /// tries to acquire with it at once.
+    fn issue(
+        &self,
+        conversation_id: &str,
+        lifetime: Duration,
+    ) -> impl Future<Output = Result<Issued>> + Send;
+
+    /// Acquires with `ticket` if it is served now (the lease then runs for
+    /// `lifetime` from now); otherwise keeps the ticket alive for another
+    /// `lifetime` and says who is ahead.
+    fn try_acquire(
+        &self,
+        conversation_id: &str,
+        ticket: TicketId,
+        lifetime: Duration,
+    ) -> impl Future<Output = Result<Attempt>> + Send;
+
+    /// Removes `ticket`, drops the record when no ticket is left, and wakes
+    /// the next waiter. Returns whether the ticket was there.
+    fn release(
+        &self,
+        conversation_id: &str,
+        ticket: TicketId,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// [`Backend::release`] from a destructor: must not block or await;
+    /// best effort (spawned where the backend is remote).
+    fn release_on_drop(&self, conversation_id: &str, ticket: TicketId);
+
+    /// Extends the lease of the holder `ticket` to `lifetime` from now.
+    /// Returns `false` when `ticket` is not the live holder any more.
+    fn renew(
+        &self,
+        conversation_id: &str,
+        ticket: TicketId,
+        lifetime: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether `ticket` is the live holder.
+    fn check(
+        &self,
+        conversation_id: &str,
+        ticket: TicketId,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Registers for wake-ups of the waiting `ticket`. Signalled at once when
+    /// the ticket is not in the queue.
+    fn watch(
+        &self,
+        conversation_id: &str,
+        ticket: TicketId,
+    ) -> impl Future<Output = Result<Watch>> + Send;
+
+    /// The conversation's record, if any.
+    fn get_lock(
+        &self,
+        conversation_id: &str,
+    ) -> impl Future<Output = Result<Option<TicketLock>>> + Send;
+
+    /// Replaces the conversation's record (deletes it when it has no ticket)
+    /// and wakes its waiters to look again.
+    fn save_lock(&self, lock: &TicketLock) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes the conversation's record; its waiters learn that their
+    /// tickets are gone.
+    fn delete_lock(&self, conversation_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes the expired tickets of the conversation's record, atomically.
+    fn update_lock(&self, conversation_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The conversations that have a record, in no particular order.
+    fn conversations(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+}

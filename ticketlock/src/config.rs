@@ -1,0 +1,134 @@
+//! Configuration: Rasa's `endpoints.yml` `lock_store:` section, the URL form,
+//! and `TICKET_LOCK_LIFETIME`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod endpoints;
+mod lifetime;
+mod url;
+
+pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
+
+/// Which store to build, and how.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub enum LockStoreConfig {
+    /// The in-memory store (`type: in_memory`, or no `lock_store:` section).
+    #[default]
+    InMemory,
+    /// A Redis store (`type: redis` or `type: concurrent_redis`).
+    Redis(RedisConfig),
+}
+
+/// Which Rasa store type a Redis configuration named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisStoreType {
+    /// `type: redis`: Rasa's `RedisLockStore`.
+    #[default]
+    Redis,
+    /// `type: concurrent_redis`: Rasa Pro's store. Served by the same atomic
+    /// store and record layout as `redis` (not Rasa Pro's per-ticket keys).
+    ConcurrentRedis,
+}
+
+/// How the Redis servers are deployed (Rasa Pro's `deployment_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DeploymentMode {
+    /// One server (or a primary with replicas reached directly).
+    #[default]
+    Standard,
+    /// Redis Cluster.
+    Cluster,
+    /// Redis Sentinel.
+    Sentinel,
+}
+
+/// A secret that never shows in `Debug` or `Display` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself; keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Settings of the Redis store, with Rasa's names and defaults.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Which Rasa type named this store.
+    pub store_type: RedisStoreType,
+    /// Server host name (`host`, or Rasa's `url`). Default `localhost`.
+    pub host: String,
+    /// Server port. Default 6379.
+    pub port: u16,
+    /// Database number. Default 1, as in Rasa.
+    pub db: i64,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Connect with TLS.
+    pub use_ssl: bool,
+    /// Client certificate (PEM) for TLS.
+    pub ssl_certfile: Option<PathBuf>,
+    /// Client key (PEM) for TLS.
+    pub ssl_keyfile: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the server with.
+    pub ssl_ca_certs: Option<PathBuf>,
+    /// Alphanumeric prefix of every key: keys are `<prefix>:lock:<id>`.
+    pub key_prefix: Option<String>,
+    /// Bound on every call to the server. Default 10 s.
+    pub socket_timeout: Duration,
+    /// How the servers are deployed.
+    pub deployment_mode: DeploymentMode,
+    /// `host:port` of each cluster node or sentinel.
+    pub endpoints: Vec<String>,
+    /// The sentinel service (master) name.
+    pub sentinel_service: Option<String>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            store_type: RedisStoreType::Redis,
+            host: "localhost".into(),
+            port: 6379,
+            db: 1,
+            username: None,
+            password: None,
+            use_ssl: false,
+            ssl_certfile: None,
+            ssl_keyfile: None,
+            ssl_ca_certs: None,
+            key_prefix: None,
+            socket_timeout: Duration::from_secs(10),
+            deployment_mode: DeploymentMode::Standard,
+            endpoints: Vec::new(),
+            sentinel_service: None,
+        }
+    }
+}

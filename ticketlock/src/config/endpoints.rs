@@ -1,0 +1,1 @@
+//! Parsing of the `lock_store:` section of Rasa's `endpoints.yml`.

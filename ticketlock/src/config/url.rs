@@ -1,0 +1,1 @@
+//! The URL form: `redis://user:pass@host:port/db`, `rediss://`.

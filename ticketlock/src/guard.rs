@@ -1,0 +1,229 @@
+//! The guard of a held lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::backend::{Backend, TicketId};
+use crate::lock::{Held, LockOptions};
+use crate::store::dispatch;
+use crate::{Error, LockStore, Result};
+
+/// Proof that a conversation's lock is held.
+///
+/// Release it with [`LockGuard::release`], which reports whether the lock
+/// was still held. Dropping the guard also releases (at once in memory, with
+/// a spawned round trip on Redis); if even that cannot reach the store, the
+/// lease ends after its lifetime.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    store: LockStore,
+    conversation_id: String,
+    held: Held,
+    lifetime: Duration,
+    lost: Arc<AtomicBool>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    released: bool,
+}
+
+impl LockGuard {
+    pub(crate) fn new(store: LockStore, conversation_id: &str, held: Held, o: LockOptions) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = o.auto_renew.then(|| {
+            spawn_renewer(
+                store.clone(),
+                conversation_id.to_string(),
+                held.ticket,
+                o.lifetime,
+                lost.clone(),
+            )
+        });
+        LockGuard {
+            store,
+            conversation_id: conversation_id.to_string(),
+            held,
+            lifetime: o.lifetime,
+            lost,
+            renewer,
+            released: false,
+        }
+    }
+
+    /// The conversation whose lock this is.
+    pub fn conversation_id(&self) -> &str {
+        &self.conversation_id
+    }
+
+    /// The ticket number this guard was served with.
+    pub fn ticket(&self) -> u64 {
+        self.held.ticket.number
+    }
+
+    /// The ticket with its record epoch.
+    pub fn ticket_id(&self) -> TicketId {
+        self.held.ticket
+    }
+
+    /// A token strictly greater than that of every earlier holder of this
+    /// conversation, also across deletion of its record. Pass it to the
+    /// stores you write under the lock, so that they can refuse a write from
+    /// a holder whose lease ran out (fencing).
+    pub fn fencing_token(&self) -> u64 {
+        self.held.fencing_token
+    }
+
+    /// How long the caller waited for the lock.
+    pub fn waited(&self) -> Duration {
+        self.held.waited
+    }
+
+    /// The lifetime each renewal grants.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Extends the lease to one lifetime from now.
+    ///
+    /// Fails with [`Error::Expired`] when the lease already ran out (another
+    /// holder may have entered): stop the work, it is no longer exclusive.
+    pub async fn renew(&self) -> Result<()> {
+        self.renew_for(self.lifetime).await
+    }
+
+    /// Extends the lease to `lifetime` from now; see [`LockGuard::renew`].
+    pub async fn renew_for(&self, lifetime: Duration) -> Result<()> {
+        let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+        if dispatch!(&self.store, b => b.renew(id, ticket, lifetime).await)? {
+            tracing::debug!(
+                conversation_id = id,
+                ticket = ticket.number,
+                "lease renewed"
+            );
+            Ok(())
+        } else {
+            self.lost.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                conversation_id = id,
+                ticket = ticket.number,
+                "lease expired before renewal"
+            );
+            Err(self.expired())
+        }
+    }
+
+    /// Asks the store whether this guard still holds the lock.
+    pub async fn is_held(&self) -> Result<bool> {
+        let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+        let held = dispatch!(&self.store, b => b.check(id, ticket).await)?;
+        if !held {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        Ok(held)
+    }
+
+    /// Whether this guard has learnt that its lease ran out (from a renewal,
+    /// automatic or not, or from [`LockGuard::is_held`]). Costs nothing.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Releases the lock and wakes the next waiter.
+    ///
+    /// Fails with [`Error::Expired`] when the ticket was no longer in the
+    /// queue (the lease ran out earlier, so the work under the lock may not
+    /// have been exclusive), and with [`Error::Unavailable`] when the store
+    /// could not be reached (the lease then ends after its lifetime).
+    pub async fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.stop_renewer();
+        let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+        let was_there = dispatch!(&self.store, b => b.release(id, ticket).await)?;
+        tracing::debug!(
+            conversation_id = id,
+            ticket = ticket.number,
+            was_there,
+            "lock released"
+        );
+        if was_there {
+            Ok(())
+        } else {
+            Err(self.expired())
+        }
+    }
+
+    fn expired(&self) -> Error {
+        Error::Expired {
+            conversation_id: self.conversation_id.clone(),
+            ticket: self.held.ticket.number,
+        }
+    }
+
+    fn stop_renewer(&mut self) {
+        if let Some(task) = self.renewer.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop_renewer();
+        if !self.released {
+            tracing::debug!(
+                conversation_id = self.conversation_id,
+                ticket = self.held.ticket.number,
+                "lock released on drop"
+            );
+            let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+            dispatch!(&self.store, b => b.release_on_drop(id, ticket));
+        }
+    }
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("conversation_id", &self.conversation_id)
+            .field("ticket", &self.held.ticket)
+            .field("fencing_token", &self.held.fencing_token)
+            .field("lifetime", &self.lifetime)
+            .field("lost", &self.is_lost())
+            .finish()
+    }
+}
+
+fn spawn_renewer(
+    store: LockStore,
+    id: String,
+    ticket: TicketId,
+    lifetime: Duration,
+    lost: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let every = (lifetime / 3).max(Duration::from_millis(1));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match dispatch!(&store, b => b.renew(&id, ticket, lifetime).await) {
+                Ok(true) => tracing::trace!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    "lease renewed"
+                ),
+                Ok(false) => {
+                    lost.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        conversation_id = id,
+                        ticket = ticket.number,
+                        "lease expired before renewal"
+                    );
+                    return;
+                }
+                // A blip: try again at the next period; the lease has two
+                // more periods to run.
+                Err(e) => {
+                    tracing::warn!(conversation_id = id, ticket = ticket.number, error = %e, "lease renewal failed")
+                }
+            }
+        }
+    })
+}

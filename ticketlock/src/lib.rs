@@ -1,0 +1,24 @@
+#![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backend;
+mod config;
+mod error;
+mod guard;
+mod lock;
+mod memory;
+mod store;
+mod ticket;
+
+pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
+pub use config::{
+    DEFAULT_LIFETIME, DeploymentMode, LIFETIME_ENV, LockStoreConfig, RedisConfig, RedisStoreType,
+    Secret, lifetime_from_env,
+};
+pub use error::{Error, LockError, Result};
+pub use guard::LockGuard;
+pub use lock::{LockOptions, LockRequest, MAX_ID_LEN};
+pub use memory::InMemoryLockStore;
+pub use store::{LockStore, StoreSource};
+pub use ticket::{RecordError, Ticket, TicketLock};

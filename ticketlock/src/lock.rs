@@ -1,0 +1,321 @@
+//! Taking a lock: the request builder and the fair wait loop shared by every
+//! backend.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::{Attempt, Backend, TicketId, Watch};
+use crate::{Error, LockGuard, LockStore, Result};
+
+/// Longest conversation id accepted, in bytes (a Redis key holds it).
+pub const MAX_ID_LEN: usize = 256 * 1024;
+
+/// Margin added to the holder's remaining lifetime before looking again, so
+/// that the look happens after the expiry by the store's clock.
+const EXPIRY_SLACK: Duration = Duration::from_millis(1);
+
+/// How a lock is taken. Built by [`LockRequest`]'s methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockOptions {
+    /// How long the holder keeps the lock without renewing, counted from
+    /// acquisition. Rasa's `lock_lifetime`.
+    pub lifetime: Duration,
+    /// The longest pause between two looks at the queue while waiting.
+    /// Rasa's `wait_time_in_seconds`; wake-ups are pushed, so this only
+    /// bounds the wait after a lost wake-up or a release by a Rasa process.
+    pub wait_time: Duration,
+    /// Give up (with [`Error::Timeout`]) when the lock is not acquired within
+    /// this long. `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
+    /// Renew the lease in the background while the guard lives.
+    pub auto_renew: bool,
+}
+
+impl LockOptions {
+    /// Rasa's defaults with `lifetime`: wait time 1 s, no timeout, no
+    /// auto-renewal.
+    pub fn new(lifetime: Duration) -> Self {
+        LockOptions {
+            lifetime,
+            wait_time: Duration::from_secs(1),
+            timeout: None,
+            auto_renew: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.lifetime.is_zero() {
+            return Err(Error::config(
+                "lock_lifetime",
+                "must be greater than zero; Rasa's default is 60 seconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A request for a conversation's lock; `.await` it to wait for the lock.
+///
+/// Made by [`LockStore::lock`]; the methods adjust the options first:
+///
+/// ```
+/// # async fn f(store: ticketlock::LockStore) -> ticketlock::Result<()> {
+/// use std::time::Duration;
+/// let guard = store
+///     .lock("sender-42")
+///     .lifetime(Duration::from_secs(30))
+///     .timeout(Duration::from_secs(5))
+///     .await?;
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a lock request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct LockRequest<'a> {
+    store: &'a LockStore,
+    conversation_id: &'a str,
+    options: LockOptions,
+}
+
+impl<'a> LockRequest<'a> {
+    pub(crate) fn new(
+        store: &'a LockStore,
+        conversation_id: &'a str,
+        options: LockOptions,
+    ) -> Self {
+        LockRequest {
+            store,
+            conversation_id,
+            options,
+        }
+    }
+
+    /// Sets how long the lock is held without renewal (Rasa's `lock_lifetime`).
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.options.lifetime = lifetime;
+        self
+    }
+
+    /// Sets the longest pause between two looks at the queue (Rasa's
+    /// `wait_time_in_seconds`).
+    pub fn wait_time(mut self, wait_time: Duration) -> Self {
+        self.options.wait_time = wait_time;
+        self
+    }
+
+    /// Gives up with [`Error::Timeout`] when the lock is not acquired within
+    /// `timeout`; no ticket is left behind.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Renews the lease in the background, every third of the lifetime, for
+    /// as long as the guard lives.
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.options.auto_renew = on;
+        self
+    }
+
+    /// Replaces all options.
+    pub fn options(mut self, options: LockOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl<'a> IntoFuture for LockRequest<'a> {
+    type Output = Result<LockGuard>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<LockGuard>> + Send + 'a>>;
+
+    /// Takes a ticket and waits until it is served.
+    ///
+    /// Fair: holders of a conversation enter in the order their tickets were
+    /// issued. A release wakes the next waiter at once; a holder that
+    /// vanished is passed over when its lifetime ends.
+    ///
+    /// # Cancel safety
+    /// Dropping the future at any await point withdraws the ticket (at once
+    /// in memory; with one spawned round trip on Redis), so the next waiter
+    /// is not held up; a ticket whose withdrawal cannot reach the store
+    /// expires after its lifetime.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let LockRequest {
+                store,
+                conversation_id,
+                options,
+            } = self;
+            let held =
+                crate::store::dispatch!(store, b => acquire(b, conversation_id, &options).await)?;
+            Ok(LockGuard::new(
+                store.clone(),
+                conversation_id,
+                held,
+                options,
+            ))
+        })
+    }
+}
+
+/// A ticket that was acquired.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub ticket: TicketId,
+    pub fencing_token: u64,
+    pub waited: Duration,
+}
+
+pub(crate) fn validate_id(id: &str) -> Result<()> {
+    let message = if id.is_empty() {
+        "an empty id cannot name a conversation; use the sender id"
+    } else if id.len() > MAX_ID_LEN {
+        "longer than 256 KiB; use a shorter id, e.g. a hash of it"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidId {
+        conversation_id: id.chars().take(64).collect(),
+        message: message.into(),
+    })
+}
+
+/// Withdraws a ticket that was issued but not acquired, when dropped armed.
+struct Pending<'a, B: Backend> {
+    backend: &'a B,
+    id: &'a str,
+    ticket: TicketId,
+    armed: bool,
+}
+
+impl<B: Backend> Drop for Pending<'_, B> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::debug!(
+                conversation_id = self.id,
+                ticket = self.ticket.number,
+                "ticket withdrawn"
+            );
+            self.backend.release_on_drop(self.id, self.ticket);
+        }
+    }
+}
+
+/// Issues a ticket and waits until it is served, within the options'
+/// timeout.
+pub(crate) async fn acquire<B: Backend>(b: &B, id: &str, o: &LockOptions) -> Result<Held> {
+    validate_id(id)?;
+    o.validate()?;
+    let start = Instant::now();
+    let deadline = o.timeout.map(|t| start + t);
+    let timed_out = || Error::Timeout {
+        conversation_id: id.to_string(),
+        waited: start.elapsed(),
+    };
+    let issued = match deadline {
+        Some(d) => tokio::time::timeout_at(d, b.issue(id, o.lifetime))
+            .await
+            .map_err(|_| timed_out())??,
+        None => b.issue(id, o.lifetime).await?,
+    };
+    let ticket = issued.ticket;
+    tracing::debug!(
+        conversation_id = id,
+        ticket = ticket.number,
+        "ticket issued"
+    );
+    let mut pending = Pending {
+        backend: b,
+        id,
+        ticket,
+        armed: true,
+    };
+    let waited = wait(b, id, ticket, issued.attempt, o);
+    let attempt = match deadline {
+        Some(d) => tokio::time::timeout_at(d, waited)
+            .await
+            .map_err(|_| timed_out())??,
+        None => waited.await?,
+    };
+    pending.armed = false;
+    match attempt {
+        Attempt::Acquired { fencing_token, .. } => {
+            let waited = start.elapsed();
+            tracing::debug!(
+                conversation_id = id,
+                ticket = ticket.number,
+                fencing_token,
+                waited_us = waited.as_micros() as u64,
+                "lock acquired"
+            );
+            Ok(Held {
+                ticket,
+                fencing_token,
+                waited,
+            })
+        }
+        _ => {
+            tracing::warn!(
+                conversation_id = id,
+                ticket = ticket.number,
+                "ticket lost while waiting"
+            );
+            Err(Error::Expired {
+                conversation_id: id.to_string(),
+                ticket: ticket.number,
+            })
+        }
+    }
+}
+
+/// Waits until `attempt` is no longer [`Attempt::Queued`]: on push wake-ups,
+/// at the holder's expiry, and at least every `wait_time` (and every third
+/// of the lifetime, which keeps the waiting ticket alive).
+async fn wait<B: Backend>(
+    b: &B,
+    id: &str,
+    ticket: TicketId,
+    mut attempt: Attempt,
+    o: &LockOptions,
+) -> Result<Attempt> {
+    let mut watch: Option<Watch> = None;
+    let longest = o
+        .wait_time
+        .min(o.lifetime / 3)
+        .max(Duration::from_millis(1));
+    loop {
+        let Attempt::Queued {
+            ahead,
+            holder_remaining,
+        } = attempt
+        else {
+            return Ok(attempt);
+        };
+        match &watch {
+            None => {
+                // Register before looking again, so a release in between is
+                // not missed.
+                tracing::debug!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    ahead,
+                    "waiting"
+                );
+                watch = Some(b.watch(id, ticket).await?);
+            }
+            Some(w) => {
+                let pause = holder_remaining.map_or(longest, |r| longest.min(r + EXPIRY_SLACK));
+                tokio::select! {
+                    biased;
+                    () = w.changed() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        attempt = b.try_acquire(id, ticket, o.lifetime).await?;
+    }
+}

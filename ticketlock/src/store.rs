@@ -1,0 +1,236 @@
+//! The lock store: Rasa's `LockStore` API over the backend chosen at run
+//! time.
+
+use std::time::Duration;
+
+use crate::backend::{Backend, TicketId};
+use crate::config::{DEFAULT_LIFETIME, LockStoreConfig, lifetime_from_env};
+use crate::lock::{LockOptions, LockRequest, validate_id};
+use crate::{InMemoryLockStore, Result, TicketLock};
+
+/// Calls `$body` with `$b` bound to the store's backend.
+macro_rules! dispatch {
+    ($store:expr, $b:ident => $body:expr) => {
+        match &$store.kind {
+            $crate::store::Kind::InMemory($b) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    InMemory(InMemoryLockStore),
+}
+
+/// A conversation lock store: fair FIFO locks per conversation id.
+///
+/// The backend is chosen at run time ([`LockStore::create`] from a
+/// configuration, or [`LockStore::in_memory`]). Cheap to clone: clones share
+/// the store.
+///
+/// The methods keep the names of Rasa's `LockStore`. [`LockStore::lock`] is
+/// the one applications use; the others are the record-level API, for tools
+/// and for code ported from Rasa.
+#[derive(Clone, Debug)]
+pub struct LockStore {
+    pub(crate) kind: Kind,
+    lifetime: Duration,
+}
+
+/// What [`LockStore::create`] builds a store from (Rasa's
+/// `Union[LockStore, EndpointConfig, None]`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreSource {
+    /// An existing store, used as it is.
+    Store(LockStore),
+    /// A configuration.
+    Config(LockStoreConfig),
+    /// Nothing: the in-memory store.
+    Default,
+}
+
+impl From<LockStore> for StoreSource {
+    fn from(s: LockStore) -> Self {
+        StoreSource::Store(s)
+    }
+}
+
+impl From<InMemoryLockStore> for StoreSource {
+    fn from(s: InMemoryLockStore) -> Self {
+        StoreSource::Store(s.into())
+    }
+}
+
+impl From<LockStoreConfig> for StoreSource {
+    fn from(c: LockStoreConfig) -> Self {
+        StoreSource::Config(c)
+    }
+}
+
+impl From<Option<LockStoreConfig>> for StoreSource {
+    fn from(c: Option<LockStoreConfig>) -> Self {
+        c.map_or(StoreSource::Default, StoreSource::Config)
+    }
+}
+
+impl From<InMemoryLockStore> for LockStore {
+    fn from(s: InMemoryLockStore) -> Self {
+        LockStore {
+            kind: Kind::InMemory(s),
+            lifetime: DEFAULT_LIFETIME,
+        }
+    }
+}
+
+impl LockStore {
+    /// A new in-memory store with the default lifetime of 60 s
+    /// (`TICKET_LOCK_LIFETIME` is read by [`LockStore::create`]).
+    pub fn in_memory() -> Self {
+        InMemoryLockStore::new().into()
+    }
+
+    /// Builds a store from a configuration, an existing store, or nothing
+    /// (the in-memory store). The default lifetime comes from
+    /// `TICKET_LOCK_LIFETIME` when set (whole seconds), else 60 s.
+    pub async fn create(source: impl Into<StoreSource>) -> Result<Self> {
+        let lifetime = lifetime_from_env()?;
+        let store = match source.into() {
+            StoreSource::Store(s) => return Ok(s),
+            StoreSource::Default | StoreSource::Config(LockStoreConfig::InMemory) => {
+                LockStore::in_memory()
+            }
+            StoreSource::Config(LockStoreConfig::Redis(_)) => {
+                return Err(crate::Error::config(
+                    "lock_store.type",
+                    "the Redis store is not available in this build; use `in_memory`",
+                ));
+            }
+        };
+        Ok(store.with_default_lifetime(lifetime))
+    }
+
+    /// The same store with another default lifetime for [`LockStore::lock`]
+    /// and [`LockStore::issue_ticket`].
+    pub fn with_default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// The default lock lifetime.
+    pub fn default_lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// The in-memory backend, if this is one.
+    pub fn as_in_memory(&self) -> Option<&InMemoryLockStore> {
+        match &self.kind {
+            Kind::InMemory(s) => Some(s),
+        }
+    }
+
+    /// A short description of the backend, without secrets.
+    pub fn describe(&self) -> String {
+        dispatch!(self, b => b.describe())
+    }
+
+    /// Requests the lock of `conversation_id`; `.await` the request to wait
+    /// for it.
+    ///
+    /// Fair: the holders of a conversation enter one at a time, in the order
+    /// their tickets were issued. The wait is push-woken: a release lets the
+    /// next waiter in at once; a holder that vanished blocks for at most its
+    /// lifetime. Options (lifetime, timeout, auto-renewal) are set on the
+    /// returned [`LockRequest`].
+    ///
+    /// # Cancel safety
+    /// Dropping the request's future at any await point withdraws its ticket,
+    /// so the next waiter is not held up. Dropping the guard releases.
+    pub fn lock<'a>(&'a self, conversation_id: &'a str) -> LockRequest<'a> {
+        LockRequest::new(self, conversation_id, LockOptions::new(self.lifetime))
+    }
+
+    /// Rasa's `create_lock`: a new, empty lock for `conversation_id` (not
+    /// saved).
+    pub fn create_lock(conversation_id: &str) -> TicketLock {
+        TicketLock::new(conversation_id)
+    }
+
+    /// The record of `conversation_id`, if it has one.
+    pub async fn get_lock(&self, conversation_id: &str) -> Result<Option<TicketLock>> {
+        validate_id(conversation_id)?;
+        dispatch!(self, b => b.get_lock(conversation_id).await)
+    }
+
+    /// Deletes the record of `conversation_id`. Its waiters fail with
+    /// [`crate::Error::Expired`].
+    pub async fn delete_lock(&self, conversation_id: &str) -> Result<()> {
+        validate_id(conversation_id)?;
+        dispatch!(self, b => b.delete_lock(conversation_id).await)
+    }
+
+    /// Replaces the record of `lock`'s conversation (deletes it when empty).
+    pub async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
+        validate_id(lock.conversation_id())?;
+        dispatch!(self, b => b.save_lock(lock).await)
+    }
+
+    /// Appends a ticket alive for `lifetime` (the store's default when
+    /// `None`) and returns its number, without waiting. The ticket is served
+    /// when it reaches the head of the queue; remove it with
+    /// [`LockStore::finish_serving`] or [`LockStore::cleanup`].
+    pub async fn issue_ticket(
+        &self,
+        conversation_id: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<u64> {
+        validate_id(conversation_id)?;
+        let lifetime = lifetime.unwrap_or(self.lifetime);
+        let issued = dispatch!(self, b => b.issue(conversation_id, lifetime).await)?;
+        Ok(issued.ticket.number)
+    }
+
+    /// Removes the expired tickets of the record, atomically.
+    pub async fn update_lock(&self, conversation_id: &str) -> Result<()> {
+        validate_id(conversation_id)?;
+        dispatch!(self, b => b.update_lock(conversation_id).await)
+    }
+
+    /// The record of `conversation_id`, or a new empty one (not saved).
+    pub async fn get_or_create_lock(&self, conversation_id: &str) -> Result<TicketLock> {
+        Ok(self
+            .get_lock(conversation_id)
+            .await?
+            .unwrap_or_else(|| TicketLock::new(conversation_id)))
+    }
+
+    /// Whether any live ticket is queued for `conversation_id`.
+    pub async fn is_someone_waiting(&self, conversation_id: &str) -> Result<bool> {
+        Ok(self
+            .get_lock(conversation_id)
+            .await?
+            .is_some_and(|l| l.is_someone_waiting()))
+    }
+
+    /// Removes ticket `ticket_number` and wakes the next waiter; the record
+    /// goes when no ticket is left.
+    pub async fn finish_serving(&self, conversation_id: &str, ticket_number: u64) -> Result<()> {
+        validate_id(conversation_id)?;
+        let ticket = TicketId::number(ticket_number);
+        dispatch!(self, b => b.release(conversation_id, ticket).await)?;
+        Ok(())
+    }
+
+    /// Rasa's `cleanup`: [`LockStore::finish_serving`], which here also
+    /// drops the record when no one is waiting, in the same atomic step
+    /// (Rasa does it in two, and can delete a ticket issued in between).
+    pub async fn cleanup(&self, conversation_id: &str, ticket_number: u64) -> Result<()> {
+        self.finish_serving(conversation_id, ticket_number).await
+    }
+
+    /// The conversations that have a record, in no particular order.
+    pub async fn conversations(&self) -> Result<Vec<String>> {
+        dispatch!(self, b => b.conversations().await)
+    }
+}

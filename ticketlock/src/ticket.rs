@@ -1,0 +1,487 @@
+//! The ticket-lock model and its record format.
+//!
+//! A conversation's lock is a FIFO queue of [`Ticket`]s; the first live
+//! ticket is served. The record is JSON laid out exactly as Rasa writes it,
+//! tickets double-encoded:
+//!
+//! ```text
+//! {"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}"]}
+//! ```
+//!
+//! Two optional top-level fields of ours may follow (Rasa ignores and drops
+//! them): `last_issued`, so that ticket numbers are not reused after the last
+//! ticket expires, and `epoch`, which tells one incarnation of a record from
+//! the next so that a stale waiter cannot take a newer ticket of the same
+//! number for its own.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A place in a conversation's queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ticket {
+    /// The ticket number: increasing within a record, never reused while the
+    /// record lives.
+    pub number: u64,
+    /// When the ticket expires, as Unix time in seconds.
+    pub expires: f64,
+}
+
+impl Ticket {
+    /// A ticket that expires at `expires` (Unix seconds).
+    pub fn new(number: u64, expires: f64) -> Self {
+        Ticket { number, expires }
+    }
+
+    /// Whether the ticket has expired at `now` (Unix seconds).
+    pub fn has_expired_at(&self, now: f64) -> bool {
+        now > self.expires
+    }
+
+    /// Whether the ticket has expired now, by this machine's clock.
+    pub fn has_expired(&self) -> bool {
+        self.has_expired_at(unix_now())
+    }
+
+    /// The ticket as Rasa encodes it: `{"number": 0, "expires": 1795892618.7471275}`.
+    pub fn dumps(&self) -> String {
+        format!(
+            "{{\"number\": {}, \"expires\": {}}}",
+            self.number,
+            python_float(self.expires)
+        )
+    }
+}
+
+/// A conversation's lock: its id and its FIFO queue of tickets.
+///
+/// The queries take the current time from this machine's clock, as Rasa's
+/// do; the `_at` forms take it as an argument. The stores themselves do not
+/// use this type on their hot paths: it is the record format, for inspection,
+/// tools and Rasa's record-level API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketLock {
+    conversation_id: String,
+    tickets: VecDeque<Ticket>,
+    last_issued: Option<u64>,
+    epoch: Option<u64>,
+}
+
+impl TicketLock {
+    /// An empty lock for `conversation_id`.
+    pub fn new(conversation_id: impl Into<String>) -> Self {
+        TicketLock {
+            conversation_id: conversation_id.into(),
+            tickets: VecDeque::new(),
+            last_issued: None,
+            epoch: None,
+        }
+    }
+
+    /// A lock with the given tickets, oldest first.
+    pub fn with_tickets(
+        conversation_id: impl Into<String>,
+        tickets: impl IntoIterator<Item = Ticket>,
+    ) -> Self {
+        let mut lock = TicketLock::new(conversation_id);
+        lock.tickets = tickets.into_iter().collect();
+        lock
+    }
+
+    /// The conversation this lock belongs to.
+    pub fn conversation_id(&self) -> &str {
+        &self.conversation_id
+    }
+
+    /// The tickets in queue order, expired ones included.
+    pub fn tickets(&self) -> impl ExactSizeIterator<Item = &Ticket> + '_ {
+        self.tickets.iter()
+    }
+
+    /// The record's epoch (our extra field), if it has one.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Sets the highest number issued so far (our extra field `last_issued`).
+    pub fn set_last_issued(&mut self, last_issued: Option<u64>) {
+        self.last_issued = last_issued;
+    }
+
+    /// Sets the record's epoch (our extra field).
+    pub fn set_epoch(&mut self, epoch: Option<u64>) {
+        self.epoch = epoch;
+    }
+
+    /// The highest ticket number issued for this record, live or not
+    /// (Rasa's `last_issued` counts live tickets only, and so reuses numbers).
+    /// `None` when no ticket was issued (Rasa's `NO_TICKET_ISSUED`, -1).
+    pub fn last_issued(&self) -> Option<u64> {
+        let in_queue = self.tickets.iter().map(|t| t.number).max();
+        match (self.last_issued, in_queue) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The number of the ticket served now: the first live ticket, or 0 when
+    /// there is none (as in Rasa).
+    pub fn now_serving_at(&self, now: f64) -> u64 {
+        self.live_at(now).next().map_or(0, |t| t.number)
+    }
+
+    /// [`Self::now_serving_at`] by this machine's clock.
+    pub fn now_serving(&self) -> u64 {
+        self.now_serving_at(unix_now())
+    }
+
+    /// Whether `ticket_number` must still wait (it is not served now).
+    pub fn is_locked_at(&self, ticket_number: u64, now: f64) -> bool {
+        self.now_serving_at(now) != ticket_number
+    }
+
+    /// [`Self::is_locked_at`] by this machine's clock.
+    pub fn is_locked(&self, ticket_number: u64) -> bool {
+        self.is_locked_at(ticket_number, unix_now())
+    }
+
+    /// Whether any live ticket is in the queue.
+    pub fn is_someone_waiting_at(&self, now: f64) -> bool {
+        self.live_at(now).next().is_some()
+    }
+
+    /// [`Self::is_someone_waiting_at`] by this machine's clock.
+    pub fn is_someone_waiting(&self) -> bool {
+        self.is_someone_waiting_at(unix_now())
+    }
+
+    /// Removes the tickets that have expired at `now`; returns how many.
+    pub fn remove_expired_tickets_at(&mut self, now: f64) -> usize {
+        let before = self.tickets.len();
+        self.remember_last_issued();
+        self.tickets.retain(|t| !t.has_expired_at(now));
+        before - self.tickets.len()
+    }
+
+    /// [`Self::remove_expired_tickets_at`] by this machine's clock.
+    pub fn remove_expired_tickets(&mut self) -> usize {
+        self.remove_expired_tickets_at(unix_now())
+    }
+
+    /// Appends a ticket that expires `lifetime` seconds after `now` and
+    /// returns its number: one more than any number this record issued.
+    pub fn issue_ticket_at(&mut self, lifetime: f64, now: f64) -> u64 {
+        self.remove_expired_tickets_at(now);
+        let number = self.last_issued().map_or(0, |n| n + 1);
+        self.tickets.push_back(Ticket::new(number, now + lifetime));
+        self.last_issued = Some(number);
+        number
+    }
+
+    /// [`Self::issue_ticket_at`] by this machine's clock.
+    pub fn issue_ticket(&mut self, lifetime: f64) -> u64 {
+        self.issue_ticket_at(lifetime, unix_now())
+    }
+
+    /// Removes the ticket numbered `ticket_number`; returns whether it was there.
+    pub fn remove_ticket_for(&mut self, ticket_number: u64) -> bool {
+        self.remember_last_issued();
+        match self.tickets.iter().position(|t| t.number == ticket_number) {
+            Some(i) => {
+                self.tickets.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remember_last_issued(&mut self) {
+        self.last_issued = self.last_issued();
+    }
+
+    fn live_at(&self, now: f64) -> impl Iterator<Item = &Ticket> + '_ {
+        self.tickets.iter().filter(move |t| !t.has_expired_at(now))
+    }
+
+    /// The record as stored: Rasa's layout, byte for byte as Python's
+    /// `json.dumps` writes it, then our extra fields when set.
+    pub fn dumps(&self) -> String {
+        let mut out = String::with_capacity(64 + 56 * self.tickets.len());
+        out.push_str("{\"conversation_id\": ");
+        push_python_str(&mut out, &self.conversation_id);
+        out.push_str(", \"tickets\": [");
+        for (i, t) in self.tickets.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            push_python_str(&mut out, &t.dumps());
+        }
+        out.push(']');
+        if let Some(n) = self.last_issued {
+            let _ = write!(out, ", \"last_issued\": {n}");
+        }
+        if let Some(e) = self.epoch {
+            let _ = write!(out, ", \"epoch\": {e}");
+        }
+        out.push('}');
+        out
+    }
+
+    /// Parses a record written by Rasa or by this crate. Unknown top-level
+    /// fields are ignored, as Rasa ignores ours.
+    pub fn from_json(json: &[u8]) -> Result<Self, RecordError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| RecordError(format!("not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| RecordError("not a JSON object".into()))?;
+        let conversation_id = match obj.get("conversation_id") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(_) => return Err(RecordError("`conversation_id` is not a string".into())),
+            None => return Err(RecordError("no `conversation_id`".into())),
+        };
+        let raw = match obj.get("tickets") {
+            Some(serde_json::Value::Array(a)) => a,
+            Some(serde_json::Value::Null) | None => &Vec::new(),
+            Some(_) => return Err(RecordError("`tickets` is not a list".into())),
+        };
+        let mut tickets = VecDeque::with_capacity(raw.len());
+        for (i, t) in raw.iter().enumerate() {
+            tickets
+                .push_back(parse_ticket(t).map_err(|m| RecordError(format!("ticket {i}: {m}")))?);
+        }
+        let last_issued = optional_u64(obj, "last_issued")?;
+        let epoch = optional_u64(obj, "epoch")?;
+        Ok(TicketLock {
+            conversation_id,
+            tickets,
+            last_issued,
+            epoch,
+        })
+    }
+}
+
+/// Why a stored record could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub(crate) String);
+
+fn parse_ticket(value: &serde_json::Value) -> Result<Ticket, String> {
+    // Rasa stores each ticket as a JSON string holding the ticket's JSON;
+    // accept a plain object too, as a tolerant reader.
+    let owned;
+    let obj = match value {
+        serde_json::Value::String(s) => {
+            owned = serde_json::from_str::<serde_json::Value>(s)
+                .map_err(|e| format!("not JSON: {e}"))?;
+            owned.as_object().ok_or("not a JSON object")?
+        }
+        serde_json::Value::Object(o) => o,
+        _ => return Err("neither a string nor an object".into()),
+    };
+    let number = obj
+        .get("number")
+        .and_then(json_u64)
+        .ok_or("`number` is missing or not a non-negative integer")?;
+    let expires = obj
+        .get("expires")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|e| e.is_finite())
+        .ok_or("`expires` is missing or not a finite number")?;
+    Ok(Ticket { number, expires })
+}
+
+fn json_u64(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        // Integral floats such as 3.0 are accepted: Python writes ints, but a
+        // float-typed writer may not.
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.007_199_254_740_992e15)
+            .map(|f| f as u64)
+    })
+}
+
+fn optional_u64(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<u64>, RecordError> {
+    match obj.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => json_u64(v)
+            .map(Some)
+            .ok_or_else(|| RecordError(format!("`{key}` is not a non-negative integer"))),
+    }
+}
+
+/// Now as Unix time in seconds, by this machine's clock.
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A float as Python's `repr` writes it: the shortest string that reads back
+/// to the same value, with `.0` on integral values and `e+XX` exponents.
+pub(crate) fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        // Python switches to exponent form outside [1e-4, 1e16).
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        return format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
+    }
+    let s = format!("{f}");
+    if s.contains('.') { s } else { s + ".0" }
+}
+
+/// Appends `s` as a JSON string the way Python's `json.dumps` writes it
+/// (`ensure_ascii`): every character outside printable ASCII is escaped.
+pub(crate) fn push_python_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RASA_RECORD: &str = r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}"]}"#;
+
+    #[test]
+    fn parses_a_record_written_by_rasa_and_writes_it_back_byte_for_byte() {
+        let lock = TicketLock::from_json(RASA_RECORD.as_bytes()).unwrap();
+        assert_eq!(lock.conversation_id(), "c1");
+        assert_eq!(
+            lock.tickets().copied().collect::<Vec<_>>(),
+            vec![Ticket::new(0, 1_795_892_618.747_127_5)]
+        );
+        assert_eq!(lock.dumps(), RASA_RECORD);
+    }
+
+    #[test]
+    fn extra_fields_follow_rasa_layout_and_read_back() {
+        let mut lock = TicketLock::from_json(RASA_RECORD.as_bytes()).unwrap();
+        lock.issue_ticket_at(60.0, 1_795_892_600.0);
+        lock.set_epoch(Some(42));
+        let json = lock.dumps();
+        assert_eq!(
+            json,
+            r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}", "{\"number\": 1, \"expires\": 1795892660.0}"], "last_issued": 1, "epoch": 42}"#
+        );
+        assert_eq!(TicketLock::from_json(json.as_bytes()).unwrap(), lock);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_python_does() {
+        let mut out = String::new();
+        push_python_str(&mut out, "a\"b\\c\nd\u{1}é😀\u{7f}/");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001\u00e9\ud83d\ude00\u007f/""#);
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é😀\u{7f}/");
+    }
+
+    #[test]
+    fn floats_are_written_as_python_repr() {
+        for (f, s) in [
+            (1_795_892_618.747_127_5, "1795892618.7471275"),
+            (1_795_892_618.0, "1795892618.0"),
+            (0.5, "0.5"),
+            (0.0, "0.0"),
+            (1e16, "1e+16"),
+            (1.5e-5, "1.5e-05"),
+            (123_456.789, "123456.789"),
+        ] {
+            assert_eq!(python_float(f), s, "{f}");
+        }
+    }
+
+    #[test]
+    fn first_ticket_is_zero_and_now_serving_is_zero_without_tickets() {
+        let mut lock = TicketLock::new("c");
+        assert_eq!(lock.now_serving_at(0.0), 0);
+        assert_eq!(lock.last_issued(), None);
+        assert_eq!(lock.issue_ticket_at(10.0, 0.0), 0);
+        assert_eq!(lock.issue_ticket_at(10.0, 0.0), 1);
+        assert!(!lock.is_locked_at(0, 1.0));
+        assert!(lock.is_locked_at(1, 1.0));
+        assert!(lock.is_someone_waiting_at(1.0));
+    }
+
+    #[test]
+    fn numbers_are_not_reused_after_the_last_ticket_expires() {
+        // Rasa issues last *live* number + 1, so an expired ticket's number
+        // comes back; ours keeps counting.
+        let mut lock = TicketLock::new("c");
+        assert_eq!(lock.issue_ticket_at(1.0, 0.0), 0);
+        assert_eq!(lock.issue_ticket_at(1.0, 0.0), 1);
+        assert_eq!(lock.issue_ticket_at(1.0, 5.0), 2);
+        assert_eq!(lock.remove_expired_tickets_at(100.0), 1);
+        assert!(!lock.is_someone_waiting_at(100.0));
+        assert_eq!(lock.issue_ticket_at(1.0, 100.0), 3);
+        assert!(lock.remove_ticket_for(3));
+        assert!(!lock.remove_ticket_for(3));
+        assert_eq!(lock.issue_ticket_at(1.0, 100.0), 4);
+    }
+
+    #[test]
+    fn expired_tickets_are_skipped_when_serving() {
+        let lock = TicketLock::with_tickets("c", [Ticket::new(0, 5.0), Ticket::new(1, 20.0)]);
+        assert_eq!(lock.now_serving_at(1.0), 0);
+        assert_eq!(lock.now_serving_at(6.0), 1);
+        assert_eq!(lock.now_serving_at(30.0), 0);
+    }
+
+    #[test]
+    fn corrupt_records_are_errors_not_panics() {
+        for (bad, why) in [
+            (&b"not json"[..], "not JSON"),
+            (b"[]", "not a JSON object"),
+            (b"{\"tickets\": []}", "no `conversation_id`"),
+            (b"{\"conversation_id\": 5}", "not a string"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": 3}", "not a list"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": [\"x\"]}", "ticket 0: not JSON"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": [\"{\\\"number\\\": -1, \\\"expires\\\": 1}\"]}", "`number`"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": [\"{\\\"number\\\": 1}\"]}", "`expires`"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": [], \"epoch\": \"x\"}", "`epoch`"),
+        ] {
+            let err = TicketLock::from_json(bad).unwrap_err();
+            assert!(err.to_string().contains(why), "{err} should mention {why}");
+        }
+    }
+
+    #[test]
+    fn missing_tickets_field_reads_as_empty_queue() {
+        let lock = TicketLock::from_json(br#"{"conversation_id": "c", "other": 1}"#).unwrap();
+        assert_eq!(lock.tickets().len(), 0);
+    }
+}
