@@ -1,0 +1,351 @@
+-- Shared head of every script (prepended at build time).
+--
+-- KEYS[1]: the record's key, also the channel its changes are announced on.
+-- ARGV[1]: the conversation id, already JSON-encoded the way Python's
+--          json.dumps writes it (the client computes it).
+--
+-- The record is Rasa's JSON, byte for byte as Python writes it:
+--   {"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}"]}
+-- then our optional fields `, "last_issued": N, "epoch": E`. cjson.encode
+-- cannot write that (no spaces, escapes '/', 14-digit floats), so records
+-- are written by hand: tickets left untouched keep the string they were
+-- stored as; new or changed tickets are rendered here.
+
+-- Scripts read the server clock (TIME) before writing; Redis < 5 needs
+-- effects replication for that (later versions always do it).
+if redis.replicate_commands then
+  pcall(redis.replicate_commands)
+end
+
+local KEY = KEYS[1]
+local ID_JSON = ARGV[1]
+-- Kept after the last ticket expires, so a late reader still finds it.
+local GRACE_MS = 1000
+-- Longest TTL (about 30 years), for tickets written with absurd expiries.
+local MAX_TTL_MS = 1e12
+
+local function corrupt(message)
+  error({ ticketlock_corrupt = message })
+end
+
+-- Runs `main` and turns a corrupt record into an error reply whose code
+-- (CORRUPT) the client maps to its corrupt-record error.
+local function run(main)
+  local ok, result = pcall(main)
+  if ok then
+    return result
+  end
+  if type(result) == 'table' and result.ticketlock_corrupt then
+    return redis.error_reply('CORRUPT ' .. result.ticketlock_corrupt)
+  end
+  error(result)
+end
+
+-- The server's time in microseconds (exact in a double until year 2255).
+local function clock_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+-- The TTL of a record whose latest ticket expires at `last` (seconds):
+-- until then, plus the grace.
+local function ttl_ms(last, now_us)
+  local ttl = math.ceil((last * 1000000 - now_us) / 1000)
+  if ttl < 0 then
+    ttl = 0
+  elseif ttl > MAX_TTL_MS then
+    ttl = MAX_TTL_MS
+  end
+  return int(ttl + GRACE_MS)
+end
+
+-- A float as Python's repr writes it: the shortest digits that read back
+-- to the same double, fixed notation for exponents in [-4, 16), else
+-- d.ddde+XX; ".0" on integral values.
+local function py_float(x)
+  if x ~= x then return 'NaN' end
+  if x == math.huge then return 'Infinity' end
+  if x == -math.huge then return '-Infinity' end
+  if x == 0 then
+    if 1 / x < 0 then return '-0.0' end
+    return '0.0'
+  end
+  local s
+  for p = 14, 16 do
+    s = string.format('%.' .. p .. 'e', x)
+    if tonumber(s) == x then break end
+  end
+  local sign, d1, rest, e = string.match(s, '^(-?)(%d)%.?(%d*)e([-+]%d+)$')
+  local digits = string.gsub(d1 .. rest, '0+$', '')
+  local exp = tonumber(e)
+  if exp < -4 or exp >= 16 then
+    local m = string.sub(digits, 1, 1)
+    if #digits > 1 then
+      m = m .. '.' .. string.sub(digits, 2)
+    end
+    local es = exp < 0 and '-' or '+'
+    return sign .. m .. 'e' .. es .. string.format('%02d', math.abs(exp))
+  end
+  if exp < 0 then
+    return sign .. '0.' .. string.rep('0', -exp - 1) .. digits
+  end
+  if #digits <= exp + 1 then
+    return sign .. digits .. string.rep('0', exp + 1 - #digits) .. '.0'
+  end
+  return sign .. string.sub(digits, 1, exp + 1) .. '.' .. string.sub(digits, exp + 2)
+end
+
+local SHORT_ESCAPES = {
+  ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r',
+  ['\t'] = '\\t', ['\b'] = '\\b', ['\f'] = '\\f',
+}
+
+-- A string as Python's json.dumps writes it (ensure_ascii): everything
+-- outside printable ASCII is escaped, as \uXXXX (UTF-16 surrogate pairs
+-- above the BMP).
+local function py_str(s)
+  if not string.find(s, '[%z\1-\31"\\\127-\255]') then
+    return '"' .. s .. '"'
+  end
+  local out = {}
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local cp, len
+    if c < 0x80 then
+      cp, len = c, 1
+    elseif c >= 0xC2 and c <= 0xDF then
+      cp, len = c - 0xC0, 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      cp, len = c - 0xE0, 3
+    elseif c >= 0xF0 and c <= 0xF4 then
+      cp, len = c - 0xF0, 4
+    else
+      corrupt('a ticket is not valid UTF-8')
+    end
+    for j = i + 1, i + len - 1 do
+      local b = string.byte(s, j)
+      if not b or b < 0x80 or b > 0xBF then
+        corrupt('a ticket is not valid UTF-8')
+      end
+      cp = cp * 64 + (b - 0x80)
+    end
+    if len == 1 then
+      local ch = string.char(c)
+      local short = SHORT_ESCAPES[ch]
+      if short then
+        out[#out + 1] = short
+      elseif c < 0x20 or c == 0x7F then
+        out[#out + 1] = string.format('\\u%04x', c)
+      else
+        out[#out + 1] = ch
+      end
+    elseif cp >= 0x10000 then
+      local v = cp - 0x10000
+      out[#out + 1] = string.format('\\u%04x\\u%04x',
+        0xD800 + math.floor(v / 1024), 0xDC00 + v % 1024)
+    else
+      out[#out + 1] = string.format('\\u%04x', cp)
+    end
+    i = i + len
+  end
+  return '"' .. table.concat(out) .. '"'
+end
+
+-- A ticket as an element of the record's `tickets` list: Python's encoding
+-- of the string '{"number": N, "expires": F}'.
+local function ticket_element(t)
+  return '"{\\"number\\": ' .. int(t.number) .. ', \\"expires\\": ' .. py_float(t.expires) .. '}"'
+end
+
+local function is_count(v)
+  return type(v) == 'number' and v >= 0 and v < 9007199254740992 and math.floor(v) == v
+end
+
+local function is_finite(v)
+  return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+local function optional_count(doc, name)
+  local v = doc[name]
+  if v == nil or v == cjson.null then
+    return nil
+  end
+  if not is_count(v) then
+    corrupt('`' .. name .. '` is not a non-negative integer')
+  end
+  return v
+end
+
+local function parse_ticket(i, element)
+  local t, element_json
+  if type(element) == 'string' then
+    local ok, decoded = pcall(cjson.decode, element)
+    if not ok then
+      corrupt('ticket ' .. (i - 1) .. ': not JSON')
+    end
+    t = decoded
+    element_json = element
+  elseif type(element) == 'table' then
+    -- A plain object: tolerated (as the Rust reader does), rewritten as a string.
+    t = element
+  else
+    corrupt('ticket ' .. (i - 1) .. ': neither a string nor an object')
+  end
+  if type(t) ~= 'table' then
+    corrupt('ticket ' .. (i - 1) .. ': not a JSON object')
+  end
+  if not is_count(t.number) then
+    corrupt('ticket ' .. (i - 1) .. ': `number` is missing or not a non-negative integer')
+  end
+  if not is_finite(t.expires) then
+    corrupt('ticket ' .. (i - 1) .. ': `expires` is missing or not a finite number')
+  end
+  local ticket = { number = t.number, expires = t.expires }
+  if element_json then
+    ticket.element = py_str(element_json)
+  end
+  return ticket
+end
+
+-- The record at KEY, or nil. `last_issued` is the highest number issued,
+-- counting the tickets in the queue; `head` is the number of the first
+-- ticket as stored (live or not), to tell whether the head changed.
+local function load()
+  local raw = redis.call('GET', KEY)
+  if not raw then
+    return nil
+  end
+  local ok, doc = pcall(cjson.decode, raw)
+  if not ok then
+    corrupt('not JSON')
+  end
+  -- cjson decodes arrays to tables too: one with elements is no object.
+  if type(doc) ~= 'table' or doc[1] ~= nil then
+    corrupt('not a JSON object')
+  end
+  local cid = doc.conversation_id
+  if cid == nil then
+    corrupt('no `conversation_id`')
+  end
+  if type(cid) ~= 'string' then
+    corrupt('`conversation_id` is not a string')
+  end
+  local list = doc.tickets
+  if list == nil or list == cjson.null then
+    list = {}
+  end
+  if type(list) ~= 'table' then
+    corrupt('`tickets` is not a list')
+  end
+  local count = 0
+  for _ in pairs(list) do
+    count = count + 1
+  end
+  if count ~= #list then
+    corrupt('`tickets` is not a list')
+  end
+  local rec = {
+    tickets = {},
+    last_issued = optional_count(doc, 'last_issued'),
+    epoch = optional_count(doc, 'epoch'),
+  }
+  for i = 1, #list do
+    local t = parse_ticket(i, list[i])
+    rec.tickets[i] = t
+    if not rec.last_issued or t.number > rec.last_issued then
+      rec.last_issued = t.number
+    end
+  end
+  if rec.tickets[1] then
+    rec.head = rec.tickets[1].number
+  end
+  return rec
+end
+
+-- Drops the expired tickets (Rasa: expired when now > expires). Returns
+-- how many went.
+local function prune(rec, now_us)
+  local now = now_us / 1000000
+  local kept = {}
+  for _, t in ipairs(rec.tickets) do
+    if not (now > t.expires) then
+      kept[#kept + 1] = t
+    end
+  end
+  local removed = #rec.tickets - #kept
+  rec.tickets = kept
+  return removed
+end
+
+local function index_of(rec, number)
+  for i, t in ipairs(rec.tickets) do
+    if t.number == number then
+      return i
+    end
+  end
+  return nil
+end
+
+-- Whether a ticket of `epoch` (-1: matched by number alone) may be of this
+-- record: always when either side has no epoch.
+local function same_epoch(rec, epoch)
+  return epoch < 0 or rec.epoch == nil or rec.epoch == epoch
+end
+
+-- Sets a ticket to expire `lifetime_us` from now; it is rendered anew.
+local function extend(t, now_us, lifetime_us)
+  t.expires = (now_us + lifetime_us) / 1000000
+  t.element = nil
+end
+
+local function remaining_us(t, now_us)
+  local r = math.ceil(t.expires * 1000000 - now_us)
+  if r < 0 then
+    return 0
+  end
+  return r
+end
+
+-- The fencing token of a holder entering with `number` now: the epoch
+-- (server time at the record's creation) plus the number; for records
+-- without an epoch (written by Rasa), the server time plus the number.
+local function token(rec, number, now_us)
+  return (rec.epoch or now_us) + number
+end
+
+-- Writes the record back with a TTL past its last ticket's expiry, or
+-- deletes it when no ticket is left. Then, when the head changed, tells
+-- the new head (unless it is `quiet`, the caller that just entered).
+local function save(rec, now_us, quiet)
+  local n = #rec.tickets
+  if n == 0 then
+    redis.call('DEL', KEY)
+    return
+  end
+  local parts = {}
+  local last = rec.tickets[1].expires
+  for i, t in ipairs(rec.tickets) do
+    parts[i] = t.element or ticket_element(t)
+    if t.expires > last then
+      last = t.expires
+    end
+  end
+  local body = '{"conversation_id": ' .. ID_JSON .. ', "tickets": [' .. table.concat(parts, ', ') .. ']'
+  if rec.last_issued then
+    body = body .. ', "last_issued": ' .. int(rec.last_issued)
+  end
+  if rec.epoch then
+    body = body .. ', "epoch": ' .. int(rec.epoch)
+  end
+  body = body .. '}'
+  redis.call('SET', KEY, body, 'PX', ttl_ms(last, now_us))
+  local head = rec.tickets[1].number
+  if head ~= rec.head and head ~= quiet then
+    redis.call('PUBLISH', KEY, int(head))
+  end
+end

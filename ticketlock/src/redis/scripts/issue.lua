@@ -1,0 +1,30 @@
+-- Appends a ticket and tries to acquire with it at once.
+-- ARGV[2]: lifetime in microseconds.
+-- Returns {number, epoch or -1, status, token or ahead, holder remaining us or -1}
+-- with status 0 = acquired (then token), 1 = queued (then ahead).
+return run(function()
+  local lifetime = tonumber(ARGV[2])
+  local now = clock_us()
+  local rec = load()
+  if not rec then
+    -- A new incarnation: its epoch is the server time now, so fencing
+    -- tokens keep increasing across deletion of the record.
+    rec = { tickets = {}, epoch = now }
+  end
+  prune(rec, now)
+  local number = 0
+  if rec.last_issued then
+    number = rec.last_issued + 1
+  end
+  local ticket = { number = number }
+  extend(ticket, now, lifetime)
+  rec.tickets[#rec.tickets + 1] = ticket
+  rec.last_issued = number
+  local epoch = rec.epoch or -1
+  if #rec.tickets == 1 then
+    save(rec, now, number)
+    return { number, epoch, 0, token(rec, number, now), -1 }
+  end
+  save(rec, now, nil)
+  return { number, epoch, 1, #rec.tickets - 1, remaining_us(rec.tickets[1], now) }
+end)

@@ -1,0 +1,25 @@
+-- Removes a live ticket; the record goes when no ticket is left, and the
+-- new head (if the head changed) is told.
+-- ARGV[2]: ticket number, ARGV[3]: ticket epoch or -1.
+-- Returns 1 when the ticket was in the queue and live, else 0.
+return run(function()
+  local number = tonumber(ARGV[2])
+  local epoch = tonumber(ARGV[3])
+  local now = clock_us()
+  local rec = load()
+  if not rec or not same_epoch(rec, epoch) then
+    return 0
+  end
+  local pruned = prune(rec, now)
+  local i = index_of(rec, number)
+  if i then
+    table.remove(rec.tickets, i)
+  end
+  if i or pruned > 0 then
+    save(rec, now, nil)
+  end
+  if i then
+    return 1
+  end
+  return 0
+end)
