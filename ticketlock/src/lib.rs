@@ -8,6 +8,7 @@ mod error;
 mod guard;
 mod lock;
 mod memory;
+mod redis;
 mod store;
 mod ticket;
 
@@ -20,5 +21,6 @@ pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;
 pub use lock::{LockOptions, LockRequest, MAX_ID_LEN};
 pub use memory::InMemoryLockStore;
+pub use redis::RedisLockStore;
 pub use store::{LockStore, StoreSource};
 pub use ticket::{RecordError, Ticket, TicketLock};

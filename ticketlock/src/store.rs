@@ -6,13 +6,14 @@ use std::time::Duration;
 use crate::backend::{Backend, TicketId};
 use crate::config::{DEFAULT_LIFETIME, LockStoreConfig, lifetime_from_env};
 use crate::lock::{LockOptions, LockRequest, validate_id};
-use crate::{InMemoryLockStore, Result, TicketLock};
+use crate::{InMemoryLockStore, RedisLockStore, Result, TicketLock};
 
 /// Calls `$body` with `$b` bound to the store's backend.
 macro_rules! dispatch {
     ($store:expr, $b:ident => $body:expr) => {
         match &$store.kind {
             $crate::store::Kind::InMemory($b) => $body,
+            $crate::store::Kind::Redis($b) => $body,
         }
     };
 }
@@ -21,6 +22,7 @@ pub(crate) use dispatch;
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
     InMemory(InMemoryLockStore),
+    Redis(RedisLockStore),
 }
 
 /// A conversation lock store: fair FIFO locks per conversation id.
@@ -63,6 +65,12 @@ impl From<InMemoryLockStore> for StoreSource {
     }
 }
 
+impl From<RedisLockStore> for StoreSource {
+    fn from(s: RedisLockStore) -> Self {
+        StoreSource::Store(s.into())
+    }
+}
+
 impl From<LockStoreConfig> for StoreSource {
     fn from(c: LockStoreConfig) -> Self {
         StoreSource::Config(c)
@@ -79,6 +87,15 @@ impl From<InMemoryLockStore> for LockStore {
     fn from(s: InMemoryLockStore) -> Self {
         LockStore {
             kind: Kind::InMemory(s),
+            lifetime: DEFAULT_LIFETIME,
+        }
+    }
+}
+
+impl From<RedisLockStore> for LockStore {
+    fn from(s: RedisLockStore) -> Self {
+        LockStore {
+            kind: Kind::Redis(s),
             lifetime: DEFAULT_LIFETIME,
         }
     }
@@ -101,11 +118,8 @@ impl LockStore {
             StoreSource::Default | StoreSource::Config(LockStoreConfig::InMemory) => {
                 LockStore::in_memory()
             }
-            StoreSource::Config(LockStoreConfig::Redis(_)) => {
-                return Err(crate::Error::config(
-                    "lock_store.type",
-                    "the Redis store is not available in this build; use `in_memory`",
-                ));
+            StoreSource::Config(LockStoreConfig::Redis(config)) => {
+                RedisLockStore::connect(&config).await?.into()
             }
         };
         Ok(store.with_default_lifetime(lifetime))
@@ -127,6 +141,15 @@ impl LockStore {
     pub fn as_in_memory(&self) -> Option<&InMemoryLockStore> {
         match &self.kind {
             Kind::InMemory(s) => Some(s),
+            Kind::Redis(_) => None,
+        }
+    }
+
+    /// The Redis backend, if this is one.
+    pub fn as_redis(&self) -> Option<&RedisLockStore> {
+        match &self.kind {
+            Kind::Redis(s) => Some(s),
+            Kind::InMemory(_) => None,
         }
     }
 

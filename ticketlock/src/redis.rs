@@ -1,0 +1,643 @@
+//! The Redis store: many processes and machines, wire-compatible with Rasa.
+//!
+//! # Implementation details
+//! - Data: one string key per conversation, `lock:<id>` or
+//!   `<key_prefix>:lock:<id>`, holding Rasa's JSON record byte for byte as
+//!   Python writes it (tickets double-encoded, `expires` as float seconds),
+//!   followed by two optional fields of ours that Rasa ignores:
+//!   `last_issued` (numbers are never reused, even after every ticket
+//!   expired) and `epoch` (tells incarnations of a record apart). Keys are
+//!   built in one place (`redis/keys.rs`); the id is appended verbatim and
+//!   every command names its key exactly, so no id can reach another's
+//!   record.
+//! - Atomicity: every operation is one Lua script (`redis/scripts/*.lua`),
+//!   so one round trip, atomic with respect to every other client, Rasa's
+//!   included: issue (with the first attempt to acquire), try to acquire
+//!   (which also keeps a waiting ticket alive), release (dropping the record
+//!   with its last ticket), renew, check, update, save, delete. Scripts are
+//!   called by hash and loaded again when the server answers NOSCRIPT. Each
+//!   first drops the expired tickets; a corrupt record is answered with an
+//!   error naming what is wrong, never overwritten.
+//! - Clock: the server's (`TIME` in every script), so skew between clients
+//!   cannot move an expiry. A ticket expires when now > expires, as in Rasa.
+//! - Fencing tokens: a record's epoch is the server time in microseconds
+//!   when a script created it; a holder's token is epoch + ticket number
+//!   (server time + number for a record Rasa created, which has no epoch).
+//!   Tokens therefore increase for successive holders, also across deletion
+//!   of the record, as long as the server's clock does not go back and fewer
+//!   tickets than microseconds pass in one incarnation of a record.
+//! - TTL: every write sets the key to expire one second after its latest
+//!   ticket, so a crashed process leaves nothing behind for long.
+//! - Wake-ups: a script whose change gives the queue a new head publishes
+//!   the head's number on the channel named like the key (`*` after
+//!   save_lock and delete_lock: everybody looks again). One pub/sub
+//!   connection per store, owned by a background task, serves all its
+//!   waiters (`redis/subscriber.rs`). A release by a Rasa process publishes
+//!   nothing: our waiters then see it at their next bounded re-check.
+//! - Connections: one multiplexed, auto-reconnecting connection for
+//!   commands (replaced after a call that timed out, so a half-open
+//!   connection cannot stall the store) plus the pub/sub one. Every call is
+//!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
+//! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
+//!   went away during the round trip is still released.
+//!
+//! # Redis ACL
+//! The least privilege the store needs (with `key_prefix: p`, write
+//! `~p:lock:*` and `&p:lock:*`):
+//!
+//! ```text
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
+//! ```
+
+mod connection;
+mod keys;
+mod scripts;
+mod subscriber;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{Notify, oneshot};
+
+use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
+use crate::ticket::push_python_str;
+use crate::{Error, RedisConfig, Result, TicketLock};
+use keys::Keys;
+use scripts::{ACQUIRED, CORRUPT, QUEUED, SCRIPTS};
+use subscriber::{Subscribed, Subscriber};
+
+/// A lock store in Redis, shared by every process that points at the same
+/// server, database and key prefix, Rasa servers included.
+///
+/// Cheap to clone: clones share the connections. Made with
+/// [`RedisLockStore::connect`], or through [`crate::LockStore::create`] from
+/// a configuration.
+#[derive(Clone)]
+pub struct RedisLockStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    describe: String,
+    keys: Keys,
+    timeout: Duration,
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
+    /// The command connection and its generation (bumped on replacement).
+    conn: Mutex<(u64, ConnectionManager)>,
+    subscriber: Subscriber,
+    /// Dropped with the last handle: stops the subscriber task.
+    _stop: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for RedisLockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLockStore")
+            .field("server", &self.inner.describe)
+            .field("keys", &self.inner.keys.key("*"))
+            .field("socket_timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a script's reply is turned into an error.
+enum Reply {
+    Ok,
+    /// A record at this key was corrupt.
+    Corrupt,
+}
+
+impl RedisLockStore {
+    /// Connects to the server of `config` and checks it answers (PING), so
+    /// that a wrong address, password or TLS setting fails here with a clear
+    /// error rather than at the first lock.
+    ///
+    /// Fails with [`Error::Config`] for invalid settings (or credentials the
+    /// server refuses) and [`Error::Unavailable`] when the server cannot be
+    /// reached within `socket_timeout`.
+    pub async fn connect(config: &RedisConfig) -> Result<RedisLockStore> {
+        let connection::Connector {
+            client,
+            manager,
+            describe,
+        } = connection::connector(config)?;
+        let timeout = config.socket_timeout;
+        let unavailable = |message: String, source: Option<redis::RedisError>| {
+            Error::unavailable(
+                describe.clone(),
+                message,
+                source.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+            )
+        };
+        // A plain connection first: the manager would retry a refused
+        // password or certificate until the timeout, hiding the reason.
+        let probe = async {
+            let setup = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout));
+            let mut c = client
+                .get_multiplexed_async_connection_with_config(&setup)
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(config_error(&e)
+                    .unwrap_or_else(|| unavailable(format!("cannot connect: {e}"), Some(e))));
+            }
+            Err(_) => return Err(unavailable(format!("no answer within {timeout:?}"), None)),
+        }
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())
+            .map_err(|e| unavailable(format!("cannot connect: {e}"), Some(e)))?;
+        let (stop, stopped) = oneshot::channel();
+        let subscriber = Subscriber::start(client.clone(), timeout, stopped);
+        tracing::debug!(server = describe, "connected to redis");
+        Ok(RedisLockStore {
+            inner: Arc::new(Inner {
+                describe,
+                keys: Keys::new(config.key_prefix.as_deref()),
+                timeout,
+                client,
+                manager_config: manager,
+                conn: Mutex::new((0, conn)),
+                subscriber,
+                _stop: stop,
+            }),
+        })
+    }
+
+    /// The Redis key of `conversation_id`'s record (`lock:<id>` or
+    /// `<key_prefix>:lock:<id>`), also the pub/sub channel of its changes.
+    pub fn key_for(&self, conversation_id: &str) -> String {
+        self.inner.keys.key(conversation_id)
+    }
+
+    /// The record of `conversation_id` exactly as stored, if any (for
+    /// inspection tools).
+    pub async fn raw_record(&self, conversation_id: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.key_for(conversation_id);
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key);
+        self.query(&cmd).await
+    }
+
+    /// The socket timeout bounding every call.
+    pub fn socket_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    fn connection(&self) -> (u64, ConnectionManager) {
+        let guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replaces the command connection after a call timed out: a connection
+    /// whose peer vanished without closing it would otherwise stall every
+    /// later call. Done once per generation, however many calls timed out.
+    fn replace_connection(&self, generation: u64) {
+        let mut guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.0 != generation {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(
+            self.inner.client.clone(),
+            self.inner.manager_config.clone(),
+        ) {
+            Ok(fresh) => {
+                *guard = (generation + 1, fresh);
+                tracing::debug!(server = self.inner.describe, "redis connection replaced");
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot replace the redis connection"),
+        }
+    }
+
+    fn unavailable(&self, message: String, source: Option<redis::RedisError>) -> Error {
+        Error::unavailable(
+            self.inner.describe.clone(),
+            message,
+            source.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        )
+    }
+
+    fn error(&self, e: redis::RedisError, key: &str, reply: Reply) -> Error {
+        if let (Reply::Corrupt, Some(CORRUPT)) = (&reply, e.code()) {
+            return Error::CorruptRecord {
+                key: key.to_string(),
+                message: e.detail().unwrap_or("corrupt").to_string(),
+            };
+        }
+        if let Some(config) = config_error(&e) {
+            return config;
+        }
+        self.unavailable(e.to_string(), Some(e))
+    }
+
+    /// Runs a command within the socket timeout.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let (generation, mut conn) = self.connection();
+        match tokio::time::timeout(self.inner.timeout, cmd.query_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.error(e, "", Reply::Ok)),
+            Err(_) => {
+                self.replace_connection(generation);
+                Err(self.unavailable(format!("no answer within {:?}", self.inner.timeout), None))
+            }
+        }
+    }
+
+    /// Runs a script on the record at `key` within the socket timeout; the
+    /// conversation id goes first among the arguments, JSON-encoded as
+    /// Python writes it.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        key: &str,
+        id: &str,
+        args: &[&str],
+    ) -> Result<T> {
+        let mut id_json = String::with_capacity(id.len() + 2);
+        push_python_str(&mut id_json, id);
+        let mut invocation = script.key(key);
+        invocation.arg(id_json);
+        for a in args {
+            invocation.arg(*a);
+        }
+        let (generation, mut conn) = self.connection();
+        match tokio::time::timeout(self.inner.timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.error(e, key, Reply::Corrupt)),
+            Err(_) => {
+                self.replace_connection(generation);
+                Err(self.unavailable(format!("no answer within {:?}", self.inner.timeout), None))
+            }
+        }
+    }
+
+    /// One round trip of `issue`: see [`Backend::issue`].
+    async fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
+        let key = self.key_for(id);
+        let reply: Vec<i64> = self
+            .script(&SCRIPTS.issue, &key, id, &[&micros(lifetime).to_string()])
+            .await?;
+        let [number, epoch, status, a, remaining] = reply[..] else {
+            return Err(self.bad_reply("issue", &reply));
+        };
+        let ticket = TicketId {
+            number: number as u64,
+            epoch: u64::try_from(epoch).ok(),
+        };
+        let attempt = match status {
+            ACQUIRED => Attempt::Acquired {
+                fencing_token: a as u64,
+                lease: lifetime,
+            },
+            QUEUED => Attempt::Queued {
+                ahead: a as u64,
+                holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
+            },
+            _ => return Err(self.bad_reply("issue", &reply)),
+        };
+        tracing::debug!(
+            conversation_id = id,
+            ticket = ticket.number,
+            acquired = matches!(attempt, Attempt::Acquired { .. }),
+            "redis: ticket issued"
+        );
+        Ok(Issued { ticket, attempt })
+    }
+
+    fn bad_reply(&self, script: &str, reply: &[i64]) -> Error {
+        self.unavailable(
+            format!("unexpected reply {reply:?} to the {script} script; is this a Redis server?"),
+            None,
+        )
+    }
+}
+
+/// Turns errors that a change of configuration fixes (credentials, ACL)
+/// into [`Error::Config`].
+fn config_error(e: &redis::RedisError) -> Option<Error> {
+    let detail = e.detail().unwrap_or_default();
+    let text = e.to_string();
+    let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+        || text.contains("Authentication required")
+        || text.contains("NOAUTH");
+    if auth {
+        return Some(Error::config(
+            "lock_store.password",
+            format!(
+                "the Redis server refused the credentials ({detail}); check username and password"
+            ),
+        ));
+    }
+    if e.code() == Some("NOPERM") {
+        return Some(Error::config(
+            "lock_store.username",
+            format!(
+                "the Redis user lacks a permission the lock store needs ({detail}); \
+                 grant it the ACL rule documented on RedisLockStore"
+            ),
+        ));
+    }
+    if text.contains("refused to switch database") {
+        return Some(Error::config(
+            "lock_store.db",
+            format!("the Redis server refused the database ({detail}); use one it has, e.g. 1"),
+        ));
+    }
+    None
+}
+
+/// The caller's end of an issue in flight. Dropped before the answer was
+/// received, it withdraws the ticket: closing the channel makes a later
+/// answer bounce back to the issuing task (which releases it), and an
+/// answer already sent is released here.
+struct Incoming<'a> {
+    rx: oneshot::Receiver<Result<Issued>>,
+    store: &'a RedisLockStore,
+    id: &'a str,
+    received: bool,
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        if self.received {
+            return;
+        }
+        self.rx.close();
+        if let Ok(Ok(issued)) = self.rx.try_recv() {
+            tracing::debug!(
+                conversation_id = self.id,
+                ticket = issued.ticket.number,
+                "redis: caller gone during issue; ticket withdrawn"
+            );
+            self.store.release_on_drop(self.id, issued.ticket);
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+fn epoch_arg(ticket: TicketId) -> i64 {
+    ticket
+        .epoch
+        .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX))
+}
+
+impl Backend for RedisLockStore {
+    fn describe(&self) -> String {
+        self.inner.describe.clone()
+    }
+
+    async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
+        // The round trip runs in its own task: if the caller goes away
+        // while it is in flight, the ticket is still learnt and released.
+        let (tx, rx) = oneshot::channel();
+        let store = self.clone();
+        let owned = id.to_string();
+        tokio::spawn(async move {
+            let issued = store.issue_now(&owned, lifetime).await;
+            if let Err(Ok(issued)) = tx.send(issued) {
+                tracing::debug!(
+                    conversation_id = owned,
+                    ticket = issued.ticket.number,
+                    "redis: caller gone during issue; ticket withdrawn"
+                );
+                let _ = store.release(&owned, issued.ticket).await;
+            }
+        });
+        let mut incoming = Incoming {
+            rx,
+            store: self,
+            id,
+            received: false,
+        };
+        let issued = (&mut incoming.rx).await;
+        incoming.received = true;
+        issued.map_err(|_| self.unavailable("the issuing task was cancelled".into(), None))?
+    }
+
+    async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
+        let key = self.key_for(id);
+        let reply: Vec<i64> = self
+            .script(
+                &SCRIPTS.try_acquire,
+                &key,
+                id,
+                &[
+                    &ticket.number.to_string(),
+                    &epoch_arg(ticket).to_string(),
+                    &micros(lifetime).to_string(),
+                ],
+            )
+            .await?;
+        let attempt = match reply[..] {
+            [ACQUIRED, token] => Attempt::Acquired {
+                fencing_token: token as u64,
+                lease: lifetime,
+            },
+            [QUEUED, ahead, remaining] => Attempt::Queued {
+                ahead: ahead as u64,
+                holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
+            },
+            [2] => Attempt::Lost,
+            _ => return Err(self.bad_reply("try_acquire", &reply)),
+        };
+        Ok(attempt)
+    }
+
+    async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
+        let key = self.key_for(id);
+        let removed: i64 = self
+            .script(
+                &SCRIPTS.release,
+                &key,
+                id,
+                &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+            )
+            .await?;
+        tracing::debug!(
+            conversation_id = id,
+            ticket = ticket.number,
+            was_there = removed == 1,
+            "redis: ticket released"
+        );
+        Ok(removed == 1)
+    }
+
+    fn release_on_drop(&self, id: &str, ticket: TicketId) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to send it from: the ticket expires after its
+            // lifetime.
+            return;
+        };
+        let store = self.clone();
+        let id = id.to_string();
+        runtime.spawn(async move {
+            if let Err(e) = store.release(&id, ticket).await {
+                tracing::debug!(conversation_id = id, ticket = ticket.number, error = %e, "redis: release on drop failed; the ticket will expire");
+            }
+        });
+    }
+
+    async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
+        let key = self.key_for(id);
+        let renewed: i64 = self
+            .script(
+                &SCRIPTS.renew,
+                &key,
+                id,
+                &[
+                    &ticket.number.to_string(),
+                    &epoch_arg(ticket).to_string(),
+                    &micros(lifetime).to_string(),
+                ],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn check(&self, id: &str, ticket: TicketId) -> Result<bool> {
+        let key = self.key_for(id);
+        let held: i64 = self
+            .script(
+                &SCRIPTS.check,
+                &key,
+                id,
+                &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+            )
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn watch(&self, id: &str, ticket: TicketId) -> Result<Watch> {
+        let key = self.key_for(id);
+        let notify = Arc::new(Notify::new());
+        let (registration, subscribed) = self
+            .inner
+            .subscriber
+            .register(Keys::channel(&key), ticket.number, notify.clone())
+            .await;
+        match subscribed {
+            Subscribed::Confirmed => {}
+            Subscribed::Unconfirmed => tracing::debug!(
+                conversation_id = id,
+                ticket = ticket.number,
+                "redis: subscription not confirmed in time; relying on re-checks"
+            ),
+            Subscribed::Refused(why) => {
+                return Err(Error::config(
+                    "lock_store.username",
+                    format!(
+                        "the Redis server refused to subscribe to the channel {key:?} ({why}); \
+                         grant the user the channels of the lock keys (ACL `&lock:*`)"
+                    ),
+                ));
+            }
+        }
+        Ok(Watch::with_registration(notify, Box::new(registration)))
+    }
+
+    async fn get_lock(&self, id: &str) -> Result<Option<TicketLock>> {
+        let Some(raw) = self.raw_record(id).await? else {
+            return Ok(None);
+        };
+        TicketLock::from_json(&raw)
+            .map(Some)
+            .map_err(|e| Error::CorruptRecord {
+                key: self.key_for(id),
+                message: e.to_string(),
+            })
+    }
+
+    async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
+        let id = lock.conversation_id();
+        let key = self.key_for(id);
+        let mut elements = String::with_capacity(56 * lock.tickets().len());
+        let mut last_expires = f64::MIN;
+        let mut max_number: i64 = -1;
+        for (i, t) in lock.tickets().enumerate() {
+            if i > 0 {
+                elements.push_str(", ");
+            }
+            push_python_str(&mut elements, &t.dumps());
+            last_expires = last_expires.max(t.expires);
+            max_number = max_number.max(i64::try_from(t.number).unwrap_or(i64::MAX));
+        }
+        if !last_expires.is_finite() {
+            last_expires = 0.0;
+        }
+        let last_issued = lock
+            .last_issued()
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let epoch = lock
+            .epoch()
+            .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
+        let _: i64 = self
+            .script(
+                &SCRIPTS.save,
+                &key,
+                id,
+                &[
+                    &elements,
+                    &lock.tickets().len().to_string(),
+                    &format!("{last_expires:?}"),
+                    &max_number.to_string(),
+                    &last_issued.to_string(),
+                    &epoch.to_string(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_lock(&self, id: &str) -> Result<()> {
+        let key = self.key_for(id);
+        let _: i64 = self.script(&SCRIPTS.delete, &key, id, &[]).await?;
+        tracing::debug!(conversation_id = id, "redis: record deleted");
+        Ok(())
+    }
+
+    async fn update_lock(&self, id: &str) -> Result<()> {
+        let key = self.key_for(id);
+        let removed: i64 = self.script(&SCRIPTS.update, &key, id, &[]).await?;
+        if removed > 0 {
+            tracing::debug!(
+                conversation_id = id,
+                removed,
+                "redis: expired tickets removed"
+            );
+        }
+        Ok(())
+    }
+
+    async fn conversations(&self) -> Result<Vec<String>> {
+        let pattern = self.inner.keys.scan_pattern();
+        let mut ids = std::collections::HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&cmd).await?;
+            for key in &keys {
+                if let Some(id) = self.inner.keys.conversation_id(key) {
+                    ids.insert(id.to_string());
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(ids.into_iter().collect())
+    }
+}

@@ -1,0 +1,344 @@
+//! Push wake-ups: one pub/sub connection per store, shared by its waiters.
+//!
+//! A waiter registers its ticket's `Notify` under the record's channel; a
+//! background task keeps the connection subscribed to exactly the channels
+//! that have waiters (reconciling the wanted set with the confirmed one, so
+//! that subscribe and unsubscribe requests can never overtake each other)
+//! and turns each message into a wake-up of the waiter it names: the new
+//! head's number, or `*` for everybody on the channel. Registration waits
+//! until the server confirmed the subscription, so a release published after
+//! the waiter's next look at the queue cannot be missed. When the connection
+//! drops, the task reconnects, subscribes again and wakes every waiter to
+//! look, which covers whatever was published in between. The task stops when
+//! the last handle of the store is dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{Notify, oneshot};
+
+/// The registry of waiters and the handle to the task serving it.
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when the wanted channels change.
+    kick: Notify,
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<Vec<u8>, Channel>,
+    next_registration: u64,
+}
+
+#[derive(Default)]
+struct Channel {
+    waiters: Vec<Waiter>,
+    /// Whether the server confirmed the subscription after this entry was
+    /// made (an entry made while the channel was being left waits for the
+    /// subscription that follows).
+    confirmed: bool,
+    /// Registrations waiting for the confirmation: told `Ok`, or the
+    /// server's refusal.
+    pending: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+struct Waiter {
+    registration: u64,
+    number: u64,
+    notify: Arc<Notify>,
+}
+
+/// A waiter's place in the registry; dropping it unregisters.
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+    channel: Vec<u8>,
+    registration: u64,
+}
+
+/// What [`Subscriber::register`] learnt about the subscription.
+pub(crate) enum Subscribed {
+    /// The server confirmed it: every later message reaches the waiter.
+    Confirmed,
+    /// Not confirmed in time (the server is unreachable): the waiter relies
+    /// on its bounded re-checks, and is woken when the connection is back.
+    Unconfirmed,
+    /// The server refused it (e.g. an ACL without the channel).
+    Refused(String),
+}
+
+impl Subscriber {
+    /// Starts the task on the current runtime; it runs until `stop` is
+    /// dropped (or fires).
+    pub(crate) fn start(
+        client: redis::Client,
+        timeout: Duration,
+        stop: oneshot::Receiver<()>,
+    ) -> Subscriber {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            kick: Notify::new(),
+            timeout,
+        });
+        tokio::spawn(run(shared.clone(), client, stop));
+        Subscriber { shared }
+    }
+
+    /// Registers `notify` to be signalled when ticket `number` of the record
+    /// announced on `channel` may have become served, and waits (at most the
+    /// socket timeout) for the subscription to be confirmed.
+    pub(crate) async fn register(
+        &self,
+        channel: &[u8],
+        number: u64,
+        notify: Arc<Notify>,
+    ) -> (Registration, Subscribed) {
+        let (registration, confirmation) = {
+            let mut state = lock(&self.shared.state);
+            let registration = state.next_registration;
+            state.next_registration += 1;
+            let entry = state.channels.entry(channel.to_vec()).or_default();
+            entry.waiters.push(Waiter {
+                registration,
+                number,
+                notify,
+            });
+            let confirmation = (!entry.confirmed).then(|| {
+                let (tx, rx) = oneshot::channel();
+                entry.pending.push(tx);
+                rx
+            });
+            (registration, confirmation)
+        };
+        let registration = Registration {
+            shared: self.shared.clone(),
+            channel: channel.to_vec(),
+            registration,
+        };
+        let Some(confirmation) = confirmation else {
+            return (registration, Subscribed::Confirmed);
+        };
+        self.shared.kick.notify_one();
+        let subscribed = match tokio::time::timeout(self.shared.timeout, confirmation).await {
+            Ok(Ok(Ok(()))) => Subscribed::Confirmed,
+            Ok(Ok(Err(refusal))) => Subscribed::Refused(refusal),
+            Ok(Err(_)) | Err(_) => Subscribed::Unconfirmed,
+        };
+        (registration, subscribed)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        let Some(entry) = state.channels.get_mut(&self.channel) else {
+            return;
+        };
+        entry
+            .waiters
+            .retain(|w| w.registration != self.registration);
+        if entry.waiters.is_empty() {
+            state.channels.remove(&self.channel);
+            drop(state);
+            self.shared.kick.notify_one();
+        }
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // No critical section here panics half-way: a poisoned lock is still
+    // consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The connection as the task holds it.
+struct Connection {
+    sink: PubSubSink,
+    stream: PubSubStream,
+    /// Channels the server confirmed.
+    subscribed: HashSet<Vec<u8>>,
+}
+
+enum Failure {
+    /// The connection is gone: reconnect.
+    Lost(String),
+    /// The server refused the request (e.g. an ACL without the channel).
+    Refused(String),
+}
+
+async fn run(shared: Arc<Shared>, client: redis::Client, mut stop: oneshot::Receiver<()>) {
+    let mut conn: Option<Connection> = None;
+    let mut backoff = Duration::from_millis(25);
+    // Whether waiters must be told to look again once subscribed: after a
+    // reconnection, messages may have been lost.
+    let mut resync = false;
+    loop {
+        let wanted: HashSet<Vec<u8>> = lock(&shared.state).channels.keys().cloned().collect();
+        if conn.is_none() && !wanted.is_empty() {
+            match connect(&client, shared.timeout).await {
+                Ok(c) => {
+                    tracing::debug!("pub/sub connection established");
+                    conn = Some(c);
+                    backoff = Duration::from_millis(25);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "pub/sub connection failed; retrying");
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            match reconcile(c, &wanted, shared.timeout).await {
+                Ok(()) => {}
+                Err((Failure::Refused(why), channels)) => {
+                    tracing::warn!(error = why, "subscription refused by the server");
+                    refuse(&shared, &channels, &why);
+                }
+                Err((Failure::Lost(why), _)) => {
+                    tracing::debug!(error = why, "pub/sub connection lost; reconnecting");
+                    conn = None;
+                    resync = true;
+                    continue;
+                }
+            }
+            confirm(&shared, &c.subscribed, std::mem::take(&mut resync));
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            () = shared.kick.notified() => {}
+            message = next_message(&mut conn) => match message {
+                Some(msg) => deliver(&shared, &msg),
+                None => {
+                    tracing::debug!("pub/sub connection closed; reconnecting");
+                    conn = None;
+                    resync = true;
+                }
+            },
+        }
+    }
+}
+
+/// The next message; pending forever without a connection.
+async fn next_message(conn: &mut Option<Connection>) -> Option<redis::Msg> {
+    match conn.as_mut() {
+        Some(c) => c.stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect(client: &redis::Client, timeout: Duration) -> Result<Connection, String> {
+    match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+        Ok(Ok(pubsub)) => {
+            let (sink, stream) = pubsub.split();
+            Ok(Connection {
+                sink,
+                stream,
+                subscribed: HashSet::new(),
+            })
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// Leaves the subscribed channels no longer wanted, then subscribes to the
+/// wanted ones not yet subscribed. On failure, says which channels the
+/// failed request named.
+async fn reconcile(
+    c: &mut Connection,
+    wanted: &HashSet<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(), (Failure, Vec<Vec<u8>>)> {
+    let leave: Vec<Vec<u8>> = c.subscribed.difference(wanted).cloned().collect();
+    if !leave.is_empty() {
+        call(timeout, c.sink.unsubscribe(&leave))
+            .await
+            .map_err(|e| (e, Vec::new()))?;
+        for ch in &leave {
+            c.subscribed.remove(ch);
+        }
+    }
+    let join: Vec<Vec<u8>> = wanted.difference(&c.subscribed).cloned().collect();
+    if !join.is_empty() {
+        match call(timeout, c.sink.subscribe(&join)).await {
+            Ok(()) => c.subscribed.extend(join),
+            Err(e) => return Err((e, join)),
+        }
+    }
+    Ok(())
+}
+
+async fn call(
+    timeout: Duration,
+    request: impl std::future::Future<Output = redis::RedisResult<()>>,
+) -> Result<(), Failure> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+            Err(Failure::Refused(e.to_string()))
+        }
+        Ok(Err(e)) => Err(Failure::Lost(e.to_string())),
+        Err(_) => Err(Failure::Lost(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Tells the registrations on subscribed channels that they are; after a
+/// reconnection, wakes every waiter to look again.
+fn confirm(shared: &Shared, subscribed: &HashSet<Vec<u8>>, resync: bool) {
+    let mut state = lock(&shared.state);
+    for (name, channel) in state.channels.iter_mut() {
+        if !channel.confirmed && subscribed.contains(name) {
+            channel.confirmed = true;
+            for tx in channel.pending.drain(..) {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        if resync {
+            channel.waiters.iter().for_each(|w| w.notify.notify_one());
+        }
+    }
+}
+
+fn refuse(shared: &Shared, channels: &[Vec<u8>], why: &str) {
+    let mut state = lock(&shared.state);
+    for name in channels {
+        if let Some(channel) = state.channels.get_mut(name) {
+            for tx in channel.pending.drain(..) {
+                let _ = tx.send(Err(why.to_string()));
+            }
+        }
+    }
+}
+
+/// Wakes the waiter a message names: the new head's number, or everybody
+/// on the channel for `*` (or anything unexpected).
+fn deliver(shared: &Shared, msg: &redis::Msg) {
+    let Ok(channel) = msg.get_channel::<Vec<u8>>() else {
+        return;
+    };
+    let number = std::str::from_utf8(msg.get_payload_bytes())
+        .ok()
+        .and_then(|p| p.parse::<u64>().ok());
+    let state = lock(&shared.state);
+    let Some(entry) = state.channels.get(&channel) else {
+        return;
+    };
+    for w in &entry.waiters {
+        if number.is_none_or(|n| n == w.number) {
+            w.notify.notify_one();
+        }
+    }
+}
