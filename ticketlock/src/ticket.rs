@@ -322,7 +322,9 @@ pub(crate) fn unix_now() -> f64 {
 }
 
 /// A float as Python's `repr` writes it: the shortest string that reads back
-/// to the same value, with `.0` on integral values and `e+XX` exponents.
+/// to the same value (ties at 17 digits to even, as Python's dtoa; Rust's
+/// `{}` rounds those up), with `.0` on integral values and `e+XX` exponents
+/// outside [1e-4, 1e16).
 pub(crate) fn python_float(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
@@ -330,20 +332,44 @@ pub(crate) fn python_float(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        // Python switches to exponent form outside [1e-4, 1e16).
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        return format!(
-            "{mantissa}e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        );
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
     }
-    let s = format!("{f}");
-    if s.contains('.') { s } else { s + ".0" }
+    // Correctly rounded digits, 15 first: every shorter representation of a
+    // normal double shows as it with trailing zeros (trimmed below);
+    // subnormals have less precision and search from one digit. The
+    // redis scripts (common.lua, py_float) do the same.
+    let from = if f.abs() < f64::MIN_POSITIVE { 0 } else { 14 };
+    let s = (from..=16)
+        .map(|p| format!("{f:.p$e}"))
+        .find(|s| s.parse::<f64>() == Ok(f))
+        .unwrap_or_else(|| format!("{f:.16e}"));
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let n = digits.len() as i32;
+    if !(-4..16).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let es = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{dot}{rest}e{es}{:02}", exp.abs());
+    }
+    if exp < 0 {
+        let zeros = "0".repeat((-exp - 1) as usize);
+        return format!("{sign}0.{zeros}{digits}");
+    }
+    if n <= exp + 1 {
+        let zeros = "0".repeat((exp + 1 - n) as usize);
+        return format!("{sign}{digits}{zeros}.0");
+    }
+    let (int, frac) = digits.split_at((exp + 1) as usize);
+    format!("{sign}{int}.{frac}")
 }
 
 /// Appends `s` as a JSON string the way Python's `json.dumps` writes it
@@ -420,6 +446,14 @@ mod tests {
             (1e16, "1e+16"),
             (1.5e-5, "1.5e-05"),
             (123_456.789, "123456.789"),
+            // Ties at 17 digits go to even, as in Python (Rust's `{}` rounds up).
+            (1_795_892_618.003_906_25, "1795892618.0039062"),
+            (1_712_200_237_658_961.25, "1712200237658961.2"),
+            (5e-324, "5e-324"),
+            (1e23, "1e+23"),
+            (-2.5, "-2.5"),
+            (9_999_999_999_999_998.0, "9999999999999998.0"),
+            (0.000_123, "0.000123"),
         ] {
             assert_eq!(python_float(f), s, "{f}");
         }
