@@ -1277,3 +1277,103 @@ async fn create_builds_the_store_from_a_configuration() {
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
     assert!(start.elapsed() < Duration::from_millis(1500));
 }
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Runs `function` of the scripts' shared Lua over each argument.
+fn lua_map(con: &mut redis::Connection, function: &str, args: &[String]) -> Vec<String> {
+    let source = format!(
+        "{}\nlocal out = {{}}\nfor i = 2, #ARGV do out[#out + 1] = ({function})(ARGV[i]) end\nreturn out",
+        include_str!("../src/redis/scripts/common.lua")
+    );
+    let script = redis::Script::new(&source);
+    let mut invocation = script.key("unused");
+    invocation.arg("\"unused\"");
+    for a in args {
+        invocation.arg(a);
+    }
+    invocation.invoke(con).unwrap()
+}
+
+#[test]
+fn lua_writes_floats_and_strings_exactly_as_python() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut con = server.connection(1);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let now = unix_now();
+    let mut floats = vec![
+        0.0,
+        0.5,
+        0.1,
+        1.0,
+        1e15,
+        1e16,
+        1.5e-5,
+        1e-4,
+        0.000_123,
+        123_456.789,
+        1e22,
+        1.7976931348623157e308,
+        5e-324,
+        1_795_892_618.747_127_5,
+        1_795_892_618.0,
+        2_000_000_000.000_001,
+        -2.5,
+    ];
+    for _ in 0..3000 {
+        let r = rng.next();
+        floats.push(match r % 3 {
+            // What the scripts write: server time plus a lifetime, to the microsecond.
+            0 => ((now * 1e6).round() + (rng.next() % 10_000_000_000) as f64) / 1e6,
+            1 => now + (rng.next() % 1_000_000) as f64 / 7.0,
+            _ => {
+                let f = f64::from_bits(rng.next());
+                if f.is_finite() { f } else { 1.0 }
+            }
+        });
+    }
+    let args: Vec<String> = floats.iter().map(|f| format!("{f:?}")).collect();
+    let lua = lua_map(
+        &mut con,
+        "function(s) return py_float(tonumber(s)) end",
+        &args,
+    );
+    for (f, got) in floats.iter().zip(&lua) {
+        let dumped = Ticket::new(0, *f).dumps();
+        let want = &dumped["{\"number\": 0, \"expires\": ".len()..dumped.len() - 1];
+        assert_eq!(got, want, "{f:?}");
+    }
+    assert_eq!(lua.len(), floats.len());
+
+    let pool: Vec<char> = "aZ09 ~\"\\/\n\r\t\u{0}\u{1}\u{8}\u{c}\u{1f}\u{7f}\u{80}é\u{7ff}\u{800}€\u{fffd}\u{ffff}😀\u{10000}\u{10ffff}{}:*?["
+        .chars()
+        .collect();
+    let strings: Vec<String> = (0..2000)
+        .map(|_| {
+            let len = rng.next() % 12;
+            (0..len)
+                .map(|_| pool[(rng.next() % pool.len() as u64) as usize])
+                .collect()
+        })
+        .collect();
+    let lua = lua_map(&mut con, "py_str", &strings);
+    for (s, got) in strings.iter().zip(&lua) {
+        let dumped = TicketLock::new(s.as_str()).dumps();
+        let want =
+            &dumped["{\"conversation_id\": ".len()..dumped.len() - ", \"tickets\": []}".len()];
+        assert_eq!(got, want, "{s:?}");
+    }
+    assert_eq!(lua.len(), strings.len());
+}

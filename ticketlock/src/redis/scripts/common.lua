@@ -74,8 +74,15 @@ local function py_float(x)
     if 1 / x < 0 then return '-0.0' end
     return '0.0'
   end
+  -- 15 significant digits hold every shorter representation of a normal
+  -- double (trailing zeros are trimmed below); subnormals have fewer
+  -- digits of precision, so they search from one digit up.
   local s
-  for p = 14, 16 do
+  local from = 14
+  if math.abs(x) < 2.2250738585072014e-308 then
+    from = 0
+  end
+  for p = from, 16 do
     s = string.format('%.' .. p .. 'e', x)
     if tonumber(s) == x then break end
   end
