@@ -333,12 +333,31 @@ fn config_error(e: &redis::RedisError) -> Option<Error> {
             ),
         ));
     }
-    if e.code() == Some("NOPERM") {
+    // NOPERM, also from a command inside a script (answered as ERR).
+    if e.code() == Some("NOPERM")
+        || text.contains("no permissions to run")
+        || text.contains("can't run this command")
+        || text.contains("no permissions to access")
+    {
         return Some(Error::config(
             "lock_store.username",
             format!(
                 "the Redis user lacks a permission the lock store needs ({detail}); \
                  grant it the ACL rule documented on RedisLockStore"
+            ),
+        ));
+    }
+    if text.contains("invalid peer certificate") {
+        let key = if text.contains("NotValidForName") {
+            "lock_store.host"
+        } else {
+            "lock_store.ssl_ca_certs"
+        };
+        return Some(Error::config(
+            key,
+            format!(
+                "the server's TLS certificate is not accepted ({text}); give the CA that signed it \
+                 in ssl_ca_certs and a host name the certificate names"
             ),
         ));
     }

@@ -1203,7 +1203,13 @@ async fn tls_with_a_ca_and_a_client_certificate() {
     // Without the CA the server is not trusted.
     let mut untrusted = c.clone();
     untrusted.ssl_ca_certs = None;
-    assert!(RedisLockStore::connect(&untrusted).await.is_err());
+    match RedisLockStore::connect(&untrusted).await.unwrap_err() {
+        Error::Config { key, message } => {
+            assert_eq!(key, "lock_store.ssl_ca_certs");
+            assert!(message.contains("UnknownIssuer"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     // A missing file is a configuration error naming the setting.
     let mut missing = c.clone();
     missing.ssl_ca_certs = Some("/nonexistent/ca.pem".into());
@@ -1376,4 +1382,102 @@ fn lua_writes_floats_and_strings_exactly_as_python() {
         assert_eq!(got, want, "{s:?}");
     }
     assert_eq!(lua.len(), strings.len());
+}
+
+/// Everything the store does, as one user; the first error, if any.
+async fn full_workload(server: &RedisServer, user: &str, password: &str) -> Result<(), Error> {
+    let mut c = config(server);
+    c.username = Some(user.into());
+    c.password = Some(Secret::new(password));
+    c.socket_timeout = Duration::from_secs(1);
+    let store: LockStore = RedisLockStore::connect(&c).await?.into();
+    let holder = store.lock("c").await?;
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.lock("c").wait_time(HOUR).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.release().await?;
+    let g = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .map_err(|_| Error::Timeout {
+            conversation_id: "c (not woken)".into(),
+            waited: Duration::from_secs(2),
+        })?
+        .unwrap()?;
+    g.renew().await?;
+    g.is_held().await?;
+    store.conversations().await?;
+    store.get_lock("c").await?;
+    store.update_lock("c").await?;
+    store
+        .save_lock(&TicketLock::with_tickets(
+            "d",
+            [Ticket::new(0, unix_now() + 5.0)],
+        ))
+        .await?;
+    store.delete_lock("d").await?;
+    g.release().await?;
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec(&mut server.connection(1))
+        .unwrap();
+    store.lock("c").await?.release().await?;
+    // No waiter is left, so no subscription may be.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query(&mut server.connection(1))
+            .unwrap();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Unavailable {
+                backend: "test".into(),
+                message: format!("channels left subscribed: {channels:?}"),
+                source: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_permission_of_the_acl_rule_is_needed() {
+    let server = server!();
+    let mut admin = server.connection(1);
+    let rule: Vec<&str> = ACL_RULE.split(' ').collect();
+    for (i, dropped) in rule.iter().enumerate().filter(|(_, r)| r.starts_with('+')) {
+        let user = format!("u{i}");
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(&user);
+        for (j, r) in rule.iter().enumerate() {
+            if j != i {
+                cmd.arg(*r);
+            }
+        }
+        cmd.exec(&mut admin).unwrap();
+        let result = full_workload(&server, &user, "tl-pw").await;
+        match result {
+            Err(Error::Config { key, message }) => {
+                assert_eq!(key, "lock_store.username", "without {dropped}: {message}");
+            }
+            Err(Error::Unavailable {
+                backend, message, ..
+            }) if backend == "test" => {
+                assert_eq!(*dropped, "+unsubscribe", "without {dropped}: {message}");
+            }
+            other => panic!("without {dropped}: {other:?}"),
+        }
+        redis::cmd("FLUSHALL").exec(&mut admin).unwrap();
+    }
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg("full");
+    for r in &rule {
+        cmd.arg(*r);
+    }
+    cmd.exec(&mut admin).unwrap();
+    full_workload(&server, "full", "tl-pw").await.unwrap();
 }
