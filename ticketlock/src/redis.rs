@@ -40,6 +40,20 @@
 //!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
 //! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
 //!   went away during the round trip is still released.
+//! - Strict leases: release, renew and check drop expired tickets first, so
+//!   a holder whose lifetime ran out learns it ([`Error::Expired`] from the
+//!   guard) even when nobody else came.
+//!
+//! # Limits
+//! - An issue whose answer came later than `socket_timeout` leaves its
+//!   ticket in the queue until its lifetime ends, as a crashed process does.
+//! - Shared with Rasa processes, numbers can be reused by Rasa (its next
+//!   ticket is the last live one's + 1, and its rewrites drop `last_issued`
+//!   and `epoch`): a waiter of ours whose ticket was lost (silent for longer
+//!   than its lifetime) could take a newer Rasa ticket of the same number
+//!   for its own. Our own processes never reuse numbers.
+//! - Standalone servers only (`deployment_mode: standard`); keys and their
+//!   channels share a name, ready for a cluster's hash slots.
 //!
 //! # Redis ACL
 //! The least privilege the store needs (with `key_prefix: p`, write
@@ -73,6 +87,18 @@ use subscriber::{Subscribed, Subscriber};
 /// Cheap to clone: clones share the connections. Made with
 /// [`RedisLockStore::connect`], or through [`crate::LockStore::create`] from
 /// a configuration.
+///
+/// ```no_run
+/// # async fn f() -> ticketlock::Result<()> {
+/// use ticketlock::{LockStore, RedisConfig, RedisLockStore};
+///
+/// let mut config = RedisConfig::default();
+/// config.host = "redis.internal".into();
+/// let store: LockStore = RedisLockStore::connect(&config).await?.into();
+/// let guard = store.lock("sender-42").await?;
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisLockStore {
     inner: Arc<Inner>,

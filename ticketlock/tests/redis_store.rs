@@ -41,6 +41,12 @@ async fn connect_with(server: &RedisServer, c: RedisConfig) -> RedisLockStore {
         .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()))
 }
 
+/// A plain connection to database `db` (binary-safe raw commands).
+fn connection(server: &RedisServer, db: i64) -> redis::Connection {
+    let client = redis::Client::open(format!("{}/{db}", server.url())).unwrap();
+    client.get_connection().unwrap()
+}
+
 fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
     redis::cmd("GET").arg(key).query(con).unwrap()
 }
@@ -127,7 +133,7 @@ async fn every_write_is_byte_exact_with_a_ttl() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
     let key = store.as_redis().unwrap().key_for("c1");
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
 
     let holder = store.lock("c1").await.unwrap();
     let first = assert_canonical(&mut con, &key).unwrap();
@@ -220,7 +226,7 @@ async fn every_write_is_byte_exact_with_a_ttl() {
 async fn scripts_keep_rasas_bytes_and_render_floats_as_python() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c1");
     // Written by Rasa (its ticket expires far in the future).
     let rasa = br#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1895892618.7471275}"]}"#;
@@ -289,7 +295,7 @@ async fn scripts_keep_rasas_bytes_and_render_floats_as_python() {
 async fn a_rasa_holder_blocks_our_waiter_until_it_removes_its_ticket() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let mut rasa = TicketLock::new("c");
     assert_eq!(rasa_issue(&mut rasa, 60.0), 0);
@@ -336,7 +342,7 @@ async fn a_rasa_holder_blocks_our_waiter_until_it_removes_its_ticket() {
 async fn an_expiring_rasa_ticket_lets_our_waiter_in_at_its_expiry() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let mut rasa = TicketLock::new("c");
     rasa_issue(&mut rasa, 0.4);
@@ -362,7 +368,7 @@ async fn an_expiring_rasa_ticket_lets_our_waiter_in_at_its_expiry() {
 async fn a_rasa_reader_sees_our_holder_and_gets_in_after_us() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let guard = store.lock("c").await.unwrap();
 
@@ -404,7 +410,7 @@ async fn every_id_reaches_exactly_its_own_record() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
     let redis_store = store.as_redis().unwrap().clone();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let long: String = "x".repeat(64 * 1024);
     let ids: Vec<String> = [
         "*",
@@ -475,7 +481,7 @@ async fn every_id_reaches_exactly_its_own_record() {
 async fn a_flushed_script_cache_is_reloaded() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     store.lock("c").await.unwrap().release().await.unwrap();
     redis::cmd("SCRIPT").arg("FLUSH").exec(&mut con).unwrap();
     let g = store.lock("c").await.unwrap();
@@ -492,7 +498,7 @@ async fn a_flushed_script_cache_is_reloaded() {
 async fn corrupt_records_are_reported_with_their_key_and_left_alone() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     for (bad, why) in [
         (&b"not json"[..], "not JSON"),
@@ -588,7 +594,7 @@ async fn a_release_wakes_the_next_waiter_by_push_not_by_polling() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
     let other: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let holder = store.lock("c").await.unwrap();
     let waiter = tokio::spawn(async move {
@@ -692,7 +698,7 @@ async fn fencing_tokens_increase_across_deletion_and_re_creation() {
 async fn a_waiter_whose_record_is_deleted_gets_expired_at_once() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let holder = store.lock("c").await.unwrap();
     let waiter = {
@@ -743,7 +749,7 @@ async fn a_waiter_whose_record_is_deleted_gets_expired_at_once() {
 async fn two_stores_enter_in_fifo_order_one_at_a_time() {
     let server = server!();
     let stores: Vec<LockStore> = vec![connect(&server).await.into(), connect(&server).await.into()];
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = stores[0].as_redis().unwrap().key_for("c");
     let holder = stores[0].lock("c").await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -809,7 +815,7 @@ async fn many_tasks_on_two_connections_never_overlap() {
 async fn one_subscription_connection_serves_all_waiters_and_is_left_when_done() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let holders: Vec<_> =
         futures_util::future::join_all(["a", "b", "c"].map(|id| store.lock(id).into_future()))
             .await
@@ -873,7 +879,7 @@ async fn one_subscription_connection_serves_all_waiters_and_is_left_when_done() 
 async fn waiters_survive_a_lost_subscription_connection() {
     let server = server!();
     let store: LockStore = connect(&server).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let holder = store.lock("c").await.unwrap();
     let waiter = {
@@ -1019,7 +1025,7 @@ async fn a_dropped_wait_or_issue_leaves_no_ticket() {
     let mut c = config(&server);
     c.socket_timeout = Duration::from_secs(5);
     let store: LockStore = connect_with(&server, c).await.into();
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let key = store.as_redis().unwrap().key_for("c");
     let holder = store.lock("c").await.unwrap();
     let waiter = {
@@ -1106,7 +1112,7 @@ const ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* resetchannels &lock:* -@all 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_restricted_to_the_documented_acl_rule_can_do_everything() {
     let server = server!();
-    let mut admin = server.connection(1);
+    let mut admin = connection(&server, 1);
     let set_user = |admin: &mut redis::Connection, name: &str, rule: &str| {
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER").arg(name);
@@ -1158,7 +1164,7 @@ async fn a_user_restricted_to_the_documented_acl_rule_can_do_everything() {
     // The scripts load again under the ACL after a flush.
     redis::cmd("SCRIPT")
         .arg("FLUSH")
-        .exec(&mut server.connection(1))
+        .exec(&mut connection(&server, 1))
         .unwrap();
     store.lock("c").await.unwrap().release().await.unwrap();
 
@@ -1244,13 +1250,13 @@ async fn key_prefix_and_database_separate_stores() {
         db2.lock("c").await.unwrap(),
     ];
     assert!(guards.iter().all(|g| g.ticket() == 0));
-    let mut db1 = server.connection(1);
+    let mut db1 = connection(&server, 1);
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut db1).unwrap();
     keys.sort();
     assert_eq!(keys, ["bot7:lock:c", "lock:c"]);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
-        .query(&mut server.connection(2))
+        .query(&mut connection(&server, 2))
         .unwrap();
     assert_eq!(keys, ["lock:c"]);
     assert_eq!(plain.conversations().await.unwrap(), ["c"]);
@@ -1316,7 +1322,7 @@ fn lua_writes_floats_and_strings_exactly_as_python() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let mut con = server.connection(1);
+    let mut con = connection(&server, 1);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let now = unix_now();
     let mut floats = vec![
@@ -1420,7 +1426,7 @@ async fn full_workload(server: &RedisServer, user: &str, password: &str) -> Resu
     g.release().await?;
     redis::cmd("SCRIPT")
         .arg("FLUSH")
-        .exec(&mut server.connection(1))
+        .exec(&mut connection(server, 1))
         .unwrap();
     store.lock("c").await?.release().await?;
     // No waiter is left, so no subscription may be.
@@ -1428,7 +1434,7 @@ async fn full_workload(server: &RedisServer, user: &str, password: &str) -> Resu
     loop {
         let channels: Vec<String> = redis::cmd("PUBSUB")
             .arg("CHANNELS")
-            .query(&mut server.connection(1))
+            .query(&mut connection(server, 1))
             .unwrap();
         if channels.is_empty() {
             return Ok(());
@@ -1447,7 +1453,7 @@ async fn full_workload(server: &RedisServer, user: &str, password: &str) -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_permission_of_the_acl_rule_is_needed() {
     let server = server!();
-    let mut admin = server.connection(1);
+    let mut admin = connection(&server, 1);
     let rule: Vec<&str> = ACL_RULE.split(' ').collect();
     for (i, dropped) in rule.iter().enumerate().filter(|(_, r)| r.starts_with('+')) {
         let user = format!("u{i}");

@@ -1,8 +1,12 @@
 //! TEMPORARY private spawner of `redis-server`, until the test-support
-//! crate's `RedisServer` lands on main: the lead replaces this module with
-//! `ticketlock_test_support::{RedisServer, RedisOptions}` (same method
-//! names: `start`, `start_with`, `url`, `port`, `kill`, `restart`, `pause`,
-//! `resume`, `log`, `cli`).
+//! crate's `RedisServer` lands on main: the lead replaces `RedisServer` and
+//! `RedisOptions` here with `ticketlock_test_support`'s (the tests use
+//! `start`, `start_with`, `url`, `port`, `kill`, `restart`, `pause`,
+//! `resume`, `log`, `RedisOptions { tls, extra_args }`, and `certs()` for
+//! the CA, client certificate and key paths of a TLS server). Keep
+//! `config` and `redis_lock_store` at the end: they need only `start`,
+//! `port` and `log`, and `redis_lock_store` is the helper for the
+//! conformance suite.
 
 #![allow(dead_code)]
 
@@ -285,19 +289,13 @@ impl RedisServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
-
-    /// A plain connection to database `db` (binary-safe raw commands).
-    pub fn connection(&self, db: i64) -> redis::Connection {
-        let client = redis::Client::open(format!("{}/{db}", self.url())).unwrap();
-        client.get_connection().unwrap()
-    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(c) = &self.child {
-            // A paused server would ignore SIGKILL until continued? No, but
-            // continue it anyway so it exits cleanly.
+            // A paused server dies of SIGKILL too; continue it all the same
+            // so that nothing is left stopped if the kill fails.
             let _ = Command::new("kill")
                 .args(["-CONT", &c.id().to_string()])
                 .status();
