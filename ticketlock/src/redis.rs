@@ -127,11 +127,12 @@ impl std::fmt::Debug for RedisLockStore {
     }
 }
 
-/// How a script's reply is turned into an error.
+/// What answered with an error.
 enum Reply {
-    Ok,
-    /// A record at this key was corrupt.
-    Corrupt,
+    /// A plain command: WRONGTYPE means the key holds no record.
+    Command,
+    /// A script: CORRUPT names what is wrong with the record.
+    Script,
 }
 
 impl RedisLockStore {
@@ -206,7 +207,7 @@ impl RedisLockStore {
         let key = self.key_for(conversation_id);
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
-        self.query(&cmd).await
+        self.query(&cmd, &key).await
     }
 
     /// The socket timeout bounding every call.
@@ -248,10 +249,17 @@ impl RedisLockStore {
     }
 
     fn error(&self, e: redis::RedisError, key: &str, reply: Reply) -> Error {
-        if let (Reply::Corrupt, Some(CORRUPT)) = (&reply, e.code()) {
+        let corrupt = match (reply, e.code()) {
+            (Reply::Script, Some(CORRUPT)) => Some(e.detail().unwrap_or("corrupt").to_string()),
+            (Reply::Command, Some("WRONGTYPE")) if !key.is_empty() => {
+                Some("not a string value (WRONGTYPE)".to_string())
+            }
+            _ => None,
+        };
+        if let Some(message) = corrupt {
             return Error::CorruptRecord {
                 key: key.to_string(),
-                message: e.detail().unwrap_or("corrupt").to_string(),
+                message,
             };
         }
         if let Some(config) = config_error(&e) {
@@ -260,12 +268,13 @@ impl RedisLockStore {
         self.unavailable(e.to_string(), Some(e))
     }
 
-    /// Runs a command within the socket timeout.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+    /// Runs a command within the socket timeout; `key` is the record it
+    /// reads, if any.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> Result<T> {
         let (generation, mut conn) = self.connection();
         match tokio::time::timeout(self.inner.timeout, cmd.query_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(e, "", Reply::Ok)),
+            Ok(Err(e)) => Err(self.error(e, key, Reply::Command)),
             Err(_) => {
                 self.replace_connection(generation);
                 Err(self.unavailable(format!("no answer within {:?}", self.inner.timeout), None))
@@ -293,7 +302,7 @@ impl RedisLockStore {
         let (generation, mut conn) = self.connection();
         match tokio::time::timeout(self.inner.timeout, invocation.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(e, key, Reply::Corrupt)),
+            Ok(Err(e)) => Err(self.error(e, key, Reply::Script)),
             Err(_) => {
                 self.replace_connection(generation);
                 Err(self.unavailable(format!("no answer within {:?}", self.inner.timeout), None))
@@ -672,7 +681,7 @@ impl Backend for RedisLockStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&cmd).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&cmd, "").await?;
             for key in &keys {
                 if let Some(id) = self.inner.keys.conversation_id(key) {
                     ids.insert(id.to_string());

@@ -584,6 +584,27 @@ async fn corrupt_records_are_reported_with_their_key_and_left_alone() {
             "{message}"
         );
     }
+    // A key of another type is no record either.
+    redis::cmd("DEL").arg(&key).exec(&mut con).unwrap();
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("f")
+        .arg("v")
+        .exec(&mut con)
+        .unwrap();
+    for e in [
+        store.lock("c").await.unwrap_err(),
+        store.get_lock("c").await.unwrap_err(),
+        store.update_lock("c").await.unwrap_err(),
+    ] {
+        match e {
+            Error::CorruptRecord { key: k, message } => {
+                assert_eq!(k, key);
+                assert!(message.contains("WRONGTYPE"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     // delete_lock is the way out.
     store.delete_lock("c").await.unwrap();
     store.lock("c").await.unwrap().release().await.unwrap();

@@ -223,7 +223,13 @@ end
 -- counting the tickets in the queue; `head` is the number of the first
 -- ticket as stored (live or not), to tell whether the head changed.
 local function load()
-  local raw = redis.call('GET', KEY)
+  local raw = redis.pcall('GET', KEY)
+  if type(raw) == 'table' and raw.err then
+    if string.find(raw.err, '^WRONGTYPE') then
+      corrupt('not a string value (WRONGTYPE)')
+    end
+    error(raw)
+  end
   if not raw then
     return nil
   end
