@@ -1436,6 +1436,7 @@ nlg:
         let config = LockStoreConfig::Redis(r.clone());
         assert!(!format!("{config:?}").contains("hunter2secret"));
         assert!(!format!("{config:#?}").contains("hunter2secret"));
+        assert!(!r.display_url().contains("hunter2secret"));
         assert_eq!(
             r.password.as_ref().map(Secret::expose),
             Some("hunter2secret")
