@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod check;
 mod endpoints;
 mod lifetime;
 mod url;
