@@ -183,27 +183,61 @@ fn a_command_that_cannot_be_executed_exits_126() {
     assert!(out.stdout.is_empty());
 }
 
-/// SIGTERM sent to `ticketlock run` reaches the command, and `run` waits
-/// for it and exits with its status.
+/// A signal sent to `ticketlock run` reaches the command, and `run` waits
+/// for it and exits with its status. (No terminal here: with one, a Ctrl-C
+/// reaches the command from the terminal and is not forwarded again; that
+/// case is not automated.)
 #[cfg(unix)]
-#[test]
-fn sigterm_is_forwarded_to_the_command() {
-    use nix::sys::signal::{Signal, kill};
+fn assert_forwarded(signal: nix::sys::signal::Signal, name: &str) {
+    use nix::sys::signal::kill;
     use nix::unistd::Pid;
 
+    // Gives up after about 10 s, so that a lost signal fails the test
+    // instead of hanging it.
+    let script = format!(
+        "trap 'echo got-{name}; exit 3' {name}; echo ready; \
+         i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo no-signal"
+    );
     let mut child = ticketlock()
-        .args(["run", "--allow-memory", "c1", "--", "sh", "-c"])
-        .arg("trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+        .args(["run", "--allow-memory", "c1", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), format!("got-{name}"));
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(status.code(), Some(3), "{name}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_is_forwarded_to_the_command() {
+    assert_forwarded(nix::sys::signal::Signal::SIGTERM, "TERM");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_from_outside_a_terminal_is_forwarded_to_the_command() {
+    assert_forwarded(nix::sys::signal::Signal::SIGINT, "INT");
+}
+
+#[test]
+fn a_zero_timeout_takes_a_free_lock() {
+    let out = run(&[
+        "--allow-memory",
+        "--timeout",
+        "0",
+        "c1",
+        "--",
+        "sh",
+        "-c",
+        "exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
 }
 
 // Exit 75 (--timeout passed) and 69 (store unavailable) need a store shared
