@@ -13,21 +13,18 @@
 mod traffic;
 mod verify;
 
-use std::future::Future;
 use std::io::IsTerminal as _;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use ticketlock::{LockGuard, LockStore};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use ticketlock::{LockStore, QueuedTicket};
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
 use crate::cli::positive_seconds;
@@ -104,7 +101,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         work: Duration::from_micros(args.work_us),
         lifetime,
-        issue_order: IssueOrder::for_store(&store),
         ids: conversation_ids(args.conversations),
     };
     let arrivals = traffic::arrivals(args.conversations, args.messages, seed);
@@ -146,7 +142,6 @@ struct Setup {
     workers: u32,
     work: Duration,
     lifetime: Duration,
-    issue_order: IssueOrder,
     ids: Arc<[String]>,
 }
 
@@ -175,21 +170,10 @@ fn progress_bar(total: u64, json: bool) -> ProgressBar {
     bar
 }
 
-type LockFuture = Pin<Box<dyn Future<Output = ticketlock::Result<LockGuard>> + Send>>;
-
-/// A message on its way to a worker, with its lock request under way.
+/// A message on its way to a worker, with its ticket already in the queue.
 struct Job {
     msg: Message,
-    lock: Lock,
-    /// Fired once the lock request has finished (see [`dispatch`]).
-    settled: Option<oneshot::Sender<()>>,
-}
-
-enum Lock {
-    /// The request finished on its first poll (acquired, or failed).
-    Done(ticketlock::Result<LockGuard>),
-    /// The ticket is queued; the worker awaits the rest.
-    Waiting(LockFuture),
+    queued: ticketlock::Result<QueuedTicket>,
 }
 
 /// What the workers saw.
@@ -240,7 +224,6 @@ async fn simulate(
         store.clone(),
         setup.ids.clone(),
         setup.lifetime,
-        setup.issue_order,
         arrivals,
         tx,
     ));
@@ -265,79 +248,24 @@ async fn simulate(
     Ok(outcome)
 }
 
-/// How the dispatcher makes sure a conversation's tickets are issued in
-/// arrival order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IssueOrder {
-    /// The in-memory store issues the ticket synchronously on the request's
-    /// first poll, so polling once in the dispatcher is enough: the ticket
-    /// of message k exists before the request of message k+1 is created.
-    FirstPoll,
-    /// A remote store needs a round trip to issue, and a request does not
-    /// say when that is done; so the dispatcher hands out the next message
-    /// of a conversation only once the previous one's request has finished
-    /// (acquired implies issued). The dispatcher waits meanwhile, like a
-    /// server that takes arrivals strictly in turn; messages already queued
-    /// keep the workers busy.
-    AfterPrevious,
-}
-
-impl IssueOrder {
-    fn for_store(store: &LockStore) -> Self {
-        if store.as_in_memory().is_some() {
-            IssueOrder::FirstPoll
-        } else {
-            IssueOrder::AfterPrevious
-        }
-    }
-}
-
-/// Takes the messages in arrival order and starts each one's lock request,
-/// so that each conversation's tickets are issued in arrival order.
+/// Takes the messages in arrival order and takes each one's ticket before
+/// looking at the next, so that each conversation's tickets are issued in
+/// arrival order on any store; workers then wait for their turn.
 async fn dispatch(
     store: LockStore,
     ids: Arc<[String]>,
     lifetime: Duration,
-    order: IssueOrder,
     arrivals: Vec<Message>,
     tx: mpsc::Sender<Job>,
 ) {
-    let mut previous: Vec<Option<oneshot::Receiver<()>>> = Vec::new();
-    if order == IssueOrder::AfterPrevious {
-        previous.resize_with(ids.len(), || None);
-    }
     for msg in arrivals {
-        if let Some(prev) = previous.get_mut(msg.conv as usize).and_then(Option::take) {
-            // Err: the worker dropped it while stopping on an error.
-            let _ = prev.await;
-        }
         let Ok(slot) = tx.reserve().await else {
             return; // The workers stopped on an error.
         };
-        let (store, id) = (store.clone(), ids[msg.conv as usize].clone());
-        let mut request: LockFuture =
-            Box::pin(async move { store.lock(&id).lifetime(lifetime).await });
-        let lock = match order {
-            IssueOrder::FirstPoll => match poll_once(request.as_mut()).await {
-                Poll::Ready(result) => Lock::Done(result),
-                Poll::Pending => Lock::Waiting(request),
-            },
-            // Not polled here: the gate alone keeps the order (and the test
-            // of this mode on the in-memory store shows that it does).
-            IssueOrder::AfterPrevious => Lock::Waiting(request),
-        };
-        let settled = (order == IssueOrder::AfterPrevious).then(|| {
-            let (done, wait) = oneshot::channel();
-            previous[msg.conv as usize] = Some(wait);
-            done
-        });
-        slot.send(Job { msg, lock, settled });
+        let id = &ids[msg.conv as usize];
+        let queued = store.lock(id).lifetime(lifetime).enqueue().await;
+        slot.send(Job { msg, queued });
     }
-}
-
-/// Polls `f` once, in the calling task.
-async fn poll_once<F: Future + Unpin>(mut f: F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut f).poll(cx))).await
 }
 
 /// Handles messages off the queue until it is closed and empty.
@@ -353,16 +281,13 @@ async fn worker(
     };
     loop {
         let job = queue.lock().await.recv().await;
-        let Some(Job { msg, lock, settled }) = job else {
+        let Some(Job { msg, queued }) = job else {
             return Ok(out);
         };
-        let acquired = match lock {
-            Lock::Done(result) => result,
-            Lock::Waiting(request) => request.await,
+        let acquired = match queued {
+            Ok(queued) => queued.acquired().await,
+            Err(e) => Err(e),
         };
-        if let Some(settled) = settled {
-            let _ = settled.send(());
-        }
         let Message { conv, seq } = msg;
         let guard = match acquired {
             Ok(guard) => guard,
@@ -558,24 +483,16 @@ mod tests {
         Message { conv, seq }
     }
 
-    /// First-poll dispatch on the in-memory store: every message's ticket is
-    /// issued when it is handed out, so the requests are served in arrival
-    /// order however the workers await them.
+    /// The dispatcher takes every message's ticket when it hands it out, so
+    /// the requests are served in arrival order however the workers await
+    /// them.
     #[tokio::test(start_paused = true)]
-    async fn first_poll_dispatch_issues_tickets_in_arrival_order() {
+    async fn dispatch_issues_tickets_in_arrival_order() {
         let (tx, mut rx) = mpsc::channel(8);
         let arrivals = vec![msg(0, 0), msg(0, 1), msg(0, 2)];
         let ids = conversation_ids(1);
         let store = LockStore::in_memory();
-        let d = dispatch(
-            store,
-            ids,
-            Duration::from_secs(60),
-            IssueOrder::FirstPoll,
-            arrivals,
-            tx,
-        );
-        d.await;
+        dispatch(store, ids, Duration::from_secs(60), arrivals, tx).await;
         let mut jobs = Vec::new();
         while let Some(job) = rx.recv().await {
             jobs.push(job);
@@ -584,31 +501,16 @@ mod tests {
             jobs.iter().map(|j| j.msg).collect::<Vec<_>>(),
             [msg(0, 0), msg(0, 1), msg(0, 2)]
         );
-        let mut jobs = jobs.into_iter();
-        let Some(Job {
-            lock: Lock::Done(first),
-            ..
-        }) = jobs.next()
-        else {
-            panic!("the first request should have been served on its first poll");
-        };
+        let mut queued = jobs.into_iter().map(|j| j.queued.unwrap());
+        let (first, middle, last) = (
+            queued.next().unwrap(),
+            queued.next().unwrap(),
+            queued.next().unwrap(),
+        );
+        assert_eq!([first.ticket(), middle.ticket(), last.ticket()], [0, 1, 2]);
         // Await the last one first: it must wait for the middle one.
-        let (
-            Some(Job {
-                lock: Lock::Waiting(middle),
-                ..
-            }),
-            Some(Job {
-                lock: Lock::Waiting(last),
-                ..
-            }),
-        ) = (jobs.next(), jobs.next())
-        else {
-            panic!("the later requests should be queued");
-        };
-        let mut last = tokio::spawn(last);
-        let first = first.unwrap();
-        assert_eq!(first.ticket(), 0);
+        let mut last = tokio::spawn(last.acquired());
+        let first = first.acquired().await.unwrap();
         first.release().await.unwrap();
         assert!(
             tokio::time::timeout(Duration::from_secs(5), &mut last)
@@ -616,73 +518,23 @@ mod tests {
                 .is_err(),
             "message 2 entered before message 1"
         );
-        let middle = middle.await.unwrap();
-        assert_eq!(middle.ticket(), 1);
+        let middle = middle.acquired().await.unwrap();
         middle.release().await.unwrap();
         let last = last.await.unwrap().unwrap();
         assert_eq!(last.ticket(), 2);
     }
 
-    /// After-previous dispatch hands out a conversation's next message only
-    /// once the previous one's request finished.
-    #[tokio::test(start_paused = true)]
-    async fn after_previous_dispatch_waits_for_the_previous_request() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let arrivals = vec![msg(0, 0), msg(0, 1), msg(1, 0)];
-        let ids = conversation_ids(2);
-        let store = LockStore::in_memory();
-        let d = tokio::spawn(dispatch(
-            store,
-            ids,
-            Duration::from_secs(60),
-            IssueOrder::AfterPrevious,
-            arrivals,
-            tx,
-        ));
-        let first = rx.recv().await.unwrap();
-        assert_eq!(first.msg, msg(0, 0));
-        assert!(
-            tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .is_err(),
-            "message 1 was handed out before message 0's request finished"
-        );
-        let Lock::Waiting(request) = first.lock else {
-            panic!("after-previous dispatch does not poll");
-        };
-        let guard = request.await.unwrap();
-        first.settled.unwrap().send(()).unwrap();
-        let second = rx.recv().await.unwrap();
-        assert_eq!(second.msg, msg(0, 1));
-        // Another conversation's message does not wait for this one.
-        assert_eq!(rx.recv().await.unwrap().msg, msg(1, 0));
-        // Its ticket comes after the first's: it waits for the release.
-        let Lock::Waiting(request) = second.lock else {
-            panic!("after-previous dispatch does not poll");
-        };
-        let mut request = tokio::spawn(request);
-        assert!(
-            tokio::time::timeout(Duration::from_secs(5), &mut request)
-                .await
-                .is_err()
-        );
-        guard.release().await.unwrap();
-        assert_eq!(request.await.unwrap().unwrap().ticket(), 1);
-        d.await.unwrap();
-    }
-
-    /// The whole pipeline, with either way of keeping the issue order, on
-    /// a contended run (few conversations, many workers): verified.
+    /// The whole pipeline on a contended run (few conversations, many
+    /// workers): verified.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn both_issue_orders_keep_arrival_order_under_contention() {
-        for issue_order in [IssueOrder::FirstPoll, IssueOrder::AfterPrevious] {
+    async fn arrival_order_is_kept_under_contention() {
+        {
             let (conversations, messages) = (3, 60);
             let setup = Setup {
                 conversations,
                 workers: 12,
                 work: Duration::from_micros(50),
                 lifetime: Duration::from_secs(60),
-                issue_order,
                 ids: conversation_ids(conversations),
             };
             let store = LockStore::in_memory();
@@ -690,18 +542,14 @@ mod tests {
             let out = simulate(&store, &setup, arrivals, &ProgressBar::hidden())
                 .await
                 .unwrap();
-            assert!(
-                out.observed.is_empty(),
-                "{issue_order:?}: {:?}",
-                out.observed.first
-            );
+            assert!(out.observed.is_empty(), "{:?}", out.observed.first);
             let v = verify::verify(conversations, messages, &out.records);
-            assert!(v.is_empty(), "{issue_order:?}: {:?}", v.first);
+            assert!(v.is_empty(), "{:?}", v.first);
             assert_eq!(out.records.len(), 180);
             // Contended: some messages waited at least a handling time.
             assert!(
                 out.records.iter().any(|r| r.waited >= setup.work),
-                "{issue_order:?}"
+                "no message waited"
             );
             assert!(store.as_in_memory().unwrap().is_empty());
         }

@@ -1,30 +1,9 @@
 //! Building the lock store from the store flags shared by the subcommands.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use ticketlock::{LockStore, LockStoreConfig};
-
-// TEMP until config branch lands: stand-ins with the signatures of
-// `LockStoreConfig::from_endpoints_file` and `LockStoreConfig::from_url`.
-// Replace the two calls in `config` below with those and delete these.
-fn from_endpoints_file(path: impl AsRef<Path>) -> ticketlock::Result<LockStoreConfig> {
-    Err(ticketlock::Error::Config {
-        key: path.as_ref().display().to_string(),
-        message: "reading endpoints files is not available in this build yet".into(),
-    })
-}
-
-// TEMP until config branch lands.
-fn from_url(url: &str) -> ticketlock::Result<LockStoreConfig> {
-    if url == "memory://" {
-        return Ok(LockStoreConfig::InMemory);
-    }
-    Err(ticketlock::Error::Config {
-        key: "--redis".into(),
-        message: format!("{url:?}: store URLs are not available in this build yet"),
-    })
-}
 
 /// Which lock store to use. Without either flag: the in-memory store, which
 /// serializes only within this process.
@@ -44,8 +23,8 @@ impl StoreArgs {
     /// The configuration the flags name (in-memory without flags).
     pub fn config(&self) -> ticketlock::Result<LockStoreConfig> {
         match (&self.endpoints, &self.redis) {
-            (Some(path), _) => from_endpoints_file(path),
-            (None, Some(url)) => from_url(url),
+            (Some(path), _) => LockStoreConfig::from_endpoints_file(path),
+            (None, Some(url)) => LockStoreConfig::from_url(url),
             (None, None) => Ok(LockStoreConfig::InMemory),
         }
     }

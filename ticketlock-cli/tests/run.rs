@@ -155,7 +155,7 @@ fn a_bad_lifetime_in_the_environment_is_a_configuration_error() {
 fn an_unusable_store_flag_is_a_configuration_error() {
     let out = run(&["--redis", "nonsense", "c1", "--", "true"]);
     assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
-    assert_one_error_line(&out, "nonsense");
+    assert_one_error_line(&out, "not a usable URL");
 }
 
 #[test]
