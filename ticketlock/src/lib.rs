@@ -18,7 +18,7 @@ pub use config::{
 };
 pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;
-pub use lock::{LockOptions, LockRequest, MAX_ID_LEN, QueuedTicket};
+pub use lock::{LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME, QueuedTicket};
 pub use memory::InMemoryLockStore;
 pub use store::{LockStore, StoreSource};
 pub use ticket::{RecordError, Ticket, TicketLock};

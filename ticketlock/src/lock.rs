@@ -14,6 +14,10 @@ use crate::{Error, LockGuard, LockStore, Result};
 /// Longest conversation id accepted, in bytes (a Redis key holds it).
 pub const MAX_ID_LEN: usize = 256 * 1024;
 
+/// The shortest lock lifetime accepted: timers resolve to milliseconds, and
+/// a waiter must look at the queue several times per lifetime.
+pub const MIN_LIFETIME: Duration = Duration::from_millis(10);
+
 /// Margin added to the holder's remaining lifetime before looking again, so
 /// that the look happens after the expiry by the store's clock.
 const EXPIRY_SLACK: Duration = Duration::from_millis(1);
@@ -49,10 +53,14 @@ impl LockOptions {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.lifetime.is_zero() {
+        if self.lifetime < MIN_LIFETIME {
             return Err(Error::config(
                 "lock_lifetime",
-                "must be greater than zero; Rasa's default is 60 seconds",
+                format!(
+                    "{:?} is shorter than the shortest lifetime, {MIN_LIFETIME:?}: a waiter could \
+                     not keep its ticket alive between two looks; Rasa's default is 60 seconds",
+                    self.lifetime
+                ),
             ));
         }
         Ok(())
