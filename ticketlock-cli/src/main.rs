@@ -1,2 +1,17 @@
-//! The `ticketlock` command.
-fn main() {}
+//! The `ticketlock` command: parses the options and hands them to [`app::run`].
+
+mod app;
+mod cli;
+mod demo;
+mod exec;
+mod exit;
+mod store;
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    match cli::Cli::try_parse() {
+        Ok(cli) => app::run(cli),
+        Err(e) => exit::usage(&e),
+    }
+}

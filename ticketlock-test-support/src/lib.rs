@@ -1,1 +1,36 @@
 //! Test support: a `redis-server` of its own per test, on a free port.
+//!
+//! Shared by the library's tests, the CLI's tests and the benches. Each
+//! [`RedisServer`] is a child process on `127.0.0.1` with its own temp dir, so
+//! a test may kill, pause or restart it without disturbing any other test, and
+//! its failure messages carry the server's log.
+//!
+//! ```
+//! use ticketlock_test_support::{RedisOptions, RedisServer};
+//!
+//! // `None` only outside CI when redis-server is not installed.
+//! let Some(server) = RedisServer::start_with(RedisOptions {
+//!     password: Some("secret".into()),
+//!     ..Default::default()
+//! }) else {
+//!     return;
+//! };
+//! assert!(server.url().starts_with("redis://127.0.0.1:"));
+//! assert_eq!(server.cli(&["SET", "k", "v"]), "OK");
+//! assert_eq!(server.cli(&["GET", "k"]), "v");
+//! ```
+//!
+//! Servers need `redis-server` and `redis-cli` (Debian packages
+//! `redis-server` and `redis-tools`). Without `redis-server`,
+//! [`RedisServer::start`] returns `None` so a developer's test run skips, unless
+//! `CI=true`, where it panics.
+
+#![forbid(unsafe_code)]
+
+mod resp;
+mod run;
+mod server;
+mod tls;
+
+pub use server::{RedisOptions, RedisServer};
+pub use tls::TlsFiles;

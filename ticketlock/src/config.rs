@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod check;
 mod endpoints;
 mod lifetime;
 mod url;
@@ -12,6 +13,8 @@ mod url;
 pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
 
 /// Which store to build, and how.
+// Built once per store: the size of the Redis variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub enum LockStoreConfig {

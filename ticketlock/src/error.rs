@@ -93,6 +93,7 @@ impl Error {
         }
     }
 
+    #[allow(dead_code)] // for the remote stores
     pub(crate) fn unavailable(
         backend: impl Into<String>,
         message: impl Into<String>,

@@ -8,10 +8,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backend::{Attempt, Backend, TicketId, Watch};
+use crate::store::dispatch;
 use crate::{Error, LockGuard, LockStore, Result};
 
 /// Longest conversation id accepted, in bytes (a Redis key holds it).
 pub const MAX_ID_LEN: usize = 256 * 1024;
+
+/// The shortest lock lifetime accepted: timers resolve to milliseconds, and
+/// a waiter must look at the queue several times per lifetime.
+pub const MIN_LIFETIME: Duration = Duration::from_millis(10);
 
 /// Margin added to the holder's remaining lifetime before looking again, so
 /// that the look happens after the expiry by the store's clock.
@@ -48,10 +53,14 @@ impl LockOptions {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.lifetime.is_zero() {
+        if self.lifetime < MIN_LIFETIME {
             return Err(Error::config(
                 "lock_lifetime",
-                "must be greater than zero; Rasa's default is 60 seconds",
+                format!(
+                    "{:?} is shorter than the shortest lifetime, {MIN_LIFETIME:?}: a waiter could \
+                     not keep its ticket alive between two looks; Rasa's default is 60 seconds",
+                    self.lifetime
+                ),
             ));
         }
         Ok(())
@@ -128,6 +137,50 @@ impl<'a> LockRequest<'a> {
     }
 }
 
+impl LockRequest<'_> {
+    /// Takes a ticket now and returns without waiting to be served.
+    ///
+    /// The place in the queue is fixed when this returns, so a dispatcher
+    /// can take tickets in arrival order and hand the waiting to workers:
+    /// [`QueuedTicket::acquired`] waits for the lock. The request's timeout
+    /// counts from this call.
+    ///
+    /// # Cancel safety
+    /// If this future is dropped before it completes, the ticket (if the
+    /// store issued one) is withdrawn.
+    pub async fn enqueue(self) -> Result<QueuedTicket> {
+        let LockRequest {
+            store,
+            conversation_id,
+            options,
+        } = self;
+        validate_id(conversation_id)?;
+        options.validate()?;
+        let started = Instant::now();
+        let issue = dispatch!(store, b => b.issue(conversation_id, options.lifetime));
+        let issued = match options.timeout {
+            Some(t) => tokio::time::timeout_at(started + t, issue)
+                .await
+                .map_err(|_| timeout_error(conversation_id, started))??,
+            None => issue.await?,
+        };
+        tracing::debug!(
+            conversation_id,
+            ticket = issued.ticket.number,
+            "ticket issued"
+        );
+        Ok(QueuedTicket {
+            store: store.clone(),
+            conversation_id: conversation_id.to_string(),
+            ticket: issued.ticket,
+            attempt: issued.attempt,
+            options,
+            started,
+            armed: true,
+        })
+    }
+}
+
 impl<'a> IntoFuture for LockRequest<'a> {
     type Output = Result<LockGuard>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<LockGuard>> + Send + 'a>>;
@@ -144,21 +197,116 @@ impl<'a> IntoFuture for LockRequest<'a> {
     /// is not held up; a ticket whose withdrawal cannot reach the store
     /// expires after its lifetime.
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let LockRequest {
-                store,
-                conversation_id,
-                options,
-            } = self;
-            let held =
-                crate::store::dispatch!(store, b => acquire(b, conversation_id, &options).await)?;
-            Ok(LockGuard::new(
-                store.clone(),
-                conversation_id,
-                held,
-                options,
-            ))
-        })
+        Box::pin(async move { self.enqueue().await?.acquired().await })
+    }
+}
+
+/// A ticket in a conversation's queue, not yet served.
+///
+/// Made by [`LockRequest::enqueue`]. Owned and `'static`, so it can be sent
+/// to another task. Dropping it withdraws the ticket.
+#[must_use = "dropping a queued ticket withdraws it"]
+pub struct QueuedTicket {
+    store: LockStore,
+    conversation_id: String,
+    ticket: TicketId,
+    attempt: Attempt,
+    options: LockOptions,
+    started: Instant,
+    armed: bool,
+}
+
+impl QueuedTicket {
+    /// The conversation whose queue this ticket is in.
+    pub fn conversation_id(&self) -> &str {
+        &self.conversation_id
+    }
+
+    /// The ticket number.
+    pub fn ticket(&self) -> u64 {
+        self.ticket.number
+    }
+
+    /// Whether the ticket was served as soon as it was issued (no wait).
+    pub fn is_served(&self) -> bool {
+        matches!(self.attempt, Attempt::Acquired { .. })
+    }
+
+    /// Waits until the ticket is served and returns the guard.
+    ///
+    /// Fair: tickets of a conversation are served in the order they were
+    /// issued. Push-woken: a release wakes the next ticket at once; a holder
+    /// that vanished is passed over when its lifetime ends. Fails with
+    /// [`Error::Timeout`] past the request's timeout (the ticket is
+    /// withdrawn) and with [`Error::Expired`] when the ticket left the queue
+    /// (its record was deleted, or it was not kept alive).
+    ///
+    /// # Cancel safety
+    /// Dropping the future at any await point withdraws the ticket.
+    pub async fn acquired(mut self) -> Result<LockGuard> {
+        let id = self.conversation_id.as_str();
+        let (ticket, o) = (self.ticket, self.options);
+        let waited = dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o));
+        let attempt = match o.timeout {
+            Some(t) => tokio::time::timeout_at(self.started + t, waited)
+                .await
+                .map_err(|_| timeout_error(id, self.started))??,
+            None => waited.await?,
+        };
+        self.armed = false;
+        match attempt {
+            Attempt::Acquired { fencing_token, .. } => {
+                let waited = self.started.elapsed();
+                tracing::debug!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    fencing_token,
+                    waited_us = waited.as_micros() as u64,
+                    "lock acquired"
+                );
+                let held = Held {
+                    ticket,
+                    fencing_token,
+                    waited,
+                };
+                Ok(LockGuard::new(self.store.clone(), id, held, o))
+            }
+            _ => {
+                tracing::warn!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    "ticket lost while waiting"
+                );
+                Err(Error::Expired {
+                    conversation_id: id.to_string(),
+                    ticket: ticket.number,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for QueuedTicket {
+    fn drop(&mut self) {
+        if self.armed {
+            let (id, ticket) = (self.conversation_id.as_str(), self.ticket);
+            tracing::debug!(
+                conversation_id = id,
+                ticket = ticket.number,
+                "ticket withdrawn"
+            );
+            dispatch!(&self.store, b => b.release_on_drop(id, ticket));
+        }
+    }
+}
+
+impl std::fmt::Debug for QueuedTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedTicket")
+            .field("conversation_id", &self.conversation_id)
+            .field("ticket", &self.ticket)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,6 +316,13 @@ pub(crate) struct Held {
     pub ticket: TicketId,
     pub fencing_token: u64,
     pub waited: Duration,
+}
+
+fn timeout_error(id: &str, started: Instant) -> Error {
+    Error::Timeout {
+        conversation_id: id.to_string(),
+        waited: started.elapsed(),
+    }
 }
 
 pub(crate) fn validate_id(id: &str) -> Result<()> {
@@ -182,94 +337,6 @@ pub(crate) fn validate_id(id: &str) -> Result<()> {
         conversation_id: id.chars().take(64).collect(),
         message: message.into(),
     })
-}
-
-/// Withdraws a ticket that was issued but not acquired, when dropped armed.
-struct Pending<'a, B: Backend> {
-    backend: &'a B,
-    id: &'a str,
-    ticket: TicketId,
-    armed: bool,
-}
-
-impl<B: Backend> Drop for Pending<'_, B> {
-    fn drop(&mut self) {
-        if self.armed {
-            tracing::debug!(
-                conversation_id = self.id,
-                ticket = self.ticket.number,
-                "ticket withdrawn"
-            );
-            self.backend.release_on_drop(self.id, self.ticket);
-        }
-    }
-}
-
-/// Issues a ticket and waits until it is served, within the options'
-/// timeout.
-pub(crate) async fn acquire<B: Backend>(b: &B, id: &str, o: &LockOptions) -> Result<Held> {
-    validate_id(id)?;
-    o.validate()?;
-    let start = Instant::now();
-    let deadline = o.timeout.map(|t| start + t);
-    let timed_out = || Error::Timeout {
-        conversation_id: id.to_string(),
-        waited: start.elapsed(),
-    };
-    let issued = match deadline {
-        Some(d) => tokio::time::timeout_at(d, b.issue(id, o.lifetime))
-            .await
-            .map_err(|_| timed_out())??,
-        None => b.issue(id, o.lifetime).await?,
-    };
-    let ticket = issued.ticket;
-    tracing::debug!(
-        conversation_id = id,
-        ticket = ticket.number,
-        "ticket issued"
-    );
-    let mut pending = Pending {
-        backend: b,
-        id,
-        ticket,
-        armed: true,
-    };
-    let waited = wait(b, id, ticket, issued.attempt, o);
-    let attempt = match deadline {
-        Some(d) => tokio::time::timeout_at(d, waited)
-            .await
-            .map_err(|_| timed_out())??,
-        None => waited.await?,
-    };
-    pending.armed = false;
-    match attempt {
-        Attempt::Acquired { fencing_token, .. } => {
-            let waited = start.elapsed();
-            tracing::debug!(
-                conversation_id = id,
-                ticket = ticket.number,
-                fencing_token,
-                waited_us = waited.as_micros() as u64,
-                "lock acquired"
-            );
-            Ok(Held {
-                ticket,
-                fencing_token,
-                waited,
-            })
-        }
-        _ => {
-            tracing::warn!(
-                conversation_id = id,
-                ticket = ticket.number,
-                "ticket lost while waiting"
-            );
-            Err(Error::Expired {
-                conversation_id: id.to_string(),
-                ticket: ticket.number,
-            })
-        }
-    }
 }
 
 /// Waits until `attempt` is no longer [`Attempt::Queued`]: on push wake-ups,

@@ -39,7 +39,7 @@ pub struct InMemoryLockStore {
 }
 
 struct Shared {
-    shards: Box<[Mutex<HashMap<Box<str>, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     /// Source of fencing tokens and epochs; strictly increasing.
     counter: AtomicU64,
@@ -47,6 +47,8 @@ struct Shared {
     base_unix: f64,
     base: Instant,
 }
+
+type Shard = HashMap<Box<str>, Entry>;
 
 struct Entry {
     tickets: VecDeque<MemTicket>,
@@ -118,7 +120,7 @@ impl InMemoryLockStore {
         self.len() == 0
     }
 
-    fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<Box<str>, Entry>> {
+    fn shard(&self, id: &str) -> MutexGuard<'_, Shard> {
         let h = self.shared.hasher.hash_one(id) as usize;
         lock(&self.shared.shards[h & (self.shared.shards.len() - 1)])
     }
@@ -136,7 +138,7 @@ impl InMemoryLockStore {
         }
     }
 
-    fn from_unix(&self, unix: f64) -> Instant {
+    fn instant_at_unix(&self, unix: f64) -> Instant {
         let delta = unix - self.shared.base_unix;
         let base = self.shared.base;
         let d = Duration::try_from_secs_f64(delta.abs()).unwrap_or(Duration::from_secs(1 << 40));
@@ -200,10 +202,8 @@ impl Entry {
             self.tickets.pop_front();
             pruned = true;
         }
-        if pruned {
-            if let Some(head) = self.tickets.front() {
-                head.wake();
-            }
+        if pruned && let Some(head) = self.tickets.front() {
+            head.wake();
         }
     }
 
@@ -226,7 +226,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Gives memory back after a burst: a map that emptied to a quarter of its
 /// capacity is shrunk.
-fn shrink(map: &mut HashMap<Box<str>, Entry>) {
+fn shrink(map: &mut Shard) {
     if map.capacity() > 64 && map.len() * 4 < map.capacity() {
         map.shrink_to(map.len() * 2);
     }
@@ -373,7 +373,7 @@ impl Backend for InMemoryLockStore {
             .tickets()
             .map(|t| MemTicket {
                 number: t.number,
-                expires: self.from_unix(t.expires),
+                expires: self.instant_at_unix(t.expires),
                 waker: None,
             })
             .collect();
@@ -426,10 +426,10 @@ impl Backend for InMemoryLockStore {
         if let Some(entry) = shard.get_mut(id) {
             let head = entry.tickets.front().map(|t| t.number);
             entry.tickets.retain(|t| t.expires > now);
-            if entry.tickets.front().map(|t| t.number) != head {
-                if let Some(h) = entry.tickets.front() {
-                    h.wake();
-                }
+            if let Some(h) = entry.tickets.front()
+                && Some(h.number) != head
+            {
+                h.wake();
             }
             if entry.tickets.is_empty() {
                 shard.remove(id);

@@ -42,6 +42,8 @@ pub struct LockStore {
 
 /// What [`LockStore::create`] builds a store from (Rasa's
 /// `Union[LockStore, EndpointConfig, None]`).
+// Used once per store: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreSource {

@@ -1,0 +1,60 @@
+//! Runs a parsed command line: logging, the async runtime, the subcommand.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::{demo, exec, exit};
+
+/// Runs the subcommand and turns its outcome into the process's exit code;
+/// an error is reported as one `ticketlock: <message>` line on stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return exit::report(&exit::coded(
+                exit::SOFTWARE,
+                format!("cannot start the async runtime: {e}"),
+            ));
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Run(args) => exec::run(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => exit::report(&e),
+    }
+}
+
+/// Logs to stderr. `-v` sets the level for everything; without it
+/// `RUST_LOG` does, and without that only warnings show.
+fn init_logging(verbose: u8) {
+    let filter = match verbose {
+        0 => match std::env::var("RUST_LOG") {
+            Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+                eprintln!("ticketlock: ignoring RUST_LOG={spec:?}: {e}; logging warnings only");
+                EnvFilter::new("warn")
+            }),
+            _ => EnvFilter::new("warn"),
+        },
+        1 => EnvFilter::new("info"),
+        2 => EnvFilter::new("debug"),
+        _ => EnvFilter::new("trace"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,152 @@
+//! Exit codes (sysexits.h where one fits) and the one-line error report.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Bad usage: unknown option, missing argument, conflicting flags.
+pub const USAGE: u8 = 64;
+/// A stored record could not be read.
+pub const DATA: u8 = 65;
+/// The lock store could not be reached.
+pub const UNAVAILABLE: u8 = 69;
+/// An internal failure of this program (e.g. no async runtime).
+pub const SOFTWARE: u8 = 70;
+/// Try again later: the acquire timeout passed, or the ticket was lost.
+pub const TEMPFAIL: u8 = 75;
+/// The configuration (endpoints file, URL, `TICKET_LOCK_LIFETIME`) is wrong.
+pub const CONFIG: u8 = 78;
+/// The command exists but could not be executed (as in the shells).
+pub const CANNOT_EXECUTE: u8 = 126;
+/// The command was not found (as in the shells).
+pub const NOT_FOUND: u8 = 127;
+/// Anything else: the demo found a violation, or an unclassified error.
+pub const FAILURE: u8 = 1;
+
+/// An error that carries its own exit code; its message is the whole line.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: u8,
+    pub message: String,
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// An error with exit code `code`.
+pub fn coded(code: u8, message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// The exit code for an error: its own if it has one, else by the kind of
+/// the library error in its chain.
+pub fn code_of(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
+        }
+        if let Some(e) = cause.downcast_ref::<ticketlock::Error>() {
+            return code_of_lock_error(e);
+        }
+    }
+    FAILURE
+}
+
+fn code_of_lock_error(e: &ticketlock::Error) -> u8 {
+    use ticketlock::Error as E;
+    match e {
+        E::Timeout { .. } | E::Expired { .. } => TEMPFAIL,
+        E::Unavailable { .. } => UNAVAILABLE,
+        E::Config { .. } => CONFIG,
+        E::InvalidId { .. } => USAGE,
+        E::CorruptRecord { .. } => DATA,
+        _ => FAILURE,
+    }
+}
+
+/// Prints `ticketlock: <message>` on stderr and gives the exit code.
+pub fn report(e: &anyhow::Error) -> ExitCode {
+    // `{:#}` appends the causes on the same line: one line per error.
+    eprintln!("ticketlock: {e:#}");
+    ExitCode::from(code_of(e))
+}
+
+/// Reports a command-line parse failure: help and version go to stdout with
+/// status 0; real errors to stderr with [`USAGE`] (not clap's 2), their first
+/// line in our `ticketlock: <message>` form.
+pub fn usage(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        // --help, --version.
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    match text.strip_prefix("error: ") {
+        Some(message) => eprint!("ticketlock: {message}"),
+        // No subcommand given: clap shows the help instead of an error.
+        None => eprint!("{text}"),
+    }
+    if !text.ends_with('\n') {
+        eprintln!();
+    }
+    ExitCode::from(USAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn library_error_kinds_map_to_sysexits() {
+        let cases = [
+            (
+                ticketlock::Error::Timeout {
+                    conversation_id: "c".into(),
+                    waited: Duration::from_secs(1),
+                },
+                TEMPFAIL,
+            ),
+            (
+                ticketlock::Error::Unavailable {
+                    backend: "redis".into(),
+                    message: "refused".into(),
+                    source: None,
+                },
+                UNAVAILABLE,
+            ),
+            (
+                ticketlock::Error::Config {
+                    key: "k".into(),
+                    message: "m".into(),
+                },
+                CONFIG,
+            ),
+            (
+                ticketlock::Error::InvalidId {
+                    conversation_id: String::new(),
+                    message: "empty".into(),
+                },
+                USAGE,
+            ),
+        ];
+        for (e, code) in cases {
+            let e = anyhow::Error::from(e).context("while doing something");
+            assert_eq!(code_of(&e), code, "{e:#}");
+        }
+    }
+
+    #[test]
+    fn coded_errors_keep_their_code_and_others_are_failures() {
+        assert_eq!(code_of(&coded(NOT_FOUND, "x")), NOT_FOUND);
+        assert_eq!(code_of(&anyhow::anyhow!("plain")), FAILURE);
+    }
+}

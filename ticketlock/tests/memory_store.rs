@@ -1,0 +1,120 @@
+//! The conformance suite on the in-memory store, and in-memory specifics
+//! checked with paused time.
+
+#[macro_use]
+#[path = "conformance/suite.rs"]
+mod suite;
+
+use std::time::Duration;
+
+use suite::Harness;
+use ticketlock::{InMemoryLockStore, LockStore};
+
+struct Memory(LockStore);
+
+impl Harness for Memory {
+    fn store(&self) -> LockStore {
+        self.0.clone()
+    }
+
+    async fn peer(&self) -> LockStore {
+        // One process: another handle is a clone.
+        self.0.clone()
+    }
+}
+
+async fn memory() -> Option<Memory> {
+    Some(Memory(LockStore::in_memory()))
+}
+
+conformance_tests!(memory);
+
+#[tokio::test(start_paused = true)]
+async fn successor_enters_exactly_when_the_vanished_holder_expires() {
+    let store = LockStore::in_memory();
+    let g = store
+        .lock("c")
+        .lifetime(Duration::from_secs(10))
+        .await
+        .unwrap();
+    std::mem::forget(g);
+    let start = tokio::time::Instant::now();
+    let next = store.lock("c").wait_time(suite::HOUR).await.unwrap();
+    // Woken by the holder's expiry, not a poll: paused time jumps straight to it.
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(10) + Duration::from_millis(1)
+    );
+    next.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_looks_again_every_wait_time_at_most() {
+    let store = LockStore::in_memory();
+    let holder = store
+        .lock("c")
+        .lifetime(Duration::from_secs(600))
+        .await
+        .unwrap();
+    let waiter = store
+        .lock("c")
+        .lifetime(Duration::from_secs(600))
+        .wait_time(Duration::from_secs(2))
+        .enqueue()
+        .await
+        .unwrap();
+    let task = tokio::spawn(waiter.acquired());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The waiter's keep-alive refreshed its ticket at 2 s and 4 s.
+    let lock = store.get_lock("c").await.unwrap().unwrap();
+    let tickets: Vec<_> = lock.tickets().copied().collect();
+    assert_eq!(tickets.len(), 2);
+    let refreshed = tickets[1].expires - tickets[0].expires;
+    // Holder expires at t0+600; waiter at t4+600 (issued at t0, refreshed at t2, t4).
+    assert!((refreshed - 4.0).abs() < 0.01, "{refreshed}");
+    holder.release().await.unwrap();
+    task.await.unwrap().unwrap().release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_freed_after_100_000_conversations() {
+    let memory = InMemoryLockStore::new();
+    let store = LockStore::from(memory.clone());
+    for i in 0..100_000u32 {
+        let id = format!("conversation-{i}");
+        let g = store.lock(&id).await.unwrap();
+        assert_eq!(memory.len(), 1);
+        g.release().await.unwrap();
+    }
+    assert_eq!(memory.len(), 0);
+    assert!(memory.is_empty());
+    assert!(store.conversations().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guards_and_futures_leave_no_entry() {
+    let memory = InMemoryLockStore::new();
+    let store = LockStore::from(memory.clone());
+    let mut tasks = Vec::new();
+    for i in 0..1000u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("c{}", i % 10);
+            let g = store.lock(&id).await.unwrap();
+            tokio::task::yield_now().await;
+            drop(g);
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        if i % 7 == 0 {
+            t.abort();
+        }
+        let _ = t.await;
+    }
+    assert_eq!(
+        memory.len(),
+        0,
+        "{:?}",
+        store.conversations().await.unwrap()
+    );
+}
