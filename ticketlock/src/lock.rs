@@ -157,7 +157,8 @@ impl LockRequest<'_> {
         validate_id(conversation_id)?;
         options.validate()?;
         let started = Instant::now();
-        let issue = async { dispatch!(store, b => b.issue(conversation_id, options.lifetime).await) };
+        let issue =
+            async { dispatch!(store, b => b.issue(conversation_id, options.lifetime).await) };
         let issued = match options.timeout {
             Some(t) => tokio::time::timeout_at(started + t, issue)
                 .await
@@ -246,7 +247,8 @@ impl QueuedTicket {
     pub async fn acquired(mut self) -> Result<LockGuard> {
         let id = self.conversation_id.as_str();
         let (ticket, o) = (self.ticket, self.options);
-        let waited = async { dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o).await) };
+        let waited =
+            async { dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o).await) };
         let attempt = match o.timeout {
             Some(t) => tokio::time::timeout_at(self.started + t, waited)
                 .await

@@ -1098,7 +1098,7 @@ async fn a_dropped_wait_or_issue_leaves_no_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn passwords_stay_out_of_errors_and_debug_output() {
     let server = server!(RedisOptions {
-        extra_args: vec!["--requirepass".into(), "s3cret-pw".into()],
+        password: Some("s3cret-pw".into()),
         ..Default::default()
     });
     let mut c = config(&server);
@@ -1208,10 +1208,10 @@ async fn tls_with_a_ca_and_a_client_certificate() {
         tls: true,
         ..Default::default()
     });
-    let certs = server.certs();
+    let certs = server.tls_files().unwrap();
     let mut c = config(&server);
     c.use_ssl = true;
-    c.ssl_ca_certs = Some(certs.ca.clone());
+    c.ssl_ca_certs = Some(certs.ca_cert.clone());
     c.ssl_certfile = Some(certs.client_cert.clone());
     c.ssl_keyfile = Some(certs.client_key.clone());
     let store: LockStore = connect_with(&server, c.clone()).await.into();
