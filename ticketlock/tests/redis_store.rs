@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use server::{RedisOptions, RedisServer, config};
+use server::{RedisServer, config};
 use ticketlock::{Error, LockStore, RedisConfig, RedisLockStore, Secret, Ticket, TicketLock};
+use ticketlock_test_support::RedisOptions;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ticketlock::{LockStore, RedisConfig, RedisLockStore};
-pub use ticketlock_test_support::{RedisOptions, RedisServer};
+pub use ticketlock_test_support::RedisServer;
 
 /// The store configuration for `server` (database 1, as Rasa's default;
 /// the server's password, if it has one).
