@@ -23,7 +23,7 @@ use signals::Signals;
 #[command(
     after_help = "COMMAND sees TICKETLOCK_CONVERSATION_ID, TICKETLOCK_TICKET and \
                   TICKETLOCK_FENCING_TOKEN. Exit status: COMMAND's (128+N if killed by \
-                  signal N); 75 when --timeout passed, 69 when the store is unavailable, \
+                  signal N); 75 when --timeout passed or the queue is full, 69 when the store is unavailable, \
                   78 for a configuration error, 64 for bad usage, 126/127 when COMMAND \
                   cannot be run / is not found."
 )]

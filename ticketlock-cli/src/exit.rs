@@ -11,7 +11,8 @@ pub const DATA: u8 = 65;
 pub const UNAVAILABLE: u8 = 69;
 /// An internal failure of this program (e.g. no async runtime).
 pub const SOFTWARE: u8 = 70;
-/// Try again later: the acquire timeout passed, or the ticket was lost.
+/// Try again later: the acquire timeout passed, the ticket was lost, or the
+/// conversation's queue was full.
 pub const TEMPFAIL: u8 = 75;
 /// The configuration (endpoints file, URL, `TICKET_LOCK_LIFETIME`) is wrong.
 pub const CONFIG: u8 = 78;
@@ -63,7 +64,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
 fn code_of_lock_error(e: &ticketlock::Error) -> u8 {
     use ticketlock::Error as E;
     match e {
-        E::Timeout { .. } | E::Expired { .. } => TEMPFAIL,
+        // A full queue drains as its holders finish: retry later, as for a
+        // timeout (69 would send the operator looking for a dead server).
+        E::Timeout { .. } | E::Expired { .. } | E::QueueFull { .. } => TEMPFAIL,
         E::Unavailable { .. } => UNAVAILABLE,
         E::Config { .. } => CONFIG,
         E::InvalidId { .. } => USAGE,
@@ -112,6 +115,13 @@ mod tests {
                 ticketlock::Error::Timeout {
                     conversation_id: "c".into(),
                     waited: Duration::from_secs(1),
+                },
+                TEMPFAIL,
+            ),
+            (
+                ticketlock::Error::QueueFull {
+                    conversation_id: "c".into(),
+                    limit: 1000,
                 },
                 TEMPFAIL,
             ),

@@ -40,6 +40,12 @@
 //!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
 //! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
 //!   went away during the round trip is still released.
+//! - Bounds: the issue script refuses a ticket (status 2, then
+//!   [`Error::QueueFull`]) when the queue already holds the handle's
+//!   `max_queue_len` live tickets, so our processes cannot grow a record
+//!   without limit; ids longer than [`crate::MAX_ID_LEN`] are refused before
+//!   any key is built. (A client that writes records itself, as Rasa does,
+//!   is not bound by this.)
 //! - Strict leases: release, renew and check drop expired tickets first, so
 //!   a holder whose lifetime ran out learns it ([`Error::Expired`] from the
 //!   guard) even when nobody else came.
@@ -75,10 +81,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, oneshot};
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
+use crate::lock::{queue_full, validate_id};
 use crate::ticket::push_python_str;
-use crate::{Error, RedisConfig, Result, TicketLock};
+use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, Result, TicketLock};
 use keys::Keys;
-use scripts::{ACQUIRED, CORRUPT, QUEUED, SCRIPTS};
+use scripts::{ACQUIRED, CORRUPT, FULL, QUEUED, SCRIPTS};
 use subscriber::{Subscribed, Subscriber};
 
 /// A lock store in Redis, shared by every process that points at the same
@@ -102,6 +109,8 @@ use subscriber::{Subscribed, Subscriber};
 #[derive(Clone)]
 pub struct RedisLockStore {
     inner: Arc<Inner>,
+    /// This handle's bound on a queue; see [`RedisLockStore::with_max_queue_len`].
+    max_queue_len: usize,
 }
 
 struct Inner {
@@ -123,6 +132,7 @@ impl std::fmt::Debug for RedisLockStore {
             .field("server", &self.inner.describe)
             .field("keys", &self.inner.keys.key("*"))
             .field("socket_timeout", &self.inner.timeout)
+            .field("max_queue_len", &self.max_queue_len)
             .finish_non_exhaustive()
     }
 }
@@ -192,7 +202,22 @@ impl RedisLockStore {
                 subscriber,
                 _stop: stop,
             }),
+            max_queue_len: DEFAULT_MAX_QUEUE_LEN,
         })
+    }
+
+    /// This handle, refusing to issue a ticket (with [`Error::QueueFull`])
+    /// when the conversation's queue already holds `max_queue_len` live
+    /// tickets (at least 1; default [`DEFAULT_MAX_QUEUE_LEN`]). Checked by
+    /// the issue script, atomically. Other handles keep their own bound.
+    pub fn with_max_queue_len(mut self, max_queue_len: usize) -> Self {
+        self.max_queue_len = max_queue_len.max(1);
+        self
+    }
+
+    /// The most tickets this handle lets a queue hold.
+    pub fn max_queue_len(&self) -> usize {
+        self.max_queue_len
     }
 
     /// The Redis key of `conversation_id`'s record (`lock:<id>` or
@@ -314,11 +339,22 @@ impl RedisLockStore {
     async fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         let key = self.key_for(id);
         let reply: Vec<i64> = self
-            .script(&SCRIPTS.issue, &key, id, &[&micros(lifetime).to_string()])
+            .script(
+                &SCRIPTS.issue,
+                &key,
+                id,
+                &[
+                    &micros(lifetime).to_string(),
+                    &self.max_queue_len.to_string(),
+                ],
+            )
             .await?;
         let [number, epoch, status, a, remaining] = reply[..] else {
             return Err(self.bad_reply("issue", &reply));
         };
+        if status == FULL {
+            return Err(queue_full(id, self.max_queue_len));
+        }
         let ticket = TicketId {
             number: number as u64,
             epoch: u64::try_from(epoch).ok(),
@@ -449,6 +485,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
+        validate_id(id)?;
         // The round trip runs in its own task: if the caller goes away
         // while it is in flight, the ticket is still learnt and released.
         let (tx, rx) = oneshot::channel();
