@@ -432,6 +432,28 @@ fn config_error(e: &redis::RedisError) -> Option<Error> {
             ),
         ));
     }
+    // The server refused our side of the handshake: no client certificate
+    // where one is required, or one signed by a CA it does not trust.
+    const CLIENT_CERT_ALERTS: &[&str] = &[
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateRequired",
+        "CertificateUnknown",
+        "UnsupportedCertificate",
+        "CertificateExpired",
+        "CertificateRevoked",
+    ];
+    if text.contains("received fatal alert")
+        && CLIENT_CERT_ALERTS.iter().any(|alert| text.contains(alert))
+    {
+        return Some(Error::config(
+            "lock_store.ssl_certfile",
+            format!(
+                "the server refused the client certificate ({text}); give in ssl_certfile and \
+                 ssl_keyfile a certificate signed by a CA the server trusts (tls-ca-cert-file)"
+            ),
+        ));
+    }
     if text.contains("refused to switch database") {
         return Some(Error::config(
             "lock_store.db",
