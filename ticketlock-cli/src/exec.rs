@@ -33,17 +33,20 @@ pub struct RunArgs {
 
     /// Lease lifetime in seconds, renewed while COMMAND runs (default:
     /// TICKET_LOCK_LIFETIME, else 60).
-    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds,
+          allow_negative_numbers = true)]
     pub lifetime: Option<Duration>,
 
     /// Give up with status 75 when the lock is not acquired within SECS
     /// (0: only if it is free now). Default: wait as long as it takes.
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", value_parser = seconds,
+          allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
 
     /// Longest pause between two looks at the queue while waiting (wake-ups
     /// are pushed; this bounds the wait after a missed one). Default 1.
-    #[arg(long = "wait-time", value_name = "SECS", value_parser = positive_seconds)]
+    #[arg(long = "wait-time", value_name = "SECS", value_parser = positive_seconds,
+          allow_negative_numbers = true)]
     pub wait_time: Option<Duration>,
 
     /// Use the in-memory store even though it cannot keep other processes

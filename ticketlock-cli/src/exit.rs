@@ -83,8 +83,10 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
 }
 
 /// Reports a command-line parse failure: help and version go to stdout with
-/// status 0; real errors to stderr with [`USAGE`] (not clap's 2), their first
-/// line in our `ticketlock: <message>` form.
+/// status 0; real errors to stderr with [`USAGE`] (not clap's 2), as one
+/// `ticketlock: <message>` line: clap's message (its indented list of
+/// missing arguments joined in), its tips in brackets, without the usage
+/// block.
 pub fn usage(e: &clap::Error) -> ExitCode {
     if !e.use_stderr() {
         // --help, --version.
@@ -93,14 +95,34 @@ pub fn usage(e: &clap::Error) -> ExitCode {
     }
     let text = e.render().to_string();
     match text.strip_prefix("error: ") {
-        Some(message) => eprint!("ticketlock: {message}"),
-        // No subcommand given: clap shows the help instead of an error.
-        None => eprint!("{text}"),
-    }
-    if !text.ends_with('\n') {
-        eprintln!();
+        Some(message) => eprintln!("ticketlock: {}", one_line(message)),
+        None => {
+            // No subcommand given: clap shows the help instead of an error.
+            eprint!("{text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+        }
     }
     ExitCode::from(USAGE)
+}
+
+/// Clap's rendered error on one line: the first paragraph joined, then each
+/// `tip:`; the `Usage:` and "For more information" paragraphs are dropped
+/// for a pointer to `--help`.
+fn one_line(message: &str) -> String {
+    let (first, rest) = message.split_once("\n\n").unwrap_or((message, ""));
+    let mut line = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for tip in rest.lines().filter_map(|l| l.trim().strip_prefix("tip: ")) {
+        line.push_str(&format!(" ({tip})"));
+    }
+    line.push_str("; see --help");
+    line
 }
 
 #[cfg(test)]
@@ -152,6 +174,21 @@ mod tests {
             let e = anyhow::Error::from(e).context("while doing something");
             assert_eq!(code_of(&e), code, "{e:#}");
         }
+    }
+
+    #[test]
+    fn clap_errors_are_put_on_one_line() {
+        let message = "the following required arguments were not provided:\n  <CONVERSATION_ID>\n  <COMMAND>...\n\nUsage: ticketlock run <CONVERSATION_ID> <COMMAND>...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(message),
+            "the following required arguments were not provided: <CONVERSATION_ID> <COMMAND>...; see --help"
+        );
+        let message = "unexpected argument '--lifetme' found\n\n  tip: a similar argument exists: '--lifetime'\n  tip: to pass '--lifetme' as a value, use '-- --lifetme'\n\nUsage: x\n";
+        assert_eq!(
+            one_line(message),
+            "unexpected argument '--lifetme' found (a similar argument exists: '--lifetime') \
+             (to pass '--lifetme' as a value, use '-- --lifetme'); see --help"
+        );
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! One function per fuzz target: it takes any bytes, must not panic on any
+//! of them, and panics (a finding) when a property of what was accepted
+//! does not hold. Built by the fuzz crate and, with `#[path]`, by
+//! `ticketlock/tests/fuzz_replay.rs`, so that the seeds and any local
+//! corpus are replayed by a plain `cargo test`.
+
+use ticketlock::{Error, LockStoreConfig, Secret, TicketLock};
+
+/// The record decoder (Rasa's format): whatever it accepts, it writes back
+/// stably, reads back equal (floats by bits), and an independent JSON
+/// reader (serde_json) sees the same record in what it wrote.
+pub fn record_decode(data: &[u8]) {
+    let Ok(lock) = TicketLock::from_json(data) else {
+        return;
+    };
+    let once = lock.dumps();
+    let back = TicketLock::from_json(once.as_bytes())
+        .unwrap_or_else(|e| panic!("dumps wrote what from_json refuses ({e}): {once}"));
+    assert_eq!(back, lock, "{once}");
+    assert_eq!(back.dumps(), once, "dumps is not stable");
+
+    let v: serde_json::Value = serde_json::from_str(&once).expect("dumps writes JSON");
+    assert_eq!(v["conversation_id"].as_str(), Some(lock.conversation_id()));
+    let listed = v["tickets"].as_array().expect("tickets is a list");
+    assert_eq!(listed.len(), lock.tickets().len());
+    for (element, ticket) in listed.iter().zip(lock.tickets()) {
+        // Double-encoded, as Rasa writes it.
+        let inner: serde_json::Value =
+            serde_json::from_str(element.as_str().expect("a ticket is a string")).unwrap();
+        assert_eq!(inner["number"].as_u64(), Some(ticket.number));
+        assert_eq!(
+            inner["expires"].as_f64().map(f64::to_bits),
+            Some(ticket.expires.to_bits())
+        );
+    }
+    assert_eq!(v["epoch"].as_u64(), lock.epoch());
+    // `last_issued()` is the field or the highest number queued, if higher.
+    let highest = lock.tickets().map(|t| t.number).max();
+    assert_eq!(v["last_issued"].as_u64().max(highest), lock.last_issued());
+}
+
+/// The endpoints.yml parser: any UTF-8 text gives a configuration or a
+/// configuration error with a key and a message, never another kind.
+pub fn endpoints_yaml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // Every variable is set, to a value that is itself hostile.
+    let env = |name: &str| Some(format!("{name}${{X}}: [\n"));
+    match LockStoreConfig::from_endpoints_yaml_with_env(text, env) {
+        Ok(_) => {}
+        Err(Error::Config { key, message }) => {
+            assert!(!key.is_empty() && !message.is_empty());
+        }
+        Err(other) => panic!("not a configuration error: {other:?}"),
+    }
+}
+
+/// The URL parser: any text gives a configuration or a configuration error
+/// on `url` whose message never repeats the password; a Redis
+/// configuration reads back from its `display_url`, password as `***`.
+pub fn url(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match LockStoreConfig::from_url(text) {
+        Ok(LockStoreConfig::Redis(c)) => {
+            let shown = c.display_url();
+            let back = match LockStoreConfig::from_url(&shown) {
+                Ok(LockStoreConfig::Redis(r)) => r,
+                other => panic!("{shown} => {other:?}"),
+            };
+            let mut masked = c.clone();
+            masked.password = c.password.as_ref().map(|_| Secret::new("***"));
+            assert_eq!(back, masked, "{shown}");
+        }
+        Ok(_) => {}
+        Err(Error::Config { key, message }) => {
+            assert_eq!(key, "url");
+            assert!(!message.is_empty());
+            for password in passwords_in(text) {
+                assert!(!message.contains(&password), "{message} shows {password:?}");
+            }
+        }
+        Err(other) => panic!("not a configuration error: {other:?}"),
+    }
+}
+
+/// The password of `text` as a URL, raw and decoded, when it is long
+/// enough and appears once in `text`, so that finding it in a message
+/// cannot be chance (or a path that repeats it).
+fn passwords_in(text: &str) -> Vec<String> {
+    let Some(raw) = url::Url::parse(text.trim())
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    else {
+        return Vec::new();
+    };
+    let decoded = percent_encoding::percent_decode_str(&raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    [raw, decoded]
+        .into_iter()
+        .filter(|p| p.len() >= 6 && text.matches(p.as_str()).count() == 1)
+        .collect()
+}
