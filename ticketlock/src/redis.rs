@@ -334,12 +334,6 @@ impl RedisLockStore {
             },
             _ => return Err(self.bad_reply("issue", &reply)),
         };
-        tracing::debug!(
-            conversation_id = id,
-            ticket = ticket.number,
-            acquired = matches!(attempt, Attempt::Acquired { .. }),
-            "redis: ticket issued"
-        );
         Ok(Issued { ticket, attempt })
     }
 
@@ -515,12 +509,6 @@ impl Backend for RedisLockStore {
                 &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
             )
             .await?;
-        tracing::debug!(
-            conversation_id = id,
-            ticket = ticket.number,
-            was_there = removed == 1,
-            "redis: ticket released"
-        );
         Ok(removed == 1)
     }
 
