@@ -327,9 +327,10 @@ fn redis_killed_while_waiting_is_one_clear_error_and_a_restart_recovers() {
     let out = holder.output(Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    // A renewal reached the restarted server (and found the lease gone)...
-    assert!(stderr.contains("lease expired before renewal"), "{stderr}");
-    // ...and so did the release.
+    // The release reached the restarted server and found the ticket gone
+    // ("lost", not "could not release"). (Renewals may or may not have
+    // reached it first: one still waiting for the reconnection is cut short
+    // by the release.)
     assert!(
         stderr.contains("warning: the lease of conversation \"conv\" (ticket 0) was lost"),
         "{stderr}"
