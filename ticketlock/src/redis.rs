@@ -210,6 +210,33 @@ impl RedisLockStore {
         self.query(&cmd, &key).await
     }
 
+    /// Deletes the record of `conversation_id`, as
+    /// [`crate::LockStore::delete_lock`] does (its waiters learn that their
+    /// tickets are gone), and says whether there was one, for tools that
+    /// report what they removed. A key of another type under the record's
+    /// name is removed too.
+    pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
+        let key = self.key_for(conversation_id);
+        let removed: i64 = self
+            .script(&SCRIPTS.delete, &key, conversation_id, &[])
+            .await?;
+        tracing::debug!(
+            conversation_id,
+            existed = removed == 1,
+            "redis: record deleted"
+        );
+        Ok(removed == 1)
+    }
+
+    /// The server's clock (Redis `TIME`) as Unix seconds: the clock every
+    /// expiry is measured by, so that inspection tools tell live tickets
+    /// from expired ones as the scripts do, whatever this machine's clock
+    /// says.
+    pub async fn server_time(&self) -> Result<f64> {
+        let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME"), "").await?;
+        Ok(secs as f64 + micros as f64 / 1e6)
+    }
+
     /// The socket timeout bounding every call.
     pub fn socket_timeout(&self) -> Duration {
         self.inner.timeout
@@ -639,10 +666,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
-        let key = self.key_for(id);
-        let _: i64 = self.script(&SCRIPTS.delete, &key, id, &[]).await?;
-        tracing::debug!(conversation_id = id, "redis: record deleted");
-        Ok(())
+        self.remove_record(id).await.map(drop)
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
