@@ -392,3 +392,46 @@ fn a_timeout_behind_a_holder_exits_75_and_leaves_no_ticket() {
     let out = holder.output(Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn an_interrupted_waiter_leaves_no_ticket_behind() {
+    // The interrupted request withdraws its ticket in the background; `run`
+    // must wait for that before it exits, or the ticket holds up the queue
+    // until it expires.
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = format!("{}/0", server.url());
+    let store = Store::connect(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let holder = section(&url, "conv", "H", dir.path(), go.to_str().unwrap());
+    wait_until("the holder holds", Duration::from_secs(10), || {
+        store.live_tickets("conv") == [0]
+    });
+    let mut waiter = Proc::spawn(
+        ticketlock()
+            .args(["run", "--redis", &url, "conv", "--", "echo", "entered"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    wait_until("the waiter queued", Duration::from_secs(10), || {
+        store.live_tickets("conv") == [0, 1]
+    });
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &waiter.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = waiter.wait_for(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130));
+    // Checked right after the exit: no waiting for the withdrawal.
+    assert_eq!(
+        store.live_tickets("conv"),
+        [0],
+        "the interrupted ticket stayed"
+    );
+    std::fs::write(&go, "").unwrap();
+    let out = holder.output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -113,6 +113,9 @@ struct Inner {
     /// The command connection and its generation (bumped on replacement).
     conn: Mutex<(u64, ConnectionManager)>,
     subscriber: Subscriber,
+    /// Background round trips (issues whose caller left, releases from
+    /// destructors) that [`Backend::flush`] waits for.
+    in_flight: InFlight,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -190,6 +193,7 @@ impl RedisLockStore {
                 manager_config: manager,
                 conn: Mutex::new((0, conn)),
                 subscriber,
+                in_flight: InFlight::default(),
                 _stop: stop,
             }),
         })
@@ -475,7 +479,9 @@ impl Backend for RedisLockStore {
         let (tx, rx) = oneshot::channel();
         let store = self.clone();
         let owned = id.to_string();
+        let task = self.background_task();
         tokio::spawn(async move {
+            let _task = task;
             let issued = store.issue_now(&owned, lifetime).await;
             if let Err(Ok(issued)) = tx.send(issued) {
                 tracing::debug!(
@@ -547,11 +553,18 @@ impl Backend for RedisLockStore {
         };
         let store = self.clone();
         let id = id.to_string();
+        let task = self.background_task();
         runtime.spawn(async move {
+            let _task = task;
             if let Err(e) = store.release(&id, ticket).await {
                 tracing::debug!(conversation_id = id, ticket = ticket.number, error = %e, "redis: release on drop failed; the ticket will expire");
             }
         });
+    }
+
+    async fn flush(&self) {
+        // Each background round trip is bounded by the socket timeout.
+        self.inner.in_flight.idle().await;
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
@@ -705,5 +718,56 @@ impl Backend for RedisLockStore {
             cursor = next;
         }
         Ok(ids.into_iter().collect())
+    }
+}
+
+/// Counts background round trips, so that a process about to exit can wait
+/// for them.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// One background round trip; finished when dropped.
+struct InFlightTask(Arc<Inner>);
+
+impl RedisLockStore {
+    fn background_task(&self) -> InFlightTask {
+        let in_flight = &self.inner.in_flight;
+        in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightTask(self.inner.clone())
+    }
+}
+
+impl InFlight {
+    async fn idle(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a last task finishing
+            // in between is not missed.
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightTask {
+    fn drop(&mut self) {
+        let in_flight = &self.0.in_flight;
+        if in_flight
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            in_flight.idle.notify_waiters();
+        }
     }
 }
