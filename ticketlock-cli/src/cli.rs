@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
+use crate::records::{clear, inspect, list};
 use crate::{demo, exec};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
@@ -30,6 +31,13 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run a command while holding a conversation's lock (like flock(1)).
     Run(exec::RunArgs),
+    /// Show a conversation's record: who is served, each ticket's expiry,
+    /// and the record exactly as stored.
+    Inspect(inspect::InspectArgs),
+    /// List the conversations that have a record, with their queues.
+    List(list::ListArgs),
+    /// Remove a conversation's record, or every record of this store.
+    Clear(clear::ClearArgs),
 }
 
 /// Parses a number of seconds (`1`, `0.25`) that may be zero.

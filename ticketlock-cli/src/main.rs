@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod exec;
 mod exit;
+mod records;
 mod store;
 
 use clap::Parser as _;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::backend::{Attempt, Backend, TicketId, Watch};
 use crate::store::dispatch;
@@ -163,20 +164,22 @@ impl LockRequest<'_> {
         validate_id(conversation_id)?;
         options.validate()?;
         let started = Instant::now();
+        // One span per request, from issue to acquisition: the events of the
+        // backends and the wait loop carry its conversation and ticket.
+        let span = tracing::debug_span!("lock", conversation_id, ticket = tracing::field::Empty);
         let issue =
-            async { dispatch!(store, b => b.issue(conversation_id, options.lifetime).await) };
+            async { dispatch!(store, b => b.issue(conversation_id, options.lifetime).await) }
+                .instrument(span.clone());
         let issued = match options.timeout {
             Some(t) => tokio::time::timeout_at(started + t, issue)
                 .await
                 .map_err(|_| timeout_error(conversation_id, started))??,
             None => issue.await?,
         };
-        tracing::debug!(
-            conversation_id,
-            ticket = issued.ticket.number,
-            "ticket issued"
-        );
+        span.record("ticket", issued.ticket.number);
+        span.in_scope(|| tracing::debug!(attempt = ?issued.attempt, "ticket issued"));
         Ok(QueuedTicket {
+            span,
             store: store.clone(),
             conversation_id: conversation_id.to_string(),
             ticket: issued.ticket,
@@ -214,6 +217,7 @@ impl<'a> IntoFuture for LockRequest<'a> {
 /// to another task. Dropping it withdraws the ticket.
 #[must_use = "dropping a queued ticket withdraws it"]
 pub struct QueuedTicket {
+    span: tracing::Span,
     store: LockStore,
     conversation_id: String,
     ticket: TicketId,
@@ -254,13 +258,32 @@ impl QueuedTicket {
         let id = self.conversation_id.as_str();
         let (ticket, o) = (self.ticket, self.options);
         let waited =
-            async { dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o).await) };
-        let attempt = match o.timeout {
-            Some(t) => tokio::time::timeout_at(self.started + t, waited)
-                .await
-                .map_err(|_| timeout_error(id, self.started))??,
-            None => waited.await?,
+            async { dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o).await) }
+                .instrument(self.span.clone());
+        let outcome = match o.timeout {
+            Some(t) => tokio::time::timeout_at(self.started + t, waited).await.ok(),
+            None => Some(waited.await),
         };
+        let Some(attempt) = outcome else {
+            // Withdrawn here, awaited, rather than from `Drop`: a process
+            // that exits on the timeout would lose the release spawned
+            // there, and its ticket would hold up the queue until it
+            // expired.
+            let error = timeout_error(id, self.started);
+            self.span
+                .in_scope(|| tracing::debug!("acquire timed out; withdrawing the ticket"));
+            if let Err(e) = dispatch!(&self.store, b => b.release(id, ticket).await) {
+                tracing::debug!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    error = %e,
+                    "withdrawal after the timeout failed; the ticket will expire"
+                );
+            }
+            self.armed = false;
+            return Err(error);
+        };
+        let attempt = attempt?;
         self.armed = false;
         match attempt {
             Attempt::Acquired { fencing_token, .. } => {

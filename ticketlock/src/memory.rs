@@ -10,7 +10,8 @@
 //!   conversations cost nothing.
 //! - Clock: `tokio::time::Instant`, so tests can pause and advance time;
 //!   converted to Unix seconds only for the record view.
-//! - Expiry: lazily, from the head of the queue, on every operation.
+//! - Expiry: lazily, from the head of the queue, on every operation; a
+//!   ticket behind the head is found expired on its owner's next look.
 //! - Wake-ups: a waiting ticket gets a `Notify` when it first watches; a
 //!   release or removal at the head signals the new head only (no herd).
 //! - Fencing tokens and epochs come from one store-wide counter, so they
@@ -182,28 +183,33 @@ impl InMemoryLockStore {
     }
 
     fn remove(&self, id: &str, ticket: TicketId) -> bool {
+        let now = Instant::now();
         let mut shard = self.shard(id);
-        let Some(entry) = shard.get_mut(id) else {
+        let Some(entry) = shard.get_mut(id).filter(|e| e.matches(ticket)) else {
             return false;
         };
-        if !entry.matches(ticket) {
-            return false;
-        }
-        let Some(i) = entry.index_of(ticket.number) else {
-            return false;
-        };
-        entry.tickets.remove(i);
-        if i == 0 {
-            entry.prune(Instant::now());
-            if let Some(head) = entry.tickets.front() {
-                head.wake();
+        // Expired tickets go first, as on Redis: a holder whose lease ran
+        // out learns here that it was not exclusive any more.
+        entry.prune(now);
+        let live = match entry.index_of(ticket.number) {
+            None => false,
+            Some(i) => {
+                let live = entry.tickets[i].expires > now;
+                entry.tickets.remove(i);
+                if i == 0 {
+                    entry.prune(now);
+                    if let Some(head) = entry.tickets.front() {
+                        head.wake();
+                    }
+                }
+                live
             }
-        }
+        };
         if entry.tickets.is_empty() {
             shard.remove(id);
             shrink(&mut shard);
         }
-        true
+        live
     }
 }
 
@@ -311,6 +317,13 @@ impl Backend for InMemoryLockStore {
         let attempt = match entry.index_of(ticket.number) {
             None => Attempt::Lost,
             Some(0) => self.acquire_at_head(entry, now, lifetime),
+            // A waiter silent for longer than its lifetime lost its place
+            // (Redis drops every expired ticket; here it is found on its
+            // owner's next look).
+            Some(i) if entry.tickets[i].expires <= now => {
+                entry.tickets.remove(i);
+                Attempt::Lost
+            }
             Some(i) => {
                 entry.tickets[i].expires = now + lifetime;
                 entry.queued(i, now)

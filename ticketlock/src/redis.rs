@@ -122,6 +122,9 @@ struct Inner {
     /// The command connection and its generation (bumped on replacement).
     conn: Mutex<(u64, ConnectionManager)>,
     subscriber: Subscriber,
+    /// Background round trips (issues whose caller left, releases from
+    /// destructors) that [`Backend::flush`] waits for.
+    in_flight: InFlight,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -200,6 +203,7 @@ impl RedisLockStore {
                 manager_config: manager,
                 conn: Mutex::new((0, conn)),
                 subscriber,
+                in_flight: InFlight::default(),
                 _stop: stop,
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
@@ -233,6 +237,33 @@ impl RedisLockStore {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
         self.query(&cmd, &key).await
+    }
+
+    /// Deletes the record of `conversation_id`, as
+    /// [`crate::LockStore::delete_lock`] does (its waiters learn that their
+    /// tickets are gone), and says whether there was one, for tools that
+    /// report what they removed. A key of another type under the record's
+    /// name is removed too.
+    pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
+        let key = self.key_for(conversation_id);
+        let removed: i64 = self
+            .script(&SCRIPTS.delete, &key, conversation_id, &[])
+            .await?;
+        tracing::debug!(
+            conversation_id,
+            existed = removed == 1,
+            "redis: record deleted"
+        );
+        Ok(removed == 1)
+    }
+
+    /// The server's clock (Redis `TIME`) as Unix seconds: the clock every
+    /// expiry is measured by, so that inspection tools tell live tickets
+    /// from expired ones as the scripts do, whatever this machine's clock
+    /// says.
+    pub async fn server_time(&self) -> Result<f64> {
+        let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME"), "").await?;
+        Ok(secs as f64 + micros as f64 / 1e6)
     }
 
     /// The socket timeout bounding every call.
@@ -370,12 +401,6 @@ impl RedisLockStore {
             },
             _ => return Err(self.bad_reply("issue", &reply)),
         };
-        tracing::debug!(
-            conversation_id = id,
-            ticket = ticket.number,
-            acquired = matches!(attempt, Attempt::Acquired { .. }),
-            "redis: ticket issued"
-        );
         Ok(Issued { ticket, attempt })
     }
 
@@ -513,7 +538,9 @@ impl Backend for RedisLockStore {
         let (tx, rx) = oneshot::channel();
         let store = self.clone();
         let owned = id.to_string();
+        let task = self.background_task();
         tokio::spawn(async move {
+            let _task = task;
             let issued = store.issue_now(&owned, lifetime).await;
             if let Err(Ok(issued)) = tx.send(issued) {
                 tracing::debug!(
@@ -574,12 +601,6 @@ impl Backend for RedisLockStore {
                 &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
             )
             .await?;
-        tracing::debug!(
-            conversation_id = id,
-            ticket = ticket.number,
-            was_there = removed == 1,
-            "redis: ticket released"
-        );
         Ok(removed == 1)
     }
 
@@ -591,11 +612,18 @@ impl Backend for RedisLockStore {
         };
         let store = self.clone();
         let id = id.to_string();
+        let task = self.background_task();
         runtime.spawn(async move {
+            let _task = task;
             if let Err(e) = store.release(&id, ticket).await {
                 tracing::debug!(conversation_id = id, ticket = ticket.number, error = %e, "redis: release on drop failed; the ticket will expire");
             }
         });
+    }
+
+    async fn flush(&self) {
+        // Each background round trip is bounded by the socket timeout.
+        self.inner.in_flight.idle().await;
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
@@ -710,10 +738,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
-        let key = self.key_for(id);
-        let _: i64 = self.script(&SCRIPTS.delete, &key, id, &[]).await?;
-        tracing::debug!(conversation_id = id, "redis: record deleted");
-        Ok(())
+        self.remove_record(id).await.map(drop)
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
@@ -752,5 +777,56 @@ impl Backend for RedisLockStore {
             cursor = next;
         }
         Ok(ids.into_iter().collect())
+    }
+}
+
+/// Counts background round trips, so that a process about to exit can wait
+/// for them.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// One background round trip; finished when dropped.
+struct InFlightTask(Arc<Inner>);
+
+impl RedisLockStore {
+    fn background_task(&self) -> InFlightTask {
+        let in_flight = &self.inner.in_flight;
+        in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightTask(self.inner.clone())
+    }
+}
+
+impl InFlight {
+    async fn idle(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a last task finishing
+            // in between is not missed.
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightTask {
+    fn drop(&mut self) {
+        let in_flight = &self.0.in_flight;
+        if in_flight
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            in_flight.idle.notify_waiters();
+        }
     }
 }

@@ -161,3 +161,43 @@ async fn the_backend_refuses_oversized_ids_itself() {
     memory.issue(&id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(memory.len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_silent_past_its_lifetime_loses_its_place() {
+    // Redis drops every expired ticket; the in-memory store must agree for a
+    // waiter whose owner stopped looking (a blocked runtime, say).
+    let store = LockStore::in_memory();
+    let holder = store
+        .lock("c")
+        .lifetime(Duration::from_secs(600))
+        .await
+        .unwrap();
+    let stalled = store
+        .lock("c")
+        .lifetime(Duration::from_secs(1))
+        .enqueue()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // nobody polls `stalled`
+    let err = stalled.acquired().await.unwrap_err();
+    assert!(matches!(err, ticketlock::Error::Expired { .. }), "{err}");
+    assert_eq!(
+        store.get_lock("c").await.unwrap().unwrap().tickets().len(),
+        1
+    );
+    holder.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_after_the_lease_ran_out_reports_it_even_if_nobody_entered() {
+    let store = LockStore::in_memory();
+    let g = store
+        .lock("c")
+        .lifetime(Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let err = g.release().await.unwrap_err();
+    assert!(matches!(err, ticketlock::Error::Expired { .. }), "{err}");
+    assert_eq!(store.get_lock("c").await.unwrap(), None);
+}
