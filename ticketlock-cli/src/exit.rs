@@ -77,9 +77,23 @@ fn code_of_lock_error(e: &ticketlock::Error) -> u8 {
 
 /// Prints `ticketlock: <message>` on stderr and gives the exit code.
 pub fn report(e: &anyhow::Error) -> ExitCode {
-    // `{:#}` appends the causes on the same line: one line per error.
-    eprintln!("ticketlock: {e:#}");
+    eprintln!("ticketlock: {}", chain_line(e));
     ExitCode::from(code_of(e))
+}
+
+/// The error and its causes on one line, each cause once: the library's
+/// messages already quote their source (and redis's errors repeat theirs),
+/// which `{:#}` would print two or three times over.
+fn chain_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 /// Reports a command-line parse failure: help and version go to stdout with
@@ -174,6 +188,26 @@ mod tests {
             let e = anyhow::Error::from(e).context("while doing something");
             assert_eq!(code_of(&e), code, "{e:#}");
         }
+    }
+
+    #[test]
+    fn causes_are_shown_once_on_the_line() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let shown = io.to_string();
+        let e = anyhow::Error::from(ticketlock::Error::Unavailable {
+            backend: "redis h:1/1".into(),
+            message: format!("cannot connect: {shown}"),
+            source: Some(Box::new(io)),
+        })
+        .context("while opening the store");
+        let line = chain_line(&e);
+        assert_eq!(line.matches(&shown).count(), 1, "{line}");
+        assert!(
+            line.starts_with("while opening the store: lock store unavailable"),
+            "{line}"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_line(&plain), "outer: inner");
     }
 
     #[test]

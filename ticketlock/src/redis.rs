@@ -184,10 +184,18 @@ impl RedisLockStore {
         match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                return Err(config_error(&e)
-                    .unwrap_or_else(|| unavailable(format!("cannot connect: {e}"), Some(e))));
+                return Err(config_error(&e).unwrap_or_else(|| {
+                    let hint = tls_hint(config.use_ssl, &e.to_string());
+                    unavailable(format!("cannot connect: {e}{hint}"), Some(e))
+                }));
             }
-            Err(_) => return Err(unavailable(format!("no answer within {timeout:?}"), None)),
+            Err(_) => {
+                let hint = tls_hint(config.use_ssl, "timed out");
+                return Err(unavailable(
+                    format!("no answer within {timeout:?}{hint}"),
+                    None,
+                ));
+            }
         }
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())
             .map_err(|e| unavailable(format!("cannot connect: {e}"), Some(e)))?;
@@ -409,6 +417,26 @@ impl RedisLockStore {
             format!("unexpected reply {reply:?} to the {script} script; is this a Redis server?"),
             None,
         )
+    }
+}
+
+/// A hint when a failure to connect looks like TLS on one side only: a
+/// TLS server drops a plain client's first bytes, and a plain server never
+/// answers a TLS handshake.
+fn tls_hint(use_ssl: bool, failure: &str) -> &'static str {
+    let dropped = [
+        "reset by peer",
+        "broken pipe",
+        "closed",
+        "end of file",
+        "EOF",
+    ];
+    if !use_ssl && dropped.iter().any(|d| failure.contains(d)) {
+        " (if the server requires TLS, use rediss:// or use_ssl: true)"
+    } else if use_ssl && failure.contains("timed out") {
+        " (if the server does not speak TLS, use redis:// or use_ssl: false)"
+    } else {
+        ""
     }
 }
 
