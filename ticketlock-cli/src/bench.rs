@@ -133,6 +133,9 @@ impl StoreKind {
 /// Runs the bench that `args` describe and prints its report on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let plan = Plan::new(&args)?;
+    if let Ok(which) = std::env::var(memory::CHILD_ENV) {
+        return memory_child(&plan, &which).await;
+    }
     let target = Target::open(&args).await?;
     let unrelated = match &target {
         Target::Redis(r) if plan.unrelated_keys > 0 => {
@@ -154,6 +157,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         write!(out, "{}", median.table())?;
     }
+    Ok(())
+}
+
+/// Measures one side of the in-memory `memory` workload, in the fresh
+/// process that [`memory::in_child`] started, and prints it as JSON.
+async fn memory_child(plan: &Plan, which: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        plan.workload == Workload::Memory && plan.store == StoreKind::Memory,
+        "{} is set but this is not an in-memory memory bench",
+        memory::CHILD_ENV
+    );
+    let (n, tag, quiet) = (plan.messages, fresh_tag(), Progress::hidden());
+    let side = match which {
+        "ticketlock" => memory::store(&LockStore::in_memory(), &Meter::Rss, n, tag, &quiet).await?,
+        "baseline" => memory::keyed(&KeyedMutex::default(), n, tag, &quiet).await?,
+        other => anyhow::bail!(
+            "{}={other:?}: expected ticketlock or baseline",
+            memory::CHILD_ENV
+        ),
+    };
+    let line = serde_json::to_string(&memory::ChildSide::from(&side))?;
+    writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(())
 }
 
@@ -203,6 +228,9 @@ struct Plan {
     warmup: u64,
     repeat: u64,
     unrelated_keys: u64,
+    /// Measure each side of the in-memory `memory` workload in a fresh
+    /// process (off in unit tests, whose process is the test harness).
+    isolate_memory: bool,
 }
 
 impl Plan {
@@ -290,6 +318,7 @@ impl Plan {
             warmup,
             repeat: a.repeat,
             unrelated_keys: a.unrelated_keys,
+            isolate_memory: true,
         })
     }
 
@@ -442,6 +471,9 @@ async fn side(
             handoff::run(&KeyedMutex::default(), rounds, tag, label, progress).await
         }
         (W::Handoff, Baseline, Target::Redis(r)) => r.wire.handoff(rounds, label, progress).await,
+        (W::Memory, _, Target::Memory) if plan.isolate_memory => {
+            memory::in_child(label, n, progress).await
+        }
         (W::Memory, Ours, Target::Memory) => {
             memory::store(&target.store(), &Meter::Rss, n, tag, progress).await
         }
@@ -606,7 +638,8 @@ mod tests {
         ] {
             let mut args = parse(line).unwrap();
             args.repeat = 2;
-            let plan = Plan::new(&args).unwrap();
+            let mut plan = Plan::new(&args).unwrap();
+            plan.isolate_memory = false;
             let reports = runs(&args, &plan, &Target::Memory).await.unwrap();
             assert_eq!(reports.len(), 2);
             let m = Report::median(&reports);

@@ -11,11 +11,17 @@
 //! again: the growth that remains is reported as `bytes_after_release`
 //! (memory the allocator or server kept, not entries: the stores are checked
 //! to be empty).
+//!
+//! The allocator keeps what a side freed and hands it to the next side,
+//! whose RSS would then hardly grow; so in a real bench each in-memory side
+//! runs in a fresh process ([`in_child`]): this program again, with the
+//! same arguments and [`CHILD_ENV`] naming the side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 use ticketlock::LockStore;
 use tokio::time::Instant;
 
@@ -25,6 +31,69 @@ use super::locker::Locker;
 use super::progress::Progress;
 use super::report::Side;
 use super::wire::Wire;
+
+/// Set in a child process that measures one side of the in-memory
+/// `memory` workload: `ticketlock` or `baseline`.
+pub(crate) const CHILD_ENV: &str = "TICKETLOCK_BENCH_MEMORY_SIDE";
+
+/// What a child process reports, as one JSON line on its stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ChildSide {
+    cycles: u64,
+    elapsed_ns: u64,
+    bytes_per_conversation: Option<f64>,
+    bytes_after_release: Option<f64>,
+}
+
+impl From<&Side> for ChildSide {
+    fn from(s: &Side) -> Self {
+        ChildSide {
+            cycles: s.cycles,
+            elapsed_ns: s.elapsed.as_nanos() as u64,
+            bytes_per_conversation: s.bytes_per_conversation,
+            bytes_after_release: s.bytes_after_release,
+        }
+    }
+}
+
+impl From<ChildSide> for Side {
+    fn from(c: ChildSide) -> Self {
+        Side {
+            cycles: c.cycles,
+            elapsed: std::time::Duration::from_nanos(c.elapsed_ns),
+            bytes_per_conversation: c.bytes_per_conversation,
+            bytes_after_release: c.bytes_after_release,
+            ..Side::default()
+        }
+    }
+}
+
+/// Measures side `which` of the in-memory `memory` workload in a fresh
+/// process (see the module docs).
+pub(crate) async fn in_child(which: &str, n: u64, progress: &Progress) -> anyhow::Result<Side> {
+    let done = Arc::new(AtomicU64::new(0));
+    let _phase = progress.phase(which, done.clone(), n);
+    let exe = std::env::current_exe()
+        .context("bench: finding this program to run the memory side in a fresh process")?;
+    let out = tokio::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(CHILD_ENV, which)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("bench: running {} for the memory side", exe.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "bench: the process measuring the {which} side failed ({}); its errors are above",
+        out.status
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let child: ChildSide = serde_json::from_str(text.trim())
+        .with_context(|| format!("bench: the {which} side's process printed {text:?}"))?;
+    done.store(n, Ordering::Relaxed);
+    Ok(child.into())
+}
 
 /// Where memory is read.
 pub(crate) enum Meter<'a> {
@@ -229,6 +298,21 @@ pub(crate) async fn records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_side_survives_its_json_line() {
+        let side = Side {
+            cycles: 7,
+            elapsed: std::time::Duration::from_nanos(1_234_567),
+            bytes_per_conversation: Some(180.5),
+            bytes_after_release: Some(-3.25),
+            ..Side::default()
+        };
+        let line = serde_json::to_string(&ChildSide::from(&side)).unwrap();
+        assert!(!line.contains('\n'));
+        let back: ChildSide = serde_json::from_str(&line).unwrap();
+        assert_eq!(Side::from(back), side);
+    }
 
     #[test]
     fn reads_vm_rss_in_bytes() {
