@@ -74,7 +74,7 @@ pub struct BenchArgs {
     pub warmup: Option<u64>,
     /// Runs; the summary is the median of each measure (and of the runs'
     /// ratios).
-    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub repeat: u64,
     /// Keys unrelated to any conversation to write first, and delete after
     /// (`--store redis`: the cost of a big keyspace).
@@ -533,7 +533,7 @@ mod tests {
                 1_000_000,
                 32,
                 10_000,
-                3
+                5
             )
         );
         let p = plan(&["--workload", "contended"]).unwrap();
