@@ -19,7 +19,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use ticketlock::{LockStore, RedisConfig};
+use ticketlock::{LockStore, LockStoreConfig, RedisConfig};
 
 mod cycles;
 mod handoff;
@@ -362,10 +362,6 @@ struct RedisTarget {
 
 /// Where the Redis server is named.
 #[derive(Debug, Clone, Copy)]
-#[expect(
-    dead_code,
-    reason = "TEMP: read by `open_redis` once the Redis store lands"
-)]
 enum RedisSource<'a> {
     Url(&'a str),
     Endpoints(&'a Path),
@@ -392,26 +388,25 @@ impl Target {
     }
 }
 
-// TEMP(lead): the Redis store and `LockStoreConfig::from_url` are being
-// written on other branches. Once both are on main, replace the body with:
-//
-//     let config = match source {
-//         RedisSource::Url(url) => ticketlock::LockStoreConfig::from_url(url)?,
-//         RedisSource::Endpoints(file) => /* the endpoints.yml loader */,
-//     };
-//     let ticketlock::LockStoreConfig::Redis(redis) = &config else {
-//         anyhow::bail!("{source:?} does not name a Redis lock store");
-//     };
-//     let redis = redis.clone();
-//     Ok((LockStore::create(config).await?, redis))
-//
-// and test `--store redis` against `ticketlock_test_support::RedisServer`
-// (the baseline side, `wire.rs`, is tested against one already).
 /// The Redis store named by `source`, and its configuration (for the
 /// baseline's own connection).
 async fn open_redis(source: RedisSource<'_>) -> anyhow::Result<(LockStore, RedisConfig)> {
-    let _ = source;
-    anyhow::bail!("redis store not available in this build yet")
+    let config = match source {
+        RedisSource::Url(url) => LockStoreConfig::from_url(url)?,
+        RedisSource::Endpoints(file) => LockStoreConfig::from_endpoints_file(file)?,
+    };
+    let LockStoreConfig::Redis(redis) = &config else {
+        anyhow::bail!(
+            "--store redis: {} does not configure a Redis lock store (its lock_store type is in-memory)",
+            match source {
+                RedisSource::Url(_) => "the URL".to_string(),
+                RedisSource::Endpoints(file) => file.display().to_string(),
+            }
+        );
+    };
+    let redis = redis.clone();
+    let store = LockStore::create(config).await?;
+    Ok((store, redis))
 }
 
 /// Which side of a run.
@@ -605,13 +600,94 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_redis_store_is_refused_clearly_until_it_lands() {
-        let args = parse(&["--store", "redis", "--redis", "redis://127.0.0.1:9/0"]).unwrap();
+    async fn an_endpoints_file_without_redis_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ticketlock-bench-{}", fresh_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("endpoints.yml");
+        std::fs::write(&file, "lock_store:\n  type: in_memory\n").unwrap();
+        let args = parse(&["--store", "redis", "--endpoints", file.to_str().unwrap()]).unwrap();
         let err = run(args).await.unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(
-            err.starts_with("redis store not available in this build yet"),
+            err.contains("does not configure a Redis lock store"),
             "{err}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_redis_workload_runs_both_sides_and_leaves_the_server_clean() {
+        let Some(server) = ticketlock_test_support::RedisServer::start() else {
+            return;
+        };
+        let url = format!("{}/0", server.url().trim_end_matches('/'));
+        for line in [
+            &[
+                "--workload",
+                "throughput",
+                "--messages",
+                "200",
+                "--concurrency",
+                "8",
+            ][..],
+            &[
+                "--workload",
+                "contended",
+                "--messages",
+                "200",
+                "--conversations",
+                "2",
+            ],
+            &["--workload", "handoff", "--rounds", "20"],
+            &["--workload", "memory", "--messages", "300"],
+            &[
+                "--workload",
+                "throughput",
+                "--messages",
+                "50",
+                "--unrelated-keys",
+                "2500",
+            ],
+        ] {
+            let mut args = parse(line).unwrap();
+            args.store = StoreKind::Redis;
+            args.redis = Some(url.clone());
+            args.repeat = 2;
+            let plan = Plan::new(&args).unwrap();
+            let target = Target::open(&args).await.unwrap();
+            let Target::Redis(r) = &target else {
+                panic!("not a Redis target")
+            };
+            if plan.unrelated_keys > 0 {
+                r.wire.fill_unrelated(plan.unrelated_keys, 1).await.unwrap();
+                assert_eq!(server.cli(&["DBSIZE"]), "2500");
+                r.wire
+                    .clear_unrelated(plan.unrelated_keys, 1)
+                    .await
+                    .unwrap();
+            }
+            let reports = runs(&args, &plan, &target).await.unwrap();
+            let m = Report::median(&reports);
+            assert!(
+                m.cycles_per_s > 0.0 && m.baseline_cycles_per_s > 0.0,
+                "{line:?}"
+            );
+            let x = &m.extra;
+            match plan.workload {
+                Workload::Contended => {
+                    assert!(x.wait_p99_us.is_some() && x.baseline_wait_p99_us.is_some())
+                }
+                Workload::Handoff => {
+                    assert!(x.handoff_p50_us.is_some() && x.baseline_handoff_p50_us.is_some())
+                }
+                Workload::Memory => {
+                    assert!(x.bytes_per_conversation.unwrap() > 0.0);
+                    assert!(x.baseline_bytes_per_conversation.unwrap() > 0.0);
+                }
+                Workload::Throughput => assert!(x.wait_p50_us.is_none()),
+            }
+            // Every lock was released and every record deleted.
+            assert_eq!(server.cli(&["DBSIZE"]), "0", "{line:?}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
