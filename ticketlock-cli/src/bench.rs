@@ -55,7 +55,7 @@ pub struct BenchArgs {
     pub endpoints: Option<PathBuf>,
     /// Lock-then-release cycles per run (for `memory`: conversations held).
     /// Default: 1,000,000 (500,000 contended) in memory; 20,000 (10,000
-    /// contended, 100,000 memory) on Redis.
+    /// contended and memory) on Redis.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
     /// Tasks running cycles at a time (`throughput`, `contended`). Default 32.
@@ -294,8 +294,7 @@ impl Plan {
             (W::Throughput, _) => a.messages.unwrap_or(if redis { 20_000 } else { 1_000_000 }),
             (W::Contended, _) => a.messages.unwrap_or(if redis { 10_000 } else { 500_000 }),
             (W::Memory | W::Handoff, _) => {
-                a.messages
-                    .unwrap_or(if redis { 100_000 } else { 1_000_000 })
+                a.messages.unwrap_or(if redis { 10_000 } else { 1_000_000 })
             }
         };
         let concurrency = match w {
