@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::{demo, exec, exit, records};
+use crate::{bench, demo, exec, exit, records};
 
 /// Runs the subcommand and turns its outcome into the process's exit code;
 /// an error is reported as one `ticketlock: <message>` line on stderr.
@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Inspect(args) => records::inspect::run(args).await,
             Command::List(args) => records::list::run(args).await,
             Command::Clear(args) => records::clear::run(args).await,
+            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match outcome {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::records::{clear, inspect, list};
-use crate::{demo, exec};
+use crate::{bench, demo, exec};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
 #[derive(Debug, Parser)]
@@ -38,6 +38,8 @@ pub enum Command {
     List(list::ListArgs),
     /// Remove a conversation's record, or every record of this store.
     Clear(clear::ClearArgs),
+    /// Measure a store against its baseline (throughput, contention, hand-off, memory).
+    Bench(bench::BenchArgs),
 }
 
 /// Parses a number of seconds (`1`, `0.25`) that may be zero.

@@ -1,6 +1,7 @@
 //! The `ticketlock` command: parses the options and hands them to [`app::run`].
 
 mod app;
+mod bench;
 mod cli;
 mod demo;
 mod exec;
