@@ -216,8 +216,26 @@ impl LockStore {
     }
 
     /// Replaces the record of `lock`'s conversation (deletes it when empty).
+    ///
+    /// Refused with [`crate::Error::CorruptRecord`] when a ticket could not
+    /// be read back by every client: a non-finite expiry, or a number from
+    /// 2^53 up (Lua, Python's JSON and Rasa read numbers as doubles).
     pub async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
         validate_id(lock.conversation_id())?;
+        const MAX_NUMBER: u64 = 1 << 53;
+        let bad = lock
+            .tickets()
+            .find(|t| !t.expires.is_finite() || t.number >= MAX_NUMBER);
+        if let Some(t) = bad {
+            return Err(crate::Error::CorruptRecord {
+                key: lock.conversation_id().into(),
+                message: format!(
+                    "refusing to save ticket {} expiring at {}: expiries must be finite and \
+                     numbers below 2^53",
+                    t.number, t.expires
+                ),
+            });
+        }
         dispatch!(self, b => b.save_lock(lock).await)
     }
 

@@ -61,6 +61,7 @@ macro_rules! conformance_tests {
             record_level_api_matches_rasa,
             first_ticket_is_zero_and_now_serving_zero_without_tickets,
             save_lock_round_trips_a_rasa_record,
+            save_lock_refuses_tickets_other_clients_cannot_read,
             queue_length_is_bounded,
         );
     };
@@ -723,6 +724,30 @@ pub async fn queue_length_is_bounded(h: &impl Harness) {
     let err = one.issue_ticket("one", None).await.unwrap_err();
     assert!(matches!(err, Error::QueueFull { limit: 1, .. }), "{err:?}");
     g.release().await.unwrap();
+}
+
+/// A record that Lua, Python or Rasa could not read back is refused before
+/// it is written, on every store alike.
+pub async fn save_lock_refuses_tickets_other_clients_cannot_read(h: &impl Harness) {
+    let store = h.store();
+    let soon = ticketlock_now() + 30.0;
+    for bad in [
+        Ticket::new(0, f64::NAN),
+        Ticket::new(0, f64::INFINITY),
+        Ticket::new(1 << 53, soon),
+    ] {
+        let lock = TicketLock::with_tickets("unreadable", [bad]);
+        let err = store.save_lock(&lock).await.unwrap_err();
+        assert!(matches!(err, Error::CorruptRecord { .. }), "{bad:?}: {err}");
+        assert_eq!(
+            store.get_lock("unreadable").await.unwrap(),
+            None,
+            "{bad:?} was written"
+        );
+    }
+    let fine = TicketLock::with_tickets("unreadable", [Ticket::new((1 << 53) - 1, soon)]);
+    store.save_lock(&fine).await.unwrap();
+    store.delete_lock("unreadable").await.unwrap();
 }
 
 fn ticketlock_now() -> f64 {
