@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::{demo, exec};
+use crate::{demo, exec, torture};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
 #[derive(Debug, Parser)]
@@ -30,6 +30,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run a command while holding a conversation's lock (like flock(1)).
     Run(exec::RunArgs),
+    /// Torture test: P processes x T tasks on K conversations of one Redis,
+    /// every critical section checked; see RELIABILITY.md.
+    #[command(hide = true)]
+    Torture(torture::TortureArgs),
 }
 
 /// Parses a number of seconds (`1`, `0.25`) that may be zero.

@@ -6,6 +6,7 @@ mod demo;
 mod exec;
 mod exit;
 mod store;
+mod torture;
 
 use clap::Parser as _;
 
