@@ -20,8 +20,10 @@
 //! - Every step is one JSON line on the worker's stdout (see `event.rs`),
 //!   written at once, so a worker killed with SIGKILL has told everything up
 //!   to its death. The coordinator reads them all, may SIGKILL workers at
-//!   random moments (`--kills`, half of them chosen among workers holding a
-//!   lock, each replaced by a fresh worker), and at the end runs the checker
+//!   random moments (`--kills`; every other kill strikes the next worker
+//!   to enter a section, as soon as it says so, so that holders die inside
+//!   their sections; each victim is replaced by a fresh worker), and at the
+//!   end runs the checker
 //!   (`check.rs`) and prints the figures (`--json` for one JSON object).
 //!
 //! # The witness and the downstream store
@@ -144,8 +146,8 @@ pub struct TortureArgs {
     pub overrun_percent: u32,
 
     /// SIGKILL this many workers at random moments of the run (every other
-    /// one chosen among workers inside a section), each replaced by a new
-    /// worker.
+    /// one strikes the next worker to enter a section, while it is inside),
+    /// each replaced by a new worker.
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub kills: u32,

@@ -431,6 +431,10 @@ impl Workers {
                 .collect()
         };
         let mut kill_number = 0u32;
+        // A holder kill waits for the next entry into a section and kills
+        // that worker at once (it is inside for at least the shortest work
+        // time); armed until the instant given, then anyone is killed.
+        let mut holder_kill: Option<Instant> = None;
         let hard_stop = now
             + args.duration
             + args.grace
@@ -438,23 +442,47 @@ impl Workers {
             + args.lifetime * 2
             + Duration::from_secs(10);
         loop {
-            if kills.is_empty() && self.slots.iter().all(|s| s.end.is_some()) {
+            if kills.is_empty()
+                && holder_kill.is_none()
+                && self.slots.iter().all(|s| s.end.is_some())
+            {
                 return Ok(());
             }
             let next_kill = kills.front().copied();
             tokio::select! {
                 incoming = self.rx.recv() => match incoming {
-                    Some(incoming) => self.receive(incoming).await,
+                    Some(incoming) => {
+                        let entered = self.receive(incoming).await;
+                        if let (Some(i), Some(_)) = (entered, holder_kill)
+                            && self.slots[i].end.is_none()
+                            && now_ns() < self.deadline
+                        {
+                            holder_kill = None;
+                            self.kill_slot(i).await;
+                            self.spawn()?;
+                        }
+                    }
                     None => return Ok(()),
                 },
                 () = sleep_until_opt(next_kill), if next_kill.is_some() => {
                     kills.pop_front();
                     if now_ns() < self.deadline {
-                        self.kill(&mut rng, kill_number.is_multiple_of(2)).await;
-                        kill_number += 1;
-                        if now_ns() < self.deadline {
-                            self.spawn()?;
+                        if kill_number.is_multiple_of(2) && holder_kill.is_none() {
+                            holder_kill = Some(Instant::now() + Duration::from_secs(1));
+                        } else {
+                            self.kill_random(&mut rng).await;
+                            if now_ns() < self.deadline {
+                                self.spawn()?;
+                            }
                         }
+                        kill_number += 1;
+                    }
+                },
+                () = sleep_until_opt(holder_kill), if holder_kill.is_some() => {
+                    holder_kill = None;
+                    if now_ns() < self.deadline {
+                        self.kill_random(&mut rng).await;
+                        self.spawn()?;
                     }
                 },
                 () = tokio::time::sleep_until(hard_stop) => {
@@ -471,11 +499,14 @@ impl Workers {
         }
     }
 
-    async fn receive(&mut self, incoming: Incoming) {
+    /// Takes in what a reader task saw; says which worker just entered a
+    /// section, if one did.
+    async fn receive(&mut self, incoming: Incoming) -> Option<usize> {
         match incoming {
             Incoming::Line(i, line) => {
                 self.note(&line);
                 let slot = &mut self.slots[i];
+                let mut entered = None;
                 match serde_json::from_str::<Event>(&line) {
                     Ok(e) => {
                         match e {
@@ -484,6 +515,7 @@ impl Workers {
                             Event::Enter { .. } => {
                                 slot.waiting -= 1;
                                 slot.holding += 1;
+                                entered = Some(i);
                             }
                             Event::Released { .. } => slot.holding -= 1,
                             _ => {}
@@ -492,6 +524,7 @@ impl Workers {
                     }
                     Err(_) => slot.garbled += 1,
                 }
+                return entered;
             }
             Incoming::Partial(i) => {
                 // Only a killed worker may leave half a line.
@@ -504,11 +537,9 @@ impl Workers {
                 let slot = &mut self.slots[i];
                 slot.stdin = None;
                 if slot.end.is_some() {
-                    return;
+                    return None;
                 }
-                let Some(mut child) = slot.child.take() else {
-                    return;
-                };
+                let mut child = slot.child.take()?;
                 let end = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
                     Ok(Ok(status)) => WorkerEnd::Exited {
                         code: status.code(),
@@ -523,28 +554,23 @@ impl Workers {
                 slot.end = Some(end);
             }
         }
+        None
     }
 
-    /// SIGKILLs a live worker: one inside a section when `holder` and there
-    /// is one, else any.
-    async fn kill(&mut self, rng: &mut Rng, holder: bool) {
+    /// SIGKILLs a live worker chosen at random.
+    async fn kill_random(&mut self, rng: &mut Rng) {
         let live: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].end.is_none() && self.slots[i].child.is_some())
             .collect();
-        let holders: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&i| self.slots[i].holding > 0)
-            .collect();
-        let pool = if holder && !holders.is_empty() {
-            holders
-        } else {
-            live
-        };
-        if pool.is_empty() {
-            return;
+        if !live.is_empty() {
+            self.kill_slot(live[rng.below(live.len() as u64) as usize])
+                .await;
         }
-        let slot = &mut self.slots[pool[rng.below(pool.len() as u64) as usize]];
+    }
+
+    /// SIGKILLs worker `i` and reaps it.
+    async fn kill_slot(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
         if let Some(mut child) = slot.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;
