@@ -181,9 +181,9 @@ pub struct TortureArgs {
     #[arg(long = "fault-log", value_name = "FILE")]
     pub fault_log: Option<PathBuf>,
 
-    /// Directory for the run's witness and downstream files and worker
-    /// logs (default: a new one in the temp dir, removed after a verified
-    /// run).
+    /// Directory for the run's witness and downstream files, worker logs
+    /// and `events.jsonl` (every event of the run, for a post-mortem).
+    /// Default: a new one in the temp dir, removed after a verified run.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
