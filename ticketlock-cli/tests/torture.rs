@@ -462,7 +462,9 @@ fn redis_stalled_past_the_socket_timeout() {
                 thread::sleep(Duration::from_millis(1250));
                 server.resume();
                 run.mark("end", "redis-stop");
-                at = run.at() + 1.0;
+                // Time to recover (a lifetime, a socket timeout) before the
+                // next stall, so that each recovery is seen on its own.
+                at = run.at() + 2.0;
             }
             let outcome = run.finish(server);
             let r = &outcome.report;
