@@ -8,6 +8,7 @@ mod exec;
 mod exit;
 mod records;
 mod store;
+mod torture;
 
 use clap::Parser as _;
 
