@@ -145,6 +145,30 @@ impl RedisCluster {
         self.fail(&format!("no live primary owns slot {slot}:\n{nodes}"))
     }
 
+    /// The indices of the live replicas of node `primary`.
+    pub fn replicas_of(&self, primary: usize) -> Vec<usize> {
+        let port = format!("master_port:{}", self.nodes[primary].port());
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].pid().is_some()
+                    && self.nodes[i]
+                        .ask(&["INFO", "replication"], PROBE)
+                        .is_ok_and(|info| info.lines().any(|l| l.trim() == port))
+            })
+            .collect()
+    }
+
+    /// Waits until node `i` (restarted) is a replica in sync again.
+    pub fn wait_for_replica(&self, i: usize) {
+        self.wait_until(SETTLE_TIMEOUT, "the node to be a replica in sync", || {
+            self.nodes[i]
+                .ask(&["INFO", "replication"], PROBE)
+                .is_ok_and(|info| {
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+        });
+    }
+
     /// The node ids, as CLUSTER NODES names them, of node `i`.
     pub fn node_id(&self, i: usize) -> String {
         self.nodes[i].cli(&["CLUSTER", "MYID"])

@@ -150,6 +150,17 @@ impl SentinelGroup {
         now
     }
 
+    /// Waits until server `i` (restarted) is a replica in sync again.
+    pub fn wait_for_replica(&self, i: usize) {
+        self.wait_until("the server to be a replica in sync", || {
+            self.servers[i]
+                .ask(&["INFO", "replication"], PROBE)
+                .is_ok_and(|info| {
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+        });
+    }
+
     fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         while !done() {

@@ -38,6 +38,34 @@
 //!   commands (replaced after a call that timed out, so a half-open
 //!   connection cannot stall the store) plus the pub/sub one. Every call is
 //!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
+//! - Deployments (`deployment_mode`): `standard`, one server; `cluster`, a
+//!   Redis Cluster reached through `endpoints`: each script is routed by
+//!   its one key (the channel is the same name, so the same slot), MOVED
+//!   and ASK are followed by the client, wake-ups use sharded pub/sub
+//!   (SPUBLISH/SSUBSCRIBE, Redis 7) so each stays on the key's shard, and
+//!   [`Backend::conversations`] scans every primary; `sentinel`, the
+//!   primary the sentinels at `endpoints` name for `sentinel_service`,
+//!   asked again after a connection error or a READONLY answer (a failover
+//!   happened), so the store follows a failover without a restart.
+//! - Failover (cluster or sentinel): replication is asynchronous, so a
+//!   change the primary acknowledged may be lost with it. Lost grants break
+//!   exclusivity (the lease is gone, another client gets the lock while
+//!   the first still holds it) and reuse fencing tokens (the record goes
+//!   back to an older state of the same epoch). With `min_replicas_ack: N`
+//!   every answer that grants or extends a lease (issue, try_acquire,
+//!   renew) is sent only after N replicas acknowledged it (WAIT, in the
+//!   same round trip), and is refused with [`Error::Unavailable`]
+//!   otherwise (an issued ticket is withdrawn). A replica promoted with
+//!   every acknowledged grant (N = all replicas; or N = 1 where the
+//!   failover picks the most advanced replica, as Sentinel and Cluster do)
+//!   then keeps exclusivity and token order across the failover. Releases
+//!   are not waited for: replication is one ordered stream, so any later
+//!   acknowledged grant carries them; a release lost with the primary
+//!   brings back its ticket until it expires (a pause, not a second
+//!   holder). Tokens of a record created after the failover come from the
+//!   new primary's clock, which must not be behind the old one's by more
+//!   than the failover took (detection alone is `down-after-milliseconds`
+//!   or `cluster-node-timeout`).
 //! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
 //!   went away during the round trip is still released.
 //! - Strict leases: release, renew and check drop expired tickets first, so
@@ -52,8 +80,15 @@
 //!   and `epoch`): a waiter of ours whose ticket was lost (silent for longer
 //!   than its lifetime) could take a newer Rasa ticket of the same number
 //!   for its own. Our own processes never reuse numbers.
-//! - Standalone servers only (`deployment_mode: standard`); keys and their
-//!   channels share a name, ready for a cluster's hash slots.
+//! - In safe mode, a primary left with fewer than `min_replicas_ack`
+//!   replicas (e.g. a cluster shard of one replica, after its failover)
+//!   grants nothing until a replica is back: run N + 1 replicas to keep
+//!   working through a failover.
+//! - A cluster connection retries a command whose connection dropped: an
+//!   issue may then run twice, leaving a ticket nobody waits for, which
+//!   holds the queue until its lifetime ends (as a crashed process would).
+//! - Sentinels are asked without credentials; `username`, `password` and
+//!   `db` are for the data servers.
 //!
 //! # Redis ACL
 //! The least privilege the store needs (with `key_prefix: p`, write
@@ -62,6 +97,10 @@
 //! ```text
 //! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
 //! ```
+//!
+//! A cluster also needs `+spublish +ssubscribe +sunsubscribe +cluster|slots
+//! +hello` (its pub/sub connection speaks RESP3), and `min_replicas_ack`
+//! needs `+wait`; these additions are not yet proven minimal by a test.
 
 mod commands;
 mod connection;
