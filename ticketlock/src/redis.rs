@@ -220,7 +220,7 @@ impl RedisLockStore {
         // password or certificate until the timeout, hiding the reason.
         let probe = async {
             let client = match &target {
-                Target::Standalone(client) => client.clone(),
+                Target::Standalone(client) => (**client).clone(),
                 Target::Sentinel(sentinel) => match sentinel.primary().await {
                     Ok(client) => client,
                     Err(why) => return Ok(Err(why)),
@@ -903,7 +903,7 @@ impl RedisLockStore {
 
     /// The cluster's primaries, as `CLUSTER SLOTS` names them.
     async fn primaries(&self) -> Result<Vec<(String, u16)>> {
-        let slots: Vec<redis::Value> = self.query(&redis::cmd("CLUSTER").arg("SLOTS"), "").await?;
+        let slots: Vec<redis::Value> = self.query(redis::cmd("CLUSTER").arg("SLOTS"), "").await?;
         let mut nodes = Vec::new();
         for range in slots {
             // [start, end, [host, port, id, ...], replicas...]

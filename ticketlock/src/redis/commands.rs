@@ -115,7 +115,7 @@ impl Commands {
     async fn open(&self) -> Result<Conn, Failure> {
         match &self.target {
             Target::Standalone(client) => {
-                ConnectionManager::new_lazy_with_config(client.clone(), self.manager.clone())
+                ConnectionManager::new_lazy_with_config((**client).clone(), self.manager.clone())
                     .map(Conn::Single)
                     .map_err(Failure::Redis)
             }

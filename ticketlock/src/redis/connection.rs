@@ -29,7 +29,7 @@ pub(crate) struct Connector {
 #[derive(Clone)]
 pub(crate) enum Target {
     /// One server (`deployment_mode: standard`).
-    Standalone(redis::Client),
+    Standalone(Box<redis::Client>),
     /// A Redis Cluster, reached through its nodes.
     Cluster(Arc<ClusterTarget>),
     /// A primary found through the sentinels, again after each failover.
@@ -172,7 +172,7 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
                     .map_err(|e| Error::config("lock_store.host", e.to_string()))?,
             };
             let describe = format!("{scheme} {}:{}/{}", config.host, config.port, config.db);
-            (Target::Standalone(client), describe)
+            (Target::Standalone(Box::new(client)), describe)
         }
         DeploymentMode::Cluster => {
             if config.db != 0 {

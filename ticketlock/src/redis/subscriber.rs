@@ -354,7 +354,7 @@ fn sharded_event(push: PushInfo, expected: &mut HashMap<Vec<u8>, usize>) -> Even
 async fn connect(target: &Target, timeout: Duration) -> Result<Connection, String> {
     let link = async {
         let client = match target {
-            Target::Standalone(client) => client.clone(),
+            Target::Standalone(client) => (**client).clone(),
             Target::Sentinel(sentinel) => sentinel.primary().await?,
             Target::Cluster(cluster) => {
                 let (tx, rx) = mpsc::unbounded_channel();
