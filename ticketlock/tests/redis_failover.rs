@@ -424,3 +424,43 @@ async fn cluster_failover_in_default_mode_measured() {
     let Some(d) = cluster().await else { return };
     eprintln!("cluster, default mode: {:#?}", run(d, 0).await);
 }
+
+/// The cost of `min_replicas_ack`: lock + release cycles per second on a
+/// sentinel group (two replicas), one task on one conversation and eight
+/// tasks on eight, with 0, 1 and 2 acknowledgements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: prints the cost of min_replicas_ack"]
+async fn safe_mode_cost_measured() {
+    let Some(d) = sentinel().await else { return };
+    for tasks in [1usize, 8] {
+        for acks in [0u32, 1, 2] {
+            let store: LockStore = RedisLockStore::connect(&d.config(acks))
+                .await
+                .unwrap()
+                .into();
+            let cycles = Arc::new(AtomicU64::new(0));
+            let until = Instant::now() + Duration::from_secs(3);
+            let mut handles = Vec::new();
+            for t in 0..tasks {
+                let (store, cycles) = (store.clone(), cycles.clone());
+                handles.push(tokio::spawn(async move {
+                    let id = format!("cost{t}");
+                    while Instant::now() < until {
+                        let g = store.lock(&id).await.unwrap();
+                        g.release().await.unwrap();
+                        cycles.fetch_add(1, Ordering::SeqCst);
+                    }
+                }));
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+            let n = cycles.load(Ordering::SeqCst);
+            eprintln!(
+                "tasks {tasks}, min_replicas_ack {acks}: {:.0} cycles/s, {:.0} µs per cycle per task",
+                n as f64 / 3.0,
+                3e6 * tasks as f64 / n as f64
+            );
+        }
+    }
+}
