@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::{demo, exec, exit};
+use crate::{bench, demo, exec, exit, records};
 
 /// Runs the subcommand and turns its outcome into the process's exit code;
 /// an error is reported as one `ticketlock: <message>` line on stderr.
@@ -28,6 +28,10 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => exec::run(args).await,
+            Command::Inspect(args) => records::inspect::run(args).await,
+            Command::List(args) => records::list::run(args).await,
+            Command::Clear(args) => records::clear::run(args).await,
+            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match outcome {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::{demo, exec};
+use crate::records::{clear, inspect, list};
+use crate::{bench, demo, exec};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
 #[derive(Debug, Parser)]
@@ -30,6 +31,15 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run a command while holding a conversation's lock (like flock(1)).
     Run(exec::RunArgs),
+    /// Show a conversation's record: who is served, each ticket's expiry,
+    /// and the record exactly as stored.
+    Inspect(inspect::InspectArgs),
+    /// List the conversations that have a record, with their queues.
+    List(list::ListArgs),
+    /// Remove a conversation's record, or every record of this store.
+    Clear(clear::ClearArgs),
+    /// Measure a store against its baseline (throughput, contention, hand-off, memory).
+    Bench(bench::BenchArgs),
 }
 
 /// Parses a number of seconds (`1`, `0.25`) that may be zero.

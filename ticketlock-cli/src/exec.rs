@@ -97,10 +97,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.wait_time {
         request = request.wait_time(w);
     }
-    let guard = tokio::select! {
-        acquired = request.into_future() => acquired?,
-        signal = signals.recv() => {
-            eprintln!("ticketlock: run: {} while waiting for the lock of {id:?}; gave up", signals::name(signal));
+    let acquired = tokio::select! {
+        acquired = request.into_future() => Ok(acquired),
+        signal = signals.recv() => Err(signal),
+    };
+    let guard = match acquired {
+        Ok(acquired) => acquired?,
+        Err(signal) => {
+            // The dropped request withdraws its ticket in the background:
+            // wait for that before exiting, or the ticket would hold up the
+            // queue until it expired.
+            store.flush().await;
+            eprintln!(
+                "ticketlock: run: {} while waiting for the lock of {id:?}; gave up",
+                signals::name(signal)
+            );
             return Ok(ExitCode::from(signals::exit_code(signal)));
         }
     };

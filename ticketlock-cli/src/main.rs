@@ -1,10 +1,12 @@
 //! The `ticketlock` command: parses the options and hands them to [`app::run`].
 
 mod app;
+mod bench;
 mod cli;
 mod demo;
 mod exec;
 mod exit;
+mod records;
 mod store;
 
 use clap::Parser as _;

@@ -169,6 +169,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// best effort (spawned where the backend is remote).
     fn release_on_drop(&self, conversation_id: &str, ticket: TicketId);
 
+    /// Waits until the round trips this backend started in the background
+    /// (releases from destructors, withdrawals of cancelled requests) are
+    /// done. Call it before a process exits, so that they are not cut
+    /// short. Bounded by the backend's own call timeout.
+    fn flush(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Extends the lease of the holder `ticket` to `lifetime` from now.
     /// Returns `false` when `ticket` is not the live holder any more.
     fn renew(

@@ -254,16 +254,30 @@ impl QueuedTicket {
         let waited =
             async { dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o).await) }
                 .instrument(self.span.clone());
-        let attempt = match o.timeout {
-            Some(t) => tokio::time::timeout_at(self.started + t, waited)
-                .await
-                .map_err(|_| {
-                    self.span
-                        .in_scope(|| tracing::debug!("acquire timed out; ticket withdrawn"));
-                    timeout_error(id, self.started)
-                })??,
-            None => waited.await?,
+        let outcome = match o.timeout {
+            Some(t) => tokio::time::timeout_at(self.started + t, waited).await.ok(),
+            None => Some(waited.await),
         };
+        let Some(attempt) = outcome else {
+            // Withdrawn here, awaited, rather than from `Drop`: a process
+            // that exits on the timeout would lose the release spawned
+            // there, and its ticket would hold up the queue until it
+            // expired.
+            let error = timeout_error(id, self.started);
+            self.span
+                .in_scope(|| tracing::debug!("acquire timed out; withdrawing the ticket"));
+            if let Err(e) = dispatch!(&self.store, b => b.release(id, ticket).await) {
+                tracing::debug!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    error = %e,
+                    "withdrawal after the timeout failed; the ticket will expire"
+                );
+            }
+            self.armed = false;
+            return Err(error);
+        };
+        let attempt = attempt?;
         self.armed = false;
         match attempt {
             Attempt::Acquired { fencing_token, .. } => {

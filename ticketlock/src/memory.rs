@@ -2,12 +2,20 @@
 //!
 //! # Implementation details
 //! - Data: conversations are spread over a power-of-two number of shards,
-//!   each a `Mutex<HashMap<id, Entry>>`; an entry is the FIFO of tickets
-//!   (sorted by number), the next number and the record's epoch. Every
-//!   operation takes one shard lock once and does O(1) work (amortised; a
-//!   lookup by number is a binary search), so there is no global lock.
+//!   each a `Mutex<HashTable<Entry>>`; an entry is the id, the FIFO of
+//!   tickets (sorted by number), the next number and the record's epoch.
+//!   Every operation takes one shard lock once and does O(1) work
+//!   (amortised; a lookup by number is a binary search), so there is no
+//!   global lock.
+//! - Hashing: the id is hashed once per operation (SipHash with a random
+//!   key, as `std`'s `HashMap`, since ids come from users); the high bits
+//!   pick the shard and the low bits the slot in its table, so the two do
+//!   not correlate. Hashing the id three times (shard, lookup, removal) was
+//!   the largest cost of an uncontended cycle.
 //! - Memory: an entry is removed as soon as its last ticket goes, so idle
-//!   conversations cost nothing.
+//!   conversations cost nothing. Nearly every conversation has one ticket,
+//!   which is kept inline in the entry: a conversation costs its table slot
+//!   and its id, and a lock/release cycle allocates only the id.
 //! - Clock: `tokio::time::Instant`, so tests can pause and advance time;
 //!   converted to Unix seconds only for the record view.
 //! - Expiry: lazily, from the head of the queue, on every operation; a
@@ -15,15 +23,18 @@
 //! - Wake-ups: a waiting ticket gets a `Notify` when it first watches; a
 //!   release or removal at the head signals the new head only (no herd).
 //! - Fencing tokens and epochs come from one store-wide counter, so they
-//!   increase across deletion of a record.
+//!   increase across deletion of a record; a new record takes its epoch and
+//!   its first holder's token in one step of the counter.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -49,12 +60,25 @@ struct Shared {
     base: Instant,
 }
 
-type Shard = HashMap<Box<str>, Entry>;
+type Shard = HashTable<Entry>;
+
+/// The shard is picked by the hash bits from here up (at most 16 of them,
+/// see [`InMemoryLockStore::with_shards`]); the table uses the lowest bits
+/// and the top seven.
+const SHARD_SHIFT: u32 = 40;
 
 struct Entry {
-    tickets: VecDeque<MemTicket>,
+    id: Box<str>,
+    tickets: Queue,
     next_number: u64,
     epoch: u64,
+}
+
+/// A FIFO of tickets sorted by number, the first one inline.
+enum Queue {
+    One(MemTicket),
+    /// Two tickets or more, or none (then without allocation).
+    Many(VecDeque<MemTicket>),
 }
 
 struct MemTicket {
@@ -102,7 +126,7 @@ impl InMemoryLockStore {
             .map_or(0.0, |d| d.as_secs_f64());
         InMemoryLockStore {
             shared: Arc::new(Shared {
-                shards: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
+                shards: (0..n).map(|_| Mutex::new(HashTable::new())).collect(),
                 hasher: RandomState::new(),
                 counter: AtomicU64::new(1),
                 base_unix: unix,
@@ -121,9 +145,34 @@ impl InMemoryLockStore {
         self.len() == 0
     }
 
-    fn shard(&self, id: &str) -> MutexGuard<'_, Shard> {
-        let h = self.shared.hasher.hash_one(id) as usize;
-        lock(&self.shared.shards[h & (self.shared.shards.len() - 1)])
+    fn hash(&self, id: &str) -> u64 {
+        self.shared.hasher.hash_one(id)
+    }
+
+    /// The hash of an entry, for the table when it resizes.
+    fn rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
+        |e| self.hash(&e.id)
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        let i = (hash >> SHARD_SHIFT) as usize & (self.shared.shards.len() - 1);
+        lock(&self.shared.shards[i])
+    }
+
+    /// Runs `f` on the entry of `id`, if there is one, and removes the entry
+    /// when `f` leaves it without tickets.
+    fn with_entry<R>(&self, id: &str, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        let hash = self.hash(id);
+        let mut shard = self.shard(hash);
+        let Ok(mut slot) = shard.find_entry(hash, |e| *e.id == *id) else {
+            return None;
+        };
+        let result = f(slot.get_mut());
+        if slot.get().tickets.is_empty() {
+            slot.remove();
+            shrink(&mut shard, self.rehash());
+        }
+        Some(result)
     }
 
     fn next_token(&self) -> u64 {
@@ -152,7 +201,7 @@ impl InMemoryLockStore {
     }
 
     fn acquire_at_head(&self, entry: &mut Entry, now: Instant, lifetime: Duration) -> Attempt {
-        entry.tickets[0].expires = now + lifetime;
+        entry.tickets.head_mut().expires = now + lifetime;
         Attempt::Acquired {
             fencing_token: self.next_token(),
             lease: lifetime,
@@ -160,33 +209,29 @@ impl InMemoryLockStore {
     }
 
     fn remove(&self, id: &str, ticket: TicketId) -> bool {
+        // One clock read: whether the released ticket was still live is the
+        // answer (a holder whose lease ran out was not exclusive any more).
         let now = Instant::now();
-        let mut shard = self.shard(id);
-        let Some(entry) = shard.get_mut(id).filter(|e| e.matches(ticket)) else {
-            return false;
-        };
-        // Expired tickets go first, as on Redis: a holder whose lease ran
-        // out learns here that it was not exclusive any more.
-        entry.prune(now);
-        let live = match entry.index_of(ticket.number) {
-            None => false,
-            Some(i) => {
-                let live = entry.tickets[i].expires > now;
-                entry.tickets.remove(i);
-                if i == 0 {
-                    entry.prune(now);
-                    if let Some(head) = entry.tickets.front() {
-                        head.wake();
-                    }
-                }
-                live
+        self.with_entry(id, |entry| {
+            if !entry.matches(ticket) {
+                return false;
             }
-        };
-        if entry.tickets.is_empty() {
-            shard.remove(id);
-            shrink(&mut shard);
-        }
-        live
+            // Expired tickets go first, as on Redis.
+            entry.prune(now);
+            let Some(i) = entry.index_of(ticket.number) else {
+                return false;
+            };
+            let live = entry.tickets.get(i).is_some_and(|t| t.expires > now);
+            entry.tickets.remove(i);
+            if i == 0 {
+                entry.prune(now);
+                if let Some(head) = entry.tickets.front() {
+                    head.wake();
+                }
+            }
+            live
+        })
+        .unwrap_or(false)
     }
 }
 
@@ -196,9 +241,10 @@ impl Entry {
     }
 
     fn index_of(&self, number: u64) -> Option<usize> {
-        self.tickets
-            .binary_search_by_key(&number, |t| t.number)
-            .ok()
+        match &self.tickets {
+            Queue::One(t) => (t.number == number).then_some(0),
+            Queue::Many(q) => q.binary_search_by_key(&number, |t| t.number).ok(),
+        }
     }
 
     /// Drops expired tickets from the head; wakes the new head if any went.
@@ -224,17 +270,122 @@ impl Entry {
     }
 }
 
+impl Queue {
+    fn len(&self) -> usize {
+        match self {
+            Queue::One(_) => 1,
+            Queue::Many(q) => q.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn front(&self) -> Option<&MemTicket> {
+        self.get(0)
+    }
+
+    fn get(&self, i: usize) -> Option<&MemTicket> {
+        match self {
+            Queue::One(t) => (i == 0).then_some(t),
+            Queue::Many(q) => q.get(i),
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut MemTicket> {
+        match self {
+            Queue::One(t) => (i == 0).then_some(t),
+            Queue::Many(q) => q.get_mut(i),
+        }
+    }
+
+    /// The first ticket; only called where the queue is known not to be
+    /// empty.
+    fn head_mut(&mut self) -> &mut MemTicket {
+        match self {
+            Queue::One(t) => t,
+            Queue::Many(q) => &mut q[0],
+        }
+    }
+
+    fn push_back(&mut self, t: MemTicket) {
+        match self {
+            Queue::Many(q) if q.is_empty() => *self = Queue::One(t),
+            Queue::Many(q) => q.push_back(t),
+            Queue::One(_) => {
+                let Queue::One(first) = std::mem::replace(self, Queue::Many(VecDeque::new()))
+                else {
+                    unreachable!("matched One above")
+                };
+                let mut q = VecDeque::with_capacity(4);
+                q.push_back(first);
+                q.push_back(t);
+                *self = Queue::Many(q);
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Option<MemTicket> {
+        match self {
+            Queue::One(_) if i == 0 => {
+                match std::mem::replace(self, Queue::Many(VecDeque::new())) {
+                    Queue::One(t) => Some(t),
+                    Queue::Many(_) => None,
+                }
+            }
+            Queue::One(_) => None,
+            Queue::Many(q) => q.remove(i),
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<MemTicket> {
+        self.remove(0)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &MemTicket> + '_ {
+        let (one, many) = match self {
+            Queue::One(t) => (Some(t), None),
+            Queue::Many(q) => (None, Some(q.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&MemTicket) -> bool) {
+        match self {
+            Queue::One(t) => {
+                let mut keep = keep;
+                if !keep(t) {
+                    *self = Queue::Many(VecDeque::new());
+                }
+            }
+            Queue::Many(q) => q.retain(keep),
+        }
+    }
+}
+
+impl From<Vec<MemTicket>> for Queue {
+    fn from(mut tickets: Vec<MemTicket>) -> Self {
+        if tickets.len() == 1
+            && let Some(t) = tickets.pop()
+        {
+            return Queue::One(t);
+        }
+        Queue::Many(tickets.into())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No critical section here can panic half-way, so a poisoned shard is
     // still consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Gives memory back after a burst: a map that emptied to a quarter of its
-/// capacity is shrunk.
-fn shrink(map: &mut Shard) {
+/// Gives memory back after a burst: a table that emptied to a quarter of
+/// its capacity is shrunk.
+fn shrink(map: &mut Shard, rehash: impl Fn(&Entry) -> u64) {
     if map.capacity() > 64 && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
+        map.shrink_to(map.len() * 2, rehash);
     }
 }
 
@@ -245,14 +396,34 @@ impl Backend for InMemoryLockStore {
 
     async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         let now = Instant::now();
-        let mut shard = self.shard(id);
-        let entry = match shard.get_mut(id) {
-            Some(e) => e,
-            None => shard.entry(id.into()).or_insert(Entry {
-                tickets: VecDeque::with_capacity(1),
-                next_number: 0,
-                epoch: self.next_token(),
-            }),
+        let hash = self.hash(id);
+        let mut shard = self.shard(hash);
+        let entry = match shard.entry(hash, |e| *e.id == *id, self.rehash()) {
+            Slot::Occupied(slot) => slot.into_mut(),
+            Slot::Vacant(slot) => {
+                // A new conversation: its ticket is served at once.
+                let epoch = self.shared.counter.fetch_add(2, Ordering::Relaxed);
+                slot.insert(Entry {
+                    id: id.into(),
+                    tickets: Queue::One(MemTicket {
+                        number: 0,
+                        expires: now + lifetime,
+                        waker: None,
+                    }),
+                    next_number: 1,
+                    epoch,
+                });
+                return Ok(Issued {
+                    ticket: TicketId {
+                        number: 0,
+                        epoch: Some(epoch),
+                    },
+                    attempt: Attempt::Acquired {
+                        fencing_token: epoch + 1,
+                        lease: lifetime,
+                    },
+                });
+            }
         };
         entry.prune(now);
         let number = entry.next_number;
@@ -276,30 +447,30 @@ impl Backend for InMemoryLockStore {
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
         let now = Instant::now();
-        let mut shard = self.shard(id);
-        let Some(entry) = shard.get_mut(id).filter(|e| e.matches(ticket)) else {
-            return Ok(Attempt::Lost);
-        };
-        entry.prune(now);
-        let attempt = match entry.index_of(ticket.number) {
-            None => Attempt::Lost,
-            Some(0) => self.acquire_at_head(entry, now, lifetime),
-            // A waiter silent for longer than its lifetime lost its place
-            // (Redis drops every expired ticket; here it is found on its
-            // owner's next look).
-            Some(i) if entry.tickets[i].expires <= now => {
-                entry.tickets.remove(i);
-                Attempt::Lost
+        let attempt = self.with_entry(id, |entry| {
+            if !entry.matches(ticket) {
+                return Attempt::Lost;
             }
-            Some(i) => {
-                entry.tickets[i].expires = now + lifetime;
-                entry.queued(i, now)
+            entry.prune(now);
+            match entry.index_of(ticket.number) {
+                None => Attempt::Lost,
+                Some(0) => self.acquire_at_head(entry, now, lifetime),
+                // A waiter silent for longer than its lifetime lost its
+                // place (Redis drops every expired ticket; here it is found
+                // on its owner's next look).
+                Some(i) if entry.tickets.get(i).is_some_and(|t| t.expires <= now) => {
+                    entry.tickets.remove(i);
+                    Attempt::Lost
+                }
+                Some(i) => {
+                    if let Some(t) = entry.tickets.get_mut(i) {
+                        t.expires = now + lifetime;
+                    }
+                    entry.queued(i, now)
+                }
             }
-        };
-        if entry.tickets.is_empty() {
-            shard.remove(id);
-        }
-        Ok(attempt)
+        });
+        Ok(attempt.unwrap_or(Attempt::Lost))
     }
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
@@ -312,28 +483,28 @@ impl Backend for InMemoryLockStore {
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
         let now = Instant::now();
-        let mut shard = self.shard(id);
-        let Some(entry) = shard.get_mut(id).filter(|e| e.matches(ticket)) else {
-            return Ok(false);
-        };
-        entry.prune(now);
-        let held = entry
-            .tickets
-            .front()
-            .is_some_and(|h| h.number == ticket.number);
-        if held {
-            entry.tickets[0].expires = now + lifetime;
-        } else if entry.tickets.is_empty() {
-            shard.remove(id);
-        }
-        Ok(held)
+        let held = self.with_entry(id, |entry| {
+            if !entry.matches(ticket) {
+                return false;
+            }
+            entry.prune(now);
+            match entry.tickets.get_mut(0) {
+                Some(head) if head.number == ticket.number => {
+                    head.expires = now + lifetime;
+                    true
+                }
+                _ => false,
+            }
+        });
+        Ok(held.unwrap_or(false))
     }
 
     async fn check(&self, id: &str, ticket: TicketId) -> Result<bool> {
         let now = Instant::now();
-        let shard = self.shard(id);
+        let hash = self.hash(id);
+        let shard = self.shard(hash);
         Ok(shard
-            .get(id)
+            .find(hash, |e| *e.id == *id)
             .filter(|e| e.matches(ticket))
             .is_some_and(|e| {
                 e.tickets
@@ -343,22 +514,28 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn watch(&self, id: &str, ticket: TicketId) -> Result<Watch> {
-        let mut shard = self.shard(id);
-        let Some(entry) = shard.get_mut(id).filter(|e| e.matches(ticket)) else {
+        let hash = self.hash(id);
+        let mut shard = self.shard(hash);
+        let Some(entry) = shard
+            .find_mut(hash, |e| *e.id == *id)
+            .filter(|e| e.matches(ticket))
+        else {
             return Ok(Watch::signalled());
         };
-        let Some(i) = entry.index_of(ticket.number) else {
+        let Some(t) = entry
+            .index_of(ticket.number)
+            .and_then(|i| entry.tickets.get_mut(i))
+        else {
             return Ok(Watch::signalled());
         };
-        let waker = entry.tickets[i]
-            .waker
-            .get_or_insert_with(|| Arc::new(Notify::new()));
+        let waker = t.waker.get_or_insert_with(|| Arc::new(Notify::new()));
         Ok(Watch::new(waker.clone()))
     }
 
     async fn get_lock(&self, id: &str) -> Result<Option<TicketLock>> {
-        let shard = self.shard(id);
-        Ok(shard.get(id).map(|e| {
+        let hash = self.hash(id);
+        let shard = self.shard(hash);
+        Ok(shard.find(hash, |e| *e.id == *id).map(|e| {
             let mut lock = TicketLock::with_tickets(
                 id,
                 e.tickets
@@ -373,13 +550,17 @@ impl Backend for InMemoryLockStore {
 
     async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
         let id = lock.conversation_id();
-        let mut shard = self.shard(id);
-        let mut old = shard.remove(id);
+        let hash = self.hash(id);
+        let mut shard = self.shard(hash);
+        let mut old = shard
+            .find_entry(hash, |e| *e.id == *id)
+            .ok()
+            .map(|slot| slot.remove().0);
         if lock.tickets().len() == 0 {
             if let Some(old) = old {
                 old.tickets.iter().for_each(MemTicket::wake);
             }
-            shrink(&mut shard);
+            shrink(&mut shard, self.rehash());
             return Ok(());
         }
         let mut tickets: Vec<MemTicket> = lock
@@ -395,8 +576,8 @@ impl Backend for InMemoryLockStore {
         // Waiters of tickets that stay keep their wakers; all are told to look.
         if let Some(old) = old.as_mut() {
             for t in &mut tickets {
-                if let Some(i) = old.index_of(t.number) {
-                    t.waker = old.tickets[i].waker.take();
+                if let Some(o) = old.index_of(t.number).and_then(|i| old.tickets.get_mut(i)) {
+                    t.waker = o.waker.take();
                 }
             }
             old.tickets.iter().for_each(MemTicket::wake);
@@ -413,30 +594,33 @@ impl Backend for InMemoryLockStore {
             (None, Some(o)) => o.epoch,
             (None, None) => self.next_token(),
         };
-        shard.insert(
-            id.into(),
+        shard.insert_unique(
+            hash,
             Entry {
+                id: id.into(),
                 tickets: tickets.into(),
                 next_number,
                 epoch,
             },
+            self.rehash(),
         );
         Ok(())
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
-        let mut shard = self.shard(id);
-        if let Some(old) = shard.remove(id) {
+        let hash = self.hash(id);
+        let mut shard = self.shard(hash);
+        if let Ok(slot) = shard.find_entry(hash, |e| *e.id == *id) {
+            let (old, _) = slot.remove();
             old.tickets.iter().for_each(MemTicket::wake);
-            shrink(&mut shard);
+            shrink(&mut shard, self.rehash());
         }
         Ok(())
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
         let now = Instant::now();
-        let mut shard = self.shard(id);
-        if let Some(entry) = shard.get_mut(id) {
+        self.with_entry(id, |entry| {
             let head = entry.tickets.front().map(|t| t.number);
             entry.tickets.retain(|t| t.expires > now);
             if let Some(h) = entry.tickets.front()
@@ -444,10 +628,7 @@ impl Backend for InMemoryLockStore {
             {
                 h.wake();
             }
-            if entry.tickets.is_empty() {
-                shard.remove(id);
-            }
-        }
+        });
         Ok(())
     }
 
@@ -456,7 +637,79 @@ impl Backend for InMemoryLockStore {
             .shared
             .shards
             .iter()
-            .flat_map(|s| lock(s).keys().map(|k| k.to_string()).collect::<Vec<_>>())
+            .flat_map(|s| lock(s).iter().map(|e| e.id.to_string()).collect::<Vec<_>>())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(number: u64) -> MemTicket {
+        MemTicket {
+            number,
+            expires: Instant::now(),
+            waker: None,
+        }
+    }
+
+    fn numbers(q: &Queue) -> Vec<u64> {
+        q.iter().map(|t| t.number).collect()
+    }
+
+    #[test]
+    fn a_conversation_with_one_ticket_fits_one_table_slot() {
+        // The id, the inline ticket, the next number and the epoch.
+        assert!(std::mem::size_of::<Entry>() <= 72);
+    }
+
+    #[test]
+    fn the_queue_keeps_fifo_order_across_its_two_forms() {
+        let mut q = Queue::from(vec![ticket(3)]);
+        assert!(matches!(q, Queue::One(_)));
+        assert_eq!(q.front().map(|t| t.number), Some(3));
+        q.push_back(ticket(4));
+        q.push_back(ticket(5));
+        assert_eq!(numbers(&q), [3, 4, 5]);
+        assert_eq!(q.remove(1).map(|t| t.number), Some(4));
+        assert_eq!(q.pop_front().map(|t| t.number), Some(3));
+        assert_eq!(q.pop_front().map(|t| t.number), Some(5));
+        assert!(q.is_empty() && q.pop_front().is_none());
+        // An emptied queue takes its next ticket inline again.
+        q.push_back(ticket(6));
+        assert!(matches!(q, Queue::One(_)));
+        assert!(q.remove(1).is_none() && q.get(1).is_none());
+        q.retain(|t| t.number != 6);
+        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
+        assert!(matches!(Queue::from(Vec::new()), Queue::Many(ref v) if v.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn one_hash_picks_shard_and_slot_without_losing_entries() {
+        let store = InMemoryLockStore::with_shards(4);
+        for i in 0..10_000 {
+            store
+                .issue(&format!("c{i}"), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.len(), 10_000);
+        let mut ids = store.conversations().await.unwrap();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 10_000);
+        for i in 0..10_000 {
+            assert!(
+                store
+                    .release(&format!("c{i}"), TicketId::number(0))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(store.is_empty());
+        // Shrunk back after the burst.
+        assert!(store.shared.shards.iter().all(|s| lock(s).capacity() <= 64));
     }
 }

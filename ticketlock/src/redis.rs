@@ -156,6 +156,9 @@ struct Inner {
     /// `min_replicas_ack` and its timeout, when set.
     acks: Option<(u32, Duration)>,
     subscriber: Subscriber,
+    /// Background round trips (issues whose caller left, releases from
+    /// destructors) that [`Backend::flush`] waits for.
+    in_flight: InFlight,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -268,6 +271,7 @@ impl RedisLockStore {
                 acks: (config.min_replicas_ack > 0)
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
+                in_flight: InFlight::default(),
                 _stop: stop,
             }),
         })
@@ -286,6 +290,34 @@ impl RedisLockStore {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
         self.query(&cmd, &key).await
+    }
+
+    /// Deletes the record of `conversation_id`, as
+    /// [`crate::LockStore::delete_lock`] does (its waiters learn that their
+    /// tickets are gone), and says whether there was one, for tools that
+    /// report what they removed. A key of another type under the record's
+    /// name is removed too.
+    pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
+        let key = self.key_for(conversation_id);
+        let removed: i64 = self
+            .script(|s| &s.delete, &key, conversation_id, &[], false)
+            .await?
+            .acked()?;
+        tracing::debug!(
+            conversation_id,
+            existed = removed == 1,
+            "redis: record deleted"
+        );
+        Ok(removed == 1)
+    }
+
+    /// The server's clock (Redis `TIME`) as Unix seconds: the clock every
+    /// expiry is measured by, so that inspection tools tell live tickets
+    /// from expired ones as the scripts do, whatever this machine's clock
+    /// says.
+    pub async fn server_time(&self) -> Result<f64> {
+        let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME"), "").await?;
+        Ok(secs as f64 + micros as f64 / 1e6)
     }
 
     /// The socket timeout bounding every call.
@@ -602,7 +634,9 @@ impl Backend for RedisLockStore {
         let (tx, rx) = oneshot::channel();
         let store = self.clone();
         let owned = id.to_string();
+        let task = self.background_task();
         tokio::spawn(async move {
+            let _task = task;
             let issued = store.issue_now(&owned, lifetime).await;
             if let Err(Ok(issued)) = tx.send(issued) {
                 tracing::debug!(
@@ -685,11 +719,18 @@ impl Backend for RedisLockStore {
         };
         let store = self.clone();
         let id = id.to_string();
+        let task = self.background_task();
         runtime.spawn(async move {
+            let _task = task;
             if let Err(e) = store.release(&id, ticket).await {
                 tracing::debug!(conversation_id = id, ticket = ticket.number, error = %e, "redis: release on drop failed; the ticket will expire");
             }
         });
+    }
+
+    async fn flush(&self) {
+        // Each background round trip is bounded by the socket timeout.
+        self.inner.in_flight.idle().await;
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
@@ -810,12 +851,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
-        let key = self.key_for(id);
-        self.script::<i64>(|s| &s.delete, &key, id, &[], false)
-            .await?
-            .acked()?;
-        tracing::debug!(conversation_id = id, "redis: record deleted");
-        Ok(())
+        self.remove_record(id).await.map(drop)
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
@@ -935,5 +971,56 @@ impl RedisLockStore {
             }
         }
         Ok(nodes)
+    }
+}
+
+/// Counts background round trips, so that a process about to exit can wait
+/// for them.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// One background round trip; finished when dropped.
+struct InFlightTask(Arc<Inner>);
+
+impl RedisLockStore {
+    fn background_task(&self) -> InFlightTask {
+        let in_flight = &self.inner.in_flight;
+        in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightTask(self.inner.clone())
+    }
+}
+
+impl InFlight {
+    async fn idle(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a last task finishing
+            // in between is not missed.
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightTask {
+    fn drop(&mut self) {
+        let in_flight = &self.0.in_flight;
+        if in_flight
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            in_flight.idle.notify_waiters();
+        }
     }
 }

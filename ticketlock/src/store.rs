@@ -254,6 +254,15 @@ impl LockStore {
         self.finish_serving(conversation_id, ticket_number).await
     }
 
+    /// Waits until the releases and withdrawals this store started in the
+    /// background are done: those of guards and lock requests that were
+    /// dropped rather than released. Call it before the process exits, so
+    /// that none is cut short (a ticket whose release is lost blocks its
+    /// conversation until its lifetime ends). Bounded by the socket timeout.
+    pub async fn flush(&self) {
+        dispatch!(self, b => b.flush().await)
+    }
+
     /// The conversations that have a record, in no particular order.
     pub async fn conversations(&self) -> Result<Vec<String>> {
         dispatch!(self, b => b.conversations().await)

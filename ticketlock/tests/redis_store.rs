@@ -1509,3 +1509,39 @@ async fn every_permission_of_the_acl_rule_is_needed() {
     cmd.exec(&mut admin).unwrap();
     full_workload(&server, "full", "tl-pw").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flush_waits_for_the_releases_of_dropped_guards() {
+    let server = server!();
+    let mut c = config(&server);
+    c.socket_timeout = Duration::from_secs(5);
+    let store: LockStore = connect_with(&server, c).await.into();
+    let mut con = connection(&server, 1);
+    let key = store.as_redis().unwrap().key_for("flush");
+    let g = store.lock("flush").await.unwrap();
+    server.pause();
+    drop(g); // its release is spawned, and stuck while the server sleeps
+    let flushing = {
+        let store = store.clone();
+        tokio::spawn(async move { store.flush().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !flushing.is_finished(),
+        "flush returned with a release in flight"
+    );
+    server.resume();
+    tokio::time::timeout(Duration::from_secs(5), flushing)
+        .await
+        .expect("flush did not return once the release was done")
+        .unwrap();
+    assert_eq!(
+        get(&mut con, &key),
+        None,
+        "flush returned before the release"
+    );
+    // Nothing in flight: returns at once.
+    tokio::time::timeout(Duration::from_millis(100), store.flush())
+        .await
+        .unwrap();
+}

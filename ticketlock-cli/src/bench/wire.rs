@@ -1,0 +1,304 @@
+//! The Redis baseline: round trips of a trivial server-side script, the
+//! most a client can get out of the wire.
+//!
+//! An uncontended lock-then-release cycle needs at least two round trips (one
+//! to take the lock, one to release it), so a baseline cycle is two
+//! `EVALSHA` of `return 1`, at the same concurrency, over one multiplexed
+//! connection shared by all tasks, as the store's own connection is.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use redis::aio::MultiplexedConnection;
+use ticketlock::{RedisConfig, Ticket, TicketLock};
+
+use super::locker::Locker;
+use super::progress::Progress;
+use super::report::{Side, Stats};
+
+/// A multiplexed connection and the trivial script.
+#[derive(Clone)]
+pub(crate) struct Wire {
+    con: MultiplexedConnection,
+    script: Arc<redis::Script>,
+}
+
+/// How many unrelated keys one pipeline writes or deletes.
+const BATCH: u64 = 1000;
+
+impl Wire {
+    /// Connects to the server of `client`.
+    pub(crate) async fn connect(client: &redis::Client) -> anyhow::Result<Wire> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT));
+        let con = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .context("bench baseline: connecting to Redis")?;
+        Ok(Wire {
+            con,
+            script: Arc::new(redis::Script::new("return 1")),
+        })
+    }
+
+    /// One round trip: `EVALSHA` of `return 1` (loaded on `NOSCRIPT`).
+    pub(crate) async fn round_trip(&self) -> anyhow::Result<()> {
+        let one: i64 = self
+            .script
+            .invoke_async(&mut self.con.clone())
+            .await
+            .context("bench baseline: EVALSHA")?;
+        anyhow::ensure!(one == 1, "bench baseline: the script returned {one}, not 1");
+        Ok(())
+    }
+
+    /// The server's `used_memory`, in bytes.
+    pub(crate) async fn used_memory(&self) -> anyhow::Result<i64> {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.con.clone())
+            .await
+            .context("bench: INFO memory")?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("bench: no used_memory in INFO memory")
+    }
+
+    /// Stores a Rasa record of one ticket under `key`, as Rasa would.
+    pub(crate) async fn set_record(&self, key: &str) -> anyhow::Result<()> {
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+            + 60.0;
+        let record = TicketLock::with_tickets(key, [Ticket::new(0, expires)]).dumps();
+        redis::cmd("SET")
+            .arg(key)
+            .arg(record)
+            .arg("EX")
+            .arg(60)
+            .exec_async(&mut self.con.clone())
+            .await
+            .context("bench baseline: SET")
+    }
+
+    /// Deletes `key`.
+    pub(crate) async fn del(&self, key: &str) -> anyhow::Result<()> {
+        redis::cmd("DEL")
+            .arg(key)
+            .exec_async(&mut self.con.clone())
+            .await
+            .context("bench baseline: DEL")
+    }
+
+    /// Writes `n` keys unrelated to any conversation (for measuring the
+    /// cost of a big keyspace), in pipelines.
+    pub(crate) async fn fill_unrelated(&self, n: u64, tag: u32) -> anyhow::Result<()> {
+        self.unrelated(n, tag, |p, key| {
+            p.set(
+                key,
+                "{\"unrelated\": true, \"padding\": \"................\"}",
+            )
+            .ignore();
+        })
+        .await
+        .context("bench: writing unrelated keys")
+    }
+
+    /// Deletes what [`Wire::fill_unrelated`] wrote.
+    pub(crate) async fn clear_unrelated(&self, n: u64, tag: u32) -> anyhow::Result<()> {
+        self.unrelated(n, tag, |p, key| {
+            p.del(key).ignore();
+        })
+        .await
+        .context("bench: deleting unrelated keys")
+    }
+
+    async fn unrelated(
+        &self,
+        n: u64,
+        tag: u32,
+        op: impl Fn(&mut redis::Pipeline, String),
+    ) -> redis::RedisResult<()> {
+        let mut con = self.con.clone();
+        for start in (0..n).step_by(BATCH as usize) {
+            let mut p = redis::pipe();
+            for i in start..(start + BATCH).min(n) {
+                op(&mut p, format!("ticketlock-bench:unrelated:{tag:08x}:{i}"));
+            }
+            p.exec_async(&mut con).await?;
+        }
+        Ok(())
+    }
+
+    /// The hand-off baseline: `rounds` times the four round trips of the
+    /// holder's and the waiter's cycles, one after another; the sample is
+    /// one round trip (the least a wake-up across the wire can cost).
+    pub(crate) async fn handoff(
+        &self,
+        rounds: u64,
+        label: &str,
+        progress: &Progress,
+    ) -> anyhow::Result<Side> {
+        let done = Arc::new(AtomicU64::new(0));
+        let phase = progress.phase(label, done.clone(), rounds);
+        let mut samples = Vec::with_capacity(rounds as usize);
+        let started = tokio::time::Instant::now();
+        for _ in 0..rounds {
+            self.round_trip().await?;
+            self.round_trip().await?;
+            let t = Instant::now();
+            self.round_trip().await?;
+            samples.push(t.elapsed().as_nanos() as u64);
+            self.round_trip().await?;
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        let elapsed = started.elapsed();
+        drop(phase);
+        Ok(Side {
+            cycles: 2 * rounds,
+            elapsed,
+            handoff: Stats::of(&mut samples),
+            ..Side::default()
+        })
+    }
+}
+
+impl Locker for Wire {
+    type Guard = ();
+
+    async fn lock(&self, _: &str) -> anyhow::Result<()> {
+        self.round_trip().await
+    }
+
+    async fn release(&self, _: &str, (): ()) -> anyhow::Result<()> {
+        self.round_trip().await
+    }
+}
+
+/// A client for the server of `config` (a standalone server; the baseline
+/// does not speak TLS, Cluster or Sentinel).
+pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
+    use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+    anyhow::ensure!(
+        !config.use_ssl,
+        "bench: the Redis baseline does not speak TLS; bench a server on a plain redis:// URL"
+    );
+    anyhow::ensure!(
+        config.deployment_mode == ticketlock::DeploymentMode::Standard,
+        "bench: only a standalone Redis server can be benched (deployment_mode is {:?})",
+        config.deployment_mode
+    );
+    let mut settings = RedisConnectionInfo::default().set_db(config.db);
+    if let Some(user) = &config.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password.expose());
+    }
+    let info = ConnectionAddr::Tcp(config.host.clone(), config.port)
+        .into_connection_info()?
+        .set_redis_settings(settings);
+    let client = redis::Client::open(info)?;
+    Ok(client)
+}
+
+/// Bounds every baseline call, so a dead server fails the bench instead of
+/// hanging it.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use ticketlock_test_support::RedisServer;
+
+    use super::super::cycles::{Cycles, run};
+    use super::*;
+
+    fn server() -> Option<(RedisServer, RedisConfig)> {
+        let server = RedisServer::start()?;
+        let mut config = RedisConfig::default();
+        config.host = "127.0.0.1".into();
+        config.port = server.port();
+        config.db = 0;
+        Some((server, config))
+    }
+
+    /// Successful `EVALSHA` calls so far (a `NOSCRIPT` reply counts as
+    /// failed).
+    fn evalsha_calls(server: &RedisServer) -> u64 {
+        let stats = server.cli(&["INFO", "commandstats"]);
+        let Some(line) = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        else {
+            return 0;
+        };
+        let field = |name: &str| -> u64 {
+            line.split(',')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        field("calls") - field("failed_calls")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_baseline_cycle_is_two_evalsha_round_trips() {
+        let Some((server, config)) = server() else {
+            return;
+        };
+        let wire = Wire::connect(&client(&config).unwrap()).await.unwrap();
+        // The script survives a flushed script cache (reloaded on NOSCRIPT).
+        assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+        let before = evalsha_calls(&server);
+        let plan = Cycles {
+            messages: 300,
+            concurrency: 8,
+            conversations: None,
+            record_waits: false,
+        };
+        let side = run(&wire, plan, 1, "b", &Progress::hidden()).await.unwrap();
+        assert_eq!(side.cycles, 300);
+        // 600 round trips; those refused with NOSCRIPT (the first of each
+        // task) were retried with the script loaded.
+        assert_eq!(evalsha_calls(&server) - before, 600);
+        let side = wire.handoff(10, "h", &Progress::hidden()).await.unwrap();
+        assert_eq!(side.cycles, 20);
+        assert!(side.handoff.unwrap().p50 > 0.0);
+        assert_eq!(evalsha_calls(&server) - before, 640);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_and_unrelated_keys_are_written_and_removed() {
+        let Some((server, config)) = server() else {
+            return;
+        };
+        let wire = Wire::connect(&client(&config).unwrap()).await.unwrap();
+        wire.fill_unrelated(2500, 7).await.unwrap();
+        assert_eq!(server.cli(&["DBSIZE"]), "2500");
+        wire.clear_unrelated(2500, 7).await.unwrap();
+        assert_eq!(server.cli(&["DBSIZE"]), "0");
+        let side = super::super::memory::records(&wire, 100, 3, &Progress::hidden())
+            .await
+            .unwrap();
+        assert!(side.bytes_per_conversation.unwrap() > 50.0);
+        assert_eq!(server.cli(&["DBSIZE"]), "0");
+        wire.set_record("c1").await.unwrap();
+        let record = server.cli(&["GET", "c1"]);
+        assert!(record.starts_with("{\"conversation_id\": \"c1\", \"tickets\": [\"{\\\"number\\\": 0, \\\"expires\\\": "), "{record}");
+    }
+
+    #[test]
+    fn tls_and_clusters_are_refused_with_a_reason() {
+        let mut config = RedisConfig::default();
+        config.use_ssl = true;
+        let err = client(&config).unwrap_err().to_string();
+        assert!(err.contains("does not speak TLS"), "{err}");
+        let mut config = RedisConfig::default();
+        config.deployment_mode = ticketlock::DeploymentMode::Cluster;
+        let err = client(&config).unwrap_err().to_string();
+        assert!(err.contains("only a standalone Redis server"), "{err}");
+    }
+}
