@@ -200,7 +200,9 @@ enum Reply {
 impl RedisLockStore {
     /// Connects to the server of `config` and checks it answers (PING), so
     /// that a wrong address, password or TLS setting fails here with a clear
-    /// error rather than at the first lock.
+    /// error rather than at the first lock. In cluster mode every primary
+    /// must answer; in sentinel mode the sentinels must name a primary that
+    /// answers.
     ///
     /// Fails with [`Error::Config`] for invalid settings (or credentials the
     /// server refuses) and [`Error::Unavailable`] when the server cannot be
