@@ -64,6 +64,8 @@ struct Report {
 /// A deployment the run can fail over.
 trait Failover: Send + Sync {
     fn config(&self, min_replicas_ack: u32) -> RedisConfig;
+    /// Finds the primary holding IDS (and its replicas).
+    fn locate(&mut self);
     /// Freezes the replicas of the primary holding IDS.
     fn lag(&mut self);
     /// Kills that primary and lets the replicas run again.
@@ -94,9 +96,13 @@ impl Failover for Cluster {
         c
     }
 
-    fn lag(&mut self) {
+    fn locate(&mut self) {
         self.primary = self.cluster.primary_of(&format!("lock:{}", IDS[0]));
         self.replicas = self.cluster.replicas_of(self.primary);
+    }
+
+    fn lag(&mut self) {
+        self.locate();
         for &r in &self.replicas {
             self.cluster.nodes()[r].pause();
         }
@@ -145,8 +151,12 @@ impl Failover for Sentinel {
         c
     }
 
-    fn lag(&mut self) {
+    fn locate(&mut self) {
         self.primary = self.group.primary();
+    }
+
+    fn lag(&mut self) {
+        self.locate();
         for r in self.replicas() {
             self.group.servers()[r].pause();
         }
@@ -412,6 +422,18 @@ async fn cluster_failover_in_safe_mode_keeps_exclusion_and_token_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_push_wake_ups_follow_the_failover() {
+    let Some(d) = sentinel().await else { return };
+    push_wake_ups_follow_the_failover(d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_push_wake_ups_follow_the_failover() {
+    let Some(d) = cluster().await else { return };
+    push_wake_ups_follow_the_failover(d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: prints what the default mode loses"]
 async fn sentinel_failover_in_default_mode_measured() {
     let Some(d) = sentinel().await else { return };
@@ -462,5 +484,90 @@ async fn safe_mode_cost_measured() {
                 3e6 * tasks as f64 / n as f64
             );
         }
+    }
+}
+
+/// After a failover the pub/sub side follows too. A waiter queued before
+/// the primary died may fail while it is out (Unavailable: callers retry)
+/// or get in; once the store works again, a waiter whose wait_time is an
+/// hour (so only a push can let it in) is woken by its holder's release,
+/// through the subscriber that had been connected to the dead primary.
+async fn push_wake_ups_follow_the_failover(mut d: Box<dyn Failover>) {
+    const BEFORE: &str = "{f}before";
+    const AFTER: &str = "{f}after";
+    let config = d.config(0);
+    let store: LockStore = RedisLockStore::connect(&config).await.unwrap().into();
+    let peer: LockStore = RedisLockStore::connect(&config).await.unwrap().into();
+    let hour = Duration::from_secs(3600);
+
+    // The peer's subscriber is connected (to the old primary) for BEFORE.
+    let holder = store.lock(BEFORE).lifetime(LONG_LIFETIME).await.unwrap();
+    let early = tokio::spawn({
+        let peer = peer.clone();
+        async move {
+            peer.lock(BEFORE)
+                .lifetime(LONG_LIFETIME)
+                .wait_time(hour)
+                .timeout(Duration::from_secs(60))
+                .await
+                .map(drop)
+        }
+    });
+    wait_for_tickets(&store, BEFORE, 2).await;
+    let _d = tokio::task::spawn_blocking(move || {
+        d.locate();
+        d.kill_primary();
+        d.wait_for_failover();
+        d
+    })
+    .await
+    .unwrap();
+    drop(holder);
+    match early.await.unwrap() {
+        Ok(()) | Err(Error::Unavailable { .. } | Error::Expired { .. }) => {}
+        Err(e) => panic!("the early waiter: {e}"),
+    }
+
+    // The store works again, without a restart.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        match store.lock(AFTER).lifetime(LONG_LIFETIME).await {
+            Ok(g) => break g,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the store did not recover: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let token = holder.fencing_token();
+    let waiter = tokio::spawn(async move {
+        peer.lock(AFTER)
+            .lifetime(LONG_LIFETIME)
+            .wait_time(hour)
+            .timeout(Duration::from_secs(60))
+            .await
+            .map(|g| g.fencing_token())
+    });
+    wait_for_tickets(&store, AFTER, 2).await;
+    holder.release().await.unwrap();
+    let acquired = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter was not woken by a push after the failover")
+        .unwrap()
+        .expect("the waiter got its lock");
+    assert!(acquired > token, "{acquired} > {token}");
+}
+
+async fn wait_for_tickets(store: &LockStore, id: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store
+        .get_lock(id)
+        .await
+        .unwrap()
+        .map_or(0, |l| l.tickets().count())
+        < n
+    {
+        assert!(Instant::now() < deadline, "{n} tickets not queued on {id}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -4,8 +4,9 @@
 //! MOVED and ASK itself). Every call is bounded by the socket timeout;
 //! a connection that failed in a way reconnecting cannot fix in place is
 //! replaced: after a timeout (a half-open connection would stall every
-//! later call), and in sentinel mode after a connection error or a
-//! READONLY answer (the primary moved: ask the sentinels again).
+//! later call), in sentinel mode after a connection error or a READONLY
+//! answer (the primary moved: ask the sentinels again), and in a cluster
+//! after a connection error (the slot map may be stale after a failover).
 //!
 //! With `min_replicas_ack`, a script that changes a record is sent in one
 //! pipeline with `WAIT n timeout` (not allowed inside scripts): same
@@ -149,16 +150,23 @@ impl Commands {
     }
 
     /// Whether `e` means the connection must be replaced rather than
-    /// reconnected in place: in sentinel mode, the primary may have moved.
+    /// reconnected in place: in sentinel mode the primary may have moved;
+    /// in a cluster, the slot map may be stale (a fresh connection asks the
+    /// seed nodes again).
     fn must_replace(&self, e: &redis::RedisError) -> bool {
-        matches!(self.target, Target::Sentinel(_))
-            && (is_readonly(e) || !matches!(e.kind(), redis::ErrorKind::Server(_)))
+        let lost = !matches!(e.kind(), redis::ErrorKind::Server(_));
+        match self.target {
+            Target::Standalone(_) => false,
+            Target::Cluster(_) => lost,
+            Target::Sentinel(_) => lost || is_readonly(e),
+        }
     }
 
     /// Runs `call` on the connection within the timeout, replacing the
-    /// connection as the failure requires. A READONLY answer in sentinel
-    /// mode (nothing was executed: a failover demoted the server) is
-    /// retried once on the primary the sentinels name now.
+    /// connection as the failure requires. A command that surely did not
+    /// run (answered READONLY by a demoted server, or whose connection was
+    /// refused) is sent once more on the new connection: after a failover,
+    /// the first call then reaches the new primary instead of failing.
     pub(crate) async fn run<T, F, Fut>(&self, call: F) -> Result<T, Failure>
     where
         F: Fn(Conn) -> Fut,
@@ -172,7 +180,7 @@ impl Commands {
                 Ok(Err(e)) => {
                     if self.must_replace(&e) {
                         self.replace(generation);
-                        if is_readonly(&e) && !retried {
+                        if !retried && (is_readonly(&e) || not_sent(&e)) {
                             retried = true;
                             continue;
                         }
@@ -186,6 +194,14 @@ impl Commands {
             }
         }
     }
+}
+
+/// Whether the command surely was not sent: the server was never reached.
+/// (A broken pipe is not proof: the client reports it also for a request
+/// in flight when the server closed the connection, maybe after running
+/// it.)
+fn not_sent(e: &redis::RedisError) -> bool {
+    e.is_connection_refusal()
 }
 
 fn is_readonly(e: &redis::RedisError) -> bool {

@@ -19,9 +19,11 @@
 //! held by the node that owns the slot. The cluster connection moves
 //! subscriptions itself when it learns of a new slot map or reconnects a
 //! node; a subscription confirmed that way, one the server dropped (its
-//! slot migrated), and a node's connection lost are all told here, and
-//! wake the channel's waiters (or all) to look again; a dropped one is
-//! subscribed again.
+//! slot migrated), and a node's connection lost are all told here: the
+//! channel's waiters are woken to look again, a dropped subscription is
+//! made again, and after a lost node every subscription is made again
+//! (which finds the slots' new owners after a failover) before every
+//! waiter is woken.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -207,8 +209,8 @@ enum Event {
     Moved(Vec<u8>),
     /// Sharded: the server dropped the subscription (its slot migrated).
     Dropped(Vec<u8>),
-    /// Sharded: a node's connection was lost; its subscriptions are being
-    /// restored, and messages may have been missed.
+    /// Sharded: a node's connection was lost: messages may have been
+    /// missed, and its slots may be moving to a replica.
     NodeLost,
     /// Nothing to act on.
     Nothing,
@@ -279,8 +281,18 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                     wake_channel(&shared, &channel);
                 }
                 Event::NodeLost => {
-                    tracing::debug!("a cluster node's pub/sub connection was lost");
-                    wake_all(&shared);
+                    // Subscribe to everything again: that finds the nodes
+                    // that own the slots now (a failover may be under
+                    // way), and the waiters are told to look once it is
+                    // done, not while the node is still out.
+                    tracing::debug!("a cluster node's pub/sub connection was lost; subscribing again");
+                    if let Some(c) = conn.as_mut() {
+                        c.subscribed.clear();
+                        if let Link::Sharded { expected, .. } = &mut c.link {
+                            expected.clear();
+                        }
+                    }
+                    resync = true;
                 }
                 Event::Nothing => {}
                 Event::Closed => {
@@ -469,13 +481,6 @@ fn wake_channel(shared: &Shared, channel: &[u8]) {
     let state = lock(&shared.state);
     if let Some(entry) = state.channels.get(channel) {
         entry.waiters.iter().for_each(|w| w.notify.notify_one());
-    }
-}
-
-fn wake_all(shared: &Shared) {
-    let state = lock(&shared.state);
-    for channel in state.channels.values() {
-        channel.waiters.iter().for_each(|w| w.notify.notify_one());
     }
 }
 
