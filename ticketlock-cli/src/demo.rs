@@ -65,7 +65,8 @@ pub struct DemoArgs {
     /// Lock lifetime in seconds (default: TICKET_LOCK_LIFETIME, else 60).
     /// Set it below the handling time to watch the check catch holders whose
     /// lease ran out.
-    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds,
+          allow_negative_numbers = true)]
     pub lifetime: Option<Duration>,
 
     /// Seed of the random interleaving, to repeat a run.

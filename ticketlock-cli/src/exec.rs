@@ -23,7 +23,7 @@ use signals::Signals;
 #[command(
     after_help = "COMMAND sees TICKETLOCK_CONVERSATION_ID, TICKETLOCK_TICKET and \
                   TICKETLOCK_FENCING_TOKEN. Exit status: COMMAND's (128+N if killed by \
-                  signal N); 75 when --timeout passed, 69 when the store is unavailable, \
+                  signal N); 75 when --timeout passed or the queue is full, 69 when the store is unavailable, \
                   78 for a configuration error, 64 for bad usage, 126/127 when COMMAND \
                   cannot be run / is not found."
 )]
@@ -33,17 +33,20 @@ pub struct RunArgs {
 
     /// Lease lifetime in seconds, renewed while COMMAND runs (default:
     /// TICKET_LOCK_LIFETIME, else 60).
-    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds,
+          allow_negative_numbers = true)]
     pub lifetime: Option<Duration>,
 
     /// Give up with status 75 when the lock is not acquired within SECS
     /// (0: only if it is free now). Default: wait as long as it takes.
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", value_parser = seconds,
+          allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
 
     /// Longest pause between two looks at the queue while waiting (wake-ups
     /// are pushed; this bounds the wait after a missed one). Default 1.
-    #[arg(long = "wait-time", value_name = "SECS", value_parser = positive_seconds)]
+    #[arg(long = "wait-time", value_name = "SECS", value_parser = positive_seconds,
+          allow_negative_numbers = true)]
     pub wait_time: Option<Duration>,
 
     /// Use the in-memory store even though it cannot keep other processes

@@ -11,7 +11,8 @@ pub const DATA: u8 = 65;
 pub const UNAVAILABLE: u8 = 69;
 /// An internal failure of this program (e.g. no async runtime).
 pub const SOFTWARE: u8 = 70;
-/// Try again later: the acquire timeout passed, or the ticket was lost.
+/// Try again later: the acquire timeout passed, the ticket was lost, or the
+/// conversation's queue was full.
 pub const TEMPFAIL: u8 = 75;
 /// The configuration (endpoints file, URL, `TICKET_LOCK_LIFETIME`) is wrong.
 pub const CONFIG: u8 = 78;
@@ -63,7 +64,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
 fn code_of_lock_error(e: &ticketlock::Error) -> u8 {
     use ticketlock::Error as E;
     match e {
-        E::Timeout { .. } | E::Expired { .. } => TEMPFAIL,
+        // A full queue drains as its holders finish: retry later, as for a
+        // timeout (69 would send the operator looking for a dead server).
+        E::Timeout { .. } | E::Expired { .. } | E::QueueFull { .. } => TEMPFAIL,
         E::Unavailable { .. } => UNAVAILABLE,
         E::Config { .. } => CONFIG,
         E::InvalidId { .. } => USAGE,
@@ -74,14 +77,30 @@ fn code_of_lock_error(e: &ticketlock::Error) -> u8 {
 
 /// Prints `ticketlock: <message>` on stderr and gives the exit code.
 pub fn report(e: &anyhow::Error) -> ExitCode {
-    // `{:#}` appends the causes on the same line: one line per error.
-    eprintln!("ticketlock: {e:#}");
+    eprintln!("ticketlock: {}", chain_line(e));
     ExitCode::from(code_of(e))
 }
 
+/// The error and its causes on one line, each cause once: the library's
+/// messages already quote their source (and redis's errors repeat theirs),
+/// which `{:#}` would print two or three times over.
+fn chain_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
 /// Reports a command-line parse failure: help and version go to stdout with
-/// status 0; real errors to stderr with [`USAGE`] (not clap's 2), their first
-/// line in our `ticketlock: <message>` form.
+/// status 0; real errors to stderr with [`USAGE`] (not clap's 2), as one
+/// `ticketlock: <message>` line: clap's message (its indented list of
+/// missing arguments joined in), its tips in brackets, without the usage
+/// block.
 pub fn usage(e: &clap::Error) -> ExitCode {
     if !e.use_stderr() {
         // --help, --version.
@@ -90,14 +109,34 @@ pub fn usage(e: &clap::Error) -> ExitCode {
     }
     let text = e.render().to_string();
     match text.strip_prefix("error: ") {
-        Some(message) => eprint!("ticketlock: {message}"),
-        // No subcommand given: clap shows the help instead of an error.
-        None => eprint!("{text}"),
-    }
-    if !text.ends_with('\n') {
-        eprintln!();
+        Some(message) => eprintln!("ticketlock: {}", one_line(message)),
+        None => {
+            // No subcommand given: clap shows the help instead of an error.
+            eprint!("{text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+        }
     }
     ExitCode::from(USAGE)
+}
+
+/// Clap's rendered error on one line: the first paragraph joined, then each
+/// `tip:`; the `Usage:` and "For more information" paragraphs are dropped
+/// for a pointer to `--help`.
+fn one_line(message: &str) -> String {
+    let (first, rest) = message.split_once("\n\n").unwrap_or((message, ""));
+    let mut line = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for tip in rest.lines().filter_map(|l| l.trim().strip_prefix("tip: ")) {
+        line.push_str(&format!(" ({tip})"));
+    }
+    line.push_str("; see --help");
+    line
 }
 
 #[cfg(test)]
@@ -112,6 +151,13 @@ mod tests {
                 ticketlock::Error::Timeout {
                     conversation_id: "c".into(),
                     waited: Duration::from_secs(1),
+                },
+                TEMPFAIL,
+            ),
+            (
+                ticketlock::Error::QueueFull {
+                    conversation_id: "c".into(),
+                    limit: 1000,
                 },
                 TEMPFAIL,
             ),
@@ -142,6 +188,41 @@ mod tests {
             let e = anyhow::Error::from(e).context("while doing something");
             assert_eq!(code_of(&e), code, "{e:#}");
         }
+    }
+
+    #[test]
+    fn causes_are_shown_once_on_the_line() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let shown = io.to_string();
+        let e = anyhow::Error::from(ticketlock::Error::Unavailable {
+            backend: "redis h:1/1".into(),
+            message: format!("cannot connect: {shown}"),
+            source: Some(Box::new(io)),
+        })
+        .context("while opening the store");
+        let line = chain_line(&e);
+        assert_eq!(line.matches(&shown).count(), 1, "{line}");
+        assert!(
+            line.starts_with("while opening the store: lock store unavailable"),
+            "{line}"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_line(&plain), "outer: inner");
+    }
+
+    #[test]
+    fn clap_errors_are_put_on_one_line() {
+        let message = "the following required arguments were not provided:\n  <CONVERSATION_ID>\n  <COMMAND>...\n\nUsage: ticketlock run <CONVERSATION_ID> <COMMAND>...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(message),
+            "the following required arguments were not provided: <CONVERSATION_ID> <COMMAND>...; see --help"
+        );
+        let message = "unexpected argument '--lifetme' found\n\n  tip: a similar argument exists: '--lifetime'\n  tip: to pass '--lifetme' as a value, use '-- --lifetme'\n\nUsage: x\n";
+        assert_eq!(
+            one_line(message),
+            "unexpected argument '--lifetme' found (a similar argument exists: '--lifetime') \
+             (to pass '--lifetme' as a value, use '-- --lifetme'); see --help"
+        );
     }
 
     #[test]

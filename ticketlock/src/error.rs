@@ -75,6 +75,21 @@ pub enum Error {
         message: String,
     },
 
+    /// The conversation's queue already holds the most tickets a store
+    /// handle lets it hold ([`crate::LockStore::with_max_queue_len`]): no
+    /// ticket was issued. Bounds what one client can make a record grow to.
+    #[error(
+        "the queue of conversation {conversation_id:?} is full ({limit} tickets); no ticket was \
+         issued: retry later, or raise the limit (LockStore::with_max_queue_len) if that many \
+         waiters are expected"
+    )]
+    QueueFull {
+        /// The conversation whose queue is full.
+        conversation_id: String,
+        /// The most tickets its queue may hold.
+        limit: usize,
+    },
+
     /// The conversation id cannot be used.
     #[error("invalid conversation id {conversation_id:?}: {message}")]
     InvalidId {
@@ -107,9 +122,12 @@ impl Error {
     }
 
     /// Whether retrying the same call later may succeed (the backend was
-    /// unavailable or the deadline passed).
+    /// unavailable, the deadline passed, or the queue was full).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::Timeout { .. } | Error::QueueFull { .. }
+        )
     }
 }
 

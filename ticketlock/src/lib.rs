@@ -19,7 +19,9 @@ pub use config::{
 };
 pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;
-pub use lock::{LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME, QueuedTicket};
+pub use lock::{
+    DEFAULT_MAX_QUEUE_LEN, LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME, QueuedTicket,
+};
 pub use memory::InMemoryLockStore;
 pub use redis::RedisLockStore;
 pub use store::{LockStore, StoreSource};

@@ -15,6 +15,12 @@ use crate::{Error, LockGuard, LockStore, Result};
 /// Longest conversation id accepted, in bytes (a Redis key holds it).
 pub const MAX_ID_LEN: usize = 256 * 1024;
 
+/// The most tickets a conversation's queue holds by default
+/// ([`LockStore::with_max_queue_len`] changes it): a holder and 999 waiters.
+/// With [`MAX_ID_LEN`] it bounds the size of a record, so that one client
+/// cannot make a record grow without limit.
+pub const DEFAULT_MAX_QUEUE_LEN: usize = 1000;
+
 /// The shortest lock lifetime accepted: timers resolve to milliseconds, and
 /// a waiter must look at the queue several times per lifetime.
 pub const MIN_LIFETIME: Duration = Duration::from_millis(10);
@@ -362,6 +368,14 @@ pub(crate) fn validate_id(id: &str) -> Result<()> {
         conversation_id: id.chars().take(64).collect(),
         message: message.into(),
     })
+}
+
+/// The error of an issue refused because the queue holds `limit` tickets.
+pub(crate) fn queue_full(id: &str, limit: usize) -> Error {
+    Error::QueueFull {
+        conversation_id: id.to_string(),
+        limit,
+    }
 }
 
 /// Waits until `attempt` is no longer [`Attempt::Queued`]: on push wake-ups,

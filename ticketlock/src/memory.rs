@@ -25,6 +25,9 @@
 //! - Fencing tokens and epochs come from one store-wide counter, so they
 //!   increase across deletion of a record; a new record takes its epoch and
 //!   its first holder's token in one step of the counter.
+//! - Bounds: issue refuses a ticket when the queue already holds
+//!   `max_queue_len` live tickets (counted under the shard lock, after
+//!   dropping expired ones), and ids longer than [`crate::MAX_ID_LEN`].
 
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
@@ -39,7 +42,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
-use crate::{Result, Ticket, TicketLock};
+use crate::lock::{queue_full, validate_id};
+use crate::{DEFAULT_MAX_QUEUE_LEN, Result, Ticket, TicketLock};
 
 /// A lock store that lives in this process's memory.
 ///
@@ -48,6 +52,8 @@ use crate::{Result, Ticket, TicketLock};
 #[derive(Clone)]
 pub struct InMemoryLockStore {
     shared: Arc<Shared>,
+    /// This handle's bound on a queue; see [`InMemoryLockStore::with_max_queue_len`].
+    max_queue_len: usize,
 }
 
 struct Shared {
@@ -106,6 +112,7 @@ impl std::fmt::Debug for InMemoryLockStore {
         f.debug_struct("InMemoryLockStore")
             .field("shards", &self.shared.shards.len())
             .field("conversations", &self.len())
+            .field("max_queue_len", &self.max_queue_len)
             .finish()
     }
 }
@@ -132,7 +139,23 @@ impl InMemoryLockStore {
                 base_unix: unix,
                 base: Instant::now(),
             }),
+            max_queue_len: DEFAULT_MAX_QUEUE_LEN,
         }
+    }
+
+    /// This handle, refusing to issue a ticket (with
+    /// [`crate::Error::QueueFull`]) when the conversation's queue already
+    /// holds `max_queue_len` live tickets (at least 1; default
+    /// [`DEFAULT_MAX_QUEUE_LEN`]). Other handles on the same store keep
+    /// their own bound.
+    pub fn with_max_queue_len(mut self, max_queue_len: usize) -> Self {
+        self.max_queue_len = max_queue_len.max(1);
+        self
+    }
+
+    /// The most tickets this handle lets a queue hold.
+    pub fn max_queue_len(&self) -> usize {
+        self.max_queue_len
     }
 
     /// How many conversations have a record now.
@@ -395,6 +418,7 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
+        validate_id(id)?;
         let now = Instant::now();
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
@@ -426,6 +450,15 @@ impl Backend for InMemoryLockStore {
             }
         };
         entry.prune(now);
+        if entry.tickets.len() >= self.max_queue_len {
+            // Only the head was pruned: waiters that vanished further back
+            // still count until they are dropped here. The head is live, so
+            // it stays and needs no wake-up.
+            entry.tickets.retain(|t| t.expires > now);
+            if entry.tickets.len() >= self.max_queue_len {
+                return Err(queue_full(id, self.max_queue_len));
+            }
+        }
         let number = entry.next_number;
         entry.next_number += 1;
         entry.tickets.push_back(MemTicket {

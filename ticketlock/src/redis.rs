@@ -68,6 +68,12 @@
 //!   or `cluster-node-timeout`).
 //! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
 //!   went away during the round trip is still released.
+//! - Bounds: the issue script refuses a ticket (status 2, then
+//!   [`Error::QueueFull`]) when the queue already holds the handle's
+//!   `max_queue_len` live tickets, so our processes cannot grow a record
+//!   without limit; ids longer than [`crate::MAX_ID_LEN`] are refused before
+//!   any key is built. (A client that writes records itself, as Rasa does,
+//!   is not bound by this.)
 //! - Strict leases: release, renew and check drop expired tickets first, so
 //!   a holder whose lifetime ran out learns it ([`Error::Expired`] from the
 //!   guard) even when nobody else came.
@@ -114,13 +120,14 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
+use crate::lock::{queue_full, validate_id};
 use crate::ticket::push_python_str;
-use crate::{Error, RedisConfig, Result, TicketLock};
+use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, Result, TicketLock};
 use commands::{Commands, Conn, Failure};
 use connection::Target;
 use keys::Keys;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use scripts::{ACQUIRED, CORRUPT, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
+use scripts::{ACQUIRED, CORRUPT, FULL, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
 use subscriber::{Subscribed, Subscriber};
 
 /// A lock store in Redis, shared by every process that points at the same
@@ -144,6 +151,8 @@ use subscriber::{Subscribed, Subscriber};
 #[derive(Clone)]
 pub struct RedisLockStore {
     inner: Arc<Inner>,
+    /// This handle's bound on a queue; see [`RedisLockStore::with_max_queue_len`].
+    max_queue_len: usize,
 }
 
 struct Inner {
@@ -169,6 +178,7 @@ impl std::fmt::Debug for RedisLockStore {
             .field("server", &self.inner.describe)
             .field("keys", &self.inner.keys.key("*"))
             .field("socket_timeout", &self.inner.timeout)
+            .field("max_queue_len", &self.max_queue_len)
             .finish_non_exhaustive()
     }
 }
@@ -250,10 +260,18 @@ impl RedisLockStore {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(why))) => return Err(unavailable(why, None)),
             Ok(Err(e)) => {
-                return Err(config_error(&e)
-                    .unwrap_or_else(|| unavailable(format!("cannot connect: {e}"), Some(e))));
+                return Err(config_error(&e).unwrap_or_else(|| {
+                    let hint = tls_hint(config.use_ssl, &e.to_string());
+                    unavailable(format!("cannot connect: {e}{hint}"), Some(e))
+                }));
             }
-            Err(_) => return Err(unavailable(format!("no answer within {timeout:?}"), None)),
+            Err(_) => {
+                let hint = tls_hint(config.use_ssl, "timed out");
+                return Err(unavailable(
+                    format!("no answer within {timeout:?}{hint}"),
+                    None,
+                ));
+            }
         }
         let scripts: &'static Scripts = match target {
             Target::Cluster(_) => &SHARDED_SCRIPTS,
@@ -276,7 +294,22 @@ impl RedisLockStore {
                 in_flight: InFlight::default(),
                 _stop: stop,
             }),
+            max_queue_len: DEFAULT_MAX_QUEUE_LEN,
         })
+    }
+
+    /// This handle, refusing to issue a ticket (with [`Error::QueueFull`])
+    /// when the conversation's queue already holds `max_queue_len` live
+    /// tickets (at least 1; default [`DEFAULT_MAX_QUEUE_LEN`]). Checked by
+    /// the issue script, atomically. Other handles keep their own bound.
+    pub fn with_max_queue_len(mut self, max_queue_len: usize) -> Self {
+        self.max_queue_len = max_queue_len.max(1);
+        self
+    }
+
+    /// The most tickets this handle lets a queue hold.
+    pub fn max_queue_len(&self) -> usize {
+        self.max_queue_len
     }
 
     /// The Redis key of `conversation_id`'s record (`lock:<id>` or
@@ -495,13 +528,19 @@ impl RedisLockStore {
                 |s| &s.issue,
                 &key,
                 id,
-                &[&micros(lifetime).to_string()],
+                &[
+                    &micros(lifetime).to_string(),
+                    &self.max_queue_len.to_string(),
+                ],
                 true,
             )
             .await?;
         let [number, epoch, status, a, remaining] = reply[..] else {
             return Err(self.bad_reply("issue", &reply));
         };
+        if status == FULL {
+            return Err(queue_full(id, self.max_queue_len));
+        }
         let ticket = TicketId {
             number: number as u64,
             epoch: u64::try_from(epoch).ok(),
@@ -530,6 +569,26 @@ impl RedisLockStore {
             format!("unexpected reply {reply:?} to the {script} script; is this a Redis server?"),
             None,
         )
+    }
+}
+
+/// A hint when a failure to connect looks like TLS on one side only: a
+/// TLS server drops a plain client's first bytes, and a plain server never
+/// answers a TLS handshake.
+fn tls_hint(use_ssl: bool, failure: &str) -> &'static str {
+    let dropped = [
+        "reset by peer",
+        "broken pipe",
+        "closed",
+        "end of file",
+        "EOF",
+    ];
+    if !use_ssl && dropped.iter().any(|d| failure.contains(d)) {
+        " (if the server requires TLS, use rediss:// or use_ssl: true)"
+    } else if use_ssl && failure.contains("timed out") {
+        " (if the server does not speak TLS, use redis:// or use_ssl: false)"
+    } else {
+        ""
     }
 }
 
@@ -575,6 +634,28 @@ fn config_error(e: &redis::RedisError) -> Option<Error> {
             format!(
                 "the server's TLS certificate is not accepted ({text}); give the CA that signed it \
                  in ssl_ca_certs and a host name the certificate names"
+            ),
+        ));
+    }
+    // The server refused our side of the handshake: no client certificate
+    // where one is required, or one signed by a CA it does not trust.
+    const CLIENT_CERT_ALERTS: &[&str] = &[
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateRequired",
+        "CertificateUnknown",
+        "UnsupportedCertificate",
+        "CertificateExpired",
+        "CertificateRevoked",
+    ];
+    if text.contains("received fatal alert")
+        && CLIENT_CERT_ALERTS.iter().any(|alert| text.contains(alert))
+    {
+        return Some(Error::config(
+            "lock_store.ssl_certfile",
+            format!(
+                "the server refused the client certificate ({text}); give in ssl_certfile and \
+                 ssl_keyfile a certificate signed by a CA the server trusts (tls-ca-cert-file)"
             ),
         ));
     }
@@ -631,6 +712,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
+        validate_id(id)?;
         // The round trip runs in its own task: if the caller goes away
         // while it is in flight, the ticket is still learnt and released.
         let (tx, rx) = oneshot::channel();

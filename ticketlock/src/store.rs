@@ -139,6 +139,26 @@ impl LockStore {
         self.lifetime
     }
 
+    /// The same store, refusing to issue a ticket (with
+    /// [`crate::Error::QueueFull`], a transient error) when the
+    /// conversation's queue already holds `max_queue_len` live tickets: a
+    /// holder and `max_queue_len - 1` waiters. The check is part of the
+    /// store's atomic issue. At least 1; default [`crate::DEFAULT_MAX_QUEUE_LEN`].
+    /// With [`crate::MAX_ID_LEN`] this bounds the size of a record, so one
+    /// client sending without pause cannot grow it without limit.
+    pub fn with_max_queue_len(mut self, max_queue_len: usize) -> Self {
+        self.kind = match self.kind {
+            Kind::InMemory(s) => Kind::InMemory(s.with_max_queue_len(max_queue_len)),
+            Kind::Redis(s) => Kind::Redis(s.with_max_queue_len(max_queue_len)),
+        };
+        self
+    }
+
+    /// The most tickets a conversation's queue may hold.
+    pub fn max_queue_len(&self) -> usize {
+        dispatch!(self, b => b.max_queue_len())
+    }
+
     /// The in-memory backend, if this is one.
     pub fn as_in_memory(&self) -> Option<&InMemoryLockStore> {
         match &self.kind {
@@ -196,8 +216,26 @@ impl LockStore {
     }
 
     /// Replaces the record of `lock`'s conversation (deletes it when empty).
+    ///
+    /// Refused with [`crate::Error::CorruptRecord`] when a ticket could not
+    /// be read back by every client: a non-finite expiry, or a number from
+    /// 2^53 up (Lua, Python's JSON and Rasa read numbers as doubles).
     pub async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
         validate_id(lock.conversation_id())?;
+        const MAX_NUMBER: u64 = 1 << 53;
+        let bad = lock
+            .tickets()
+            .find(|t| !t.expires.is_finite() || t.number >= MAX_NUMBER);
+        if let Some(t) = bad {
+            return Err(crate::Error::CorruptRecord {
+                key: lock.conversation_id().into(),
+                message: format!(
+                    "refusing to save ticket {} expiring at {}: expiries must be finite and \
+                     numbers below 2^53",
+                    t.number, t.expires
+                ),
+            });
+        }
         dispatch!(self, b => b.save_lock(lock).await)
     }
 

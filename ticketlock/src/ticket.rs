@@ -519,3 +519,291 @@ mod tests {
         assert_eq!(lock.tickets().len(), 0);
     }
 }
+
+/// Properties of the record codec over generated and hostile input: the
+/// decoder never panics; what it accepts it writes back stably and reads
+/// back equal; the encoder agrees with an independent one (serde_json).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Any double that is not NaN or infinite, with every bit pattern
+    /// (subnormals, -0.0, huge and tiny exponents) reachable.
+    fn finite() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<u64>()
+                .prop_map(f64::from_bits)
+                .prop_filter("finite", |f| f.is_finite()),
+            // Plausible expiries: now-ish Unix times with sub-microsecond parts.
+            (1.0e9..4.0e9f64),
+            Just(0.0),
+            Just(-0.0),
+            Just(f64::MIN_POSITIVE),
+            Just(5e-324),
+            Just(f64::MAX),
+            Just(1e16),
+            Just(9_999_999_999_999_998.0),
+            Just(1e-4),
+            Just(0.000_099_999_999_999_999_99),
+        ]
+    }
+
+    /// Any string, weighted towards what needs escaping.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[\\x00-\\x1f\"\\\\/\\x7f\u{80}-\u{ff}\u{2028}\u{fffe}\u{10000}-\u{10ffff}a]{0,24}",
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = TicketLock> {
+        (
+            text(),
+            prop::collection::vec((any::<u64>(), finite()), 0..6),
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<u64>()),
+        )
+            .prop_map(|(id, tickets, last_issued, epoch)| {
+                let mut lock = TicketLock::with_tickets(
+                    id,
+                    tickets.into_iter().map(|(n, e)| Ticket::new(n, e)),
+                );
+                lock.set_last_issued(last_issued);
+                lock.set_epoch(epoch);
+                lock
+            })
+    }
+
+    /// The record as an independent encoder writes it: serde_json, tickets
+    /// double-encoded, our fields only when set.
+    fn serde_encoding(lock: &TicketLock) -> Value {
+        let tickets: Vec<Value> = lock
+            .tickets()
+            .map(|t| {
+                Value::String(
+                    serde_json::to_string(&json!({"number": t.number, "expires": t.expires}))
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let mut v = json!({"conversation_id": lock.conversation_id(), "tickets": tickets});
+        if let Some(n) = lock.last_issued {
+            v["last_issued"] = json!(n);
+        }
+        if let Some(e) = lock.epoch() {
+            v["epoch"] = json!(e);
+        }
+        v
+    }
+
+    /// Whether two decoded records are the same, floats compared by bits
+    /// (so that -0.0 and 0.0 differ).
+    fn same(a: &TicketLock, b: &TicketLock) -> bool {
+        a == b
+            && a.tickets()
+                .zip(b.tickets())
+                .all(|(x, y)| x.expires.to_bits() == y.expires.to_bits())
+    }
+
+    /// The property every accepted record must have.
+    fn check_accepted(lock: &TicketLock) -> Result<(), TestCaseError> {
+        let once = lock.dumps();
+        let back = TicketLock::from_json(once.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {once}")))?;
+        prop_assert!(same(&back, lock), "{once}");
+        prop_assert_eq!(back.dumps(), once);
+        Ok(())
+    }
+
+    /// Hostile fragments to splice into records.
+    const FRAGMENTS: &[&str] = &[
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-1",
+        "-0",
+        "-0.0",
+        "3.0",
+        "9007199254740993",
+        "1.7976931348623157e308",
+        "null",
+        "true",
+        "[]",
+        "{}",
+        "\"\\ud800\"",
+        "\"\\udc00\\ud800\"",
+        "\"\\u0000\"",
+        "\"\u{10ffff}\"",
+        "\"{\\\"number\\\": 1, \\\"expires\\\": 2.5}\"",
+        "\"{\\\"number\\\": 1, \\\"expires\\\": NaN}\"",
+        "{\"number\": 1, \"expires\": 2.5}",
+        "{\"number\": 1, \"number\": 2, \"expires\": 2.5}",
+    ];
+
+    fn hostile_record() -> impl Strategy<Value = String> {
+        let piece = || {
+            prop_oneof![
+                prop::sample::select(FRAGMENTS).prop_map(str::to_owned),
+                "\\PC{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            ]
+        };
+        (
+            piece(),
+            prop::collection::vec(piece(), 0..4),
+            piece(),
+            piece(),
+            any::<bool>(),
+        )
+            .prop_map(|(id, tickets, last, epoch, twice)| {
+                let mut s = format!(
+                    "{{\"conversation_id\": {id}, \"tickets\": [{}], \"last_issued\": {last}, \"epoch\": {epoch}",
+                    tickets.join(", ")
+                );
+                if twice {
+                    // Duplicate keys: the last one counts, as in Python.
+                    s.push_str(", \"conversation_id\": \"dup\"");
+                }
+                s.push('}');
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(lock) = TicketLock::from_json(&bytes) {
+                check_accepted(&lock)?;
+            }
+        }
+
+        #[test]
+        fn decoding_hostile_records_never_panics_and_what_is_accepted_round_trips(json in hostile_record()) {
+            match TicketLock::from_json(json.as_bytes()) {
+                Ok(lock) => {
+                    check_accepted(&lock)?;
+                    if json.ends_with("\"dup\"}") {
+                        prop_assert_eq!(lock.conversation_id(), "dup");
+                    }
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn records_round_trip_and_dumps_is_stable(lock in record()) {
+            check_accepted(&lock)?;
+        }
+
+        #[test]
+        fn dumps_agrees_with_an_independent_encoder(lock in record()) {
+            let ours: Value = serde_json::from_str(&lock.dumps()).unwrap();
+            let theirs = serde_encoding(&lock);
+            prop_assert_eq!(&ours["conversation_id"], &theirs["conversation_id"]);
+            prop_assert_eq!(&ours["last_issued"], &theirs["last_issued"]);
+            prop_assert_eq!(&ours["epoch"], &theirs["epoch"]);
+            let (Value::Array(a), Value::Array(b)) = (&ours["tickets"], &theirs["tickets"]) else {
+                return Err(TestCaseError::fail("tickets is not a list"));
+            };
+            prop_assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                // Both are strings holding the ticket's JSON; compared parsed,
+                // floats by bits.
+                let x: Value = serde_json::from_str(x.as_str().unwrap()).unwrap();
+                let y: Value = serde_json::from_str(y.as_str().unwrap()).unwrap();
+                prop_assert_eq!(&x["number"], &y["number"]);
+                prop_assert_eq!(
+                    x["expires"].as_f64().map(f64::to_bits),
+                    y["expires"].as_f64().map(f64::to_bits)
+                );
+            }
+            // And the independent encoding decodes to the same record.
+            let decoded = TicketLock::from_json(theirs.to_string().as_bytes()).unwrap();
+            prop_assert!(same(&decoded, &lock));
+        }
+
+        #[test]
+        fn python_float_reads_back_exactly_and_is_shortest(f in finite()) {
+            let s = python_float(f);
+            let back: f64 = serde_json::from_str(&s).unwrap();
+            prop_assert_eq!(back.to_bits(), f.to_bits(), "{}", s);
+            prop_assert_eq!(s.parse::<f64>().unwrap().to_bits(), f.to_bits());
+            // As many significant digits as the shortest round-trip form.
+            let digits = |t: &str| {
+                let m = t.split(['e', 'E']).next().unwrap();
+                let d: String = m.chars().filter(char::is_ascii_digit).collect();
+                let d = d.trim_start_matches('0').trim_end_matches('0').len();
+                d.max(1)
+            };
+            prop_assert_eq!(digits(&s), digits(&format!("{f:e}")), "{} vs {:e}", s, f);
+            // Python's layout: fixed notation with a fraction in [1e-4, 1e16).
+            let a = f.abs();
+            if f == 0.0 || (1e-4..1e16).contains(&a) {
+                prop_assert!(!s.contains('e') && s.contains('.'), "{}", s);
+            } else {
+                prop_assert!(s.contains("e+") || s.contains("e-"), "{}", s);
+            }
+        }
+
+        #[test]
+        fn python_str_is_ascii_json_that_reads_back(s in text()) {
+            let mut out = String::new();
+            push_python_str(&mut out, &s);
+            prop_assert!(out.bytes().all(|b| (b' '..=b'~').contains(&b)), "{}", out);
+            let back: String = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_huge_input_and_bad_utf8_are_errors_not_crashes() {
+        let deep = format!(
+            "{{\"conversation_id\": \"c\", \"tickets\": {}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(TicketLock::from_json(deep.as_bytes()).is_err());
+        let deep_ticket = format!(
+            "{{\"conversation_id\": \"c\", \"tickets\": [{}]}}",
+            serde_json::to_string(&"[".repeat(100_000)).unwrap()
+        );
+        assert!(TicketLock::from_json(deep_ticket.as_bytes()).is_err());
+        assert!(TicketLock::from_json(b"{\"conversation_id\": \"\xff\xfe\"}").is_err());
+        let giant = "\u{e9}".repeat(1 << 20);
+        let lock = TicketLock::from_json(
+            format!("{{\"conversation_id\": \"{giant}\", \"tickets\": []}}").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(lock.conversation_id(), giant);
+        assert_eq!(
+            lock.dumps(),
+            format!(
+                "{{\"conversation_id\": \"{}\", \"tickets\": []}}",
+                "\\u00e9".repeat(1 << 20)
+            )
+        );
+        for bad in [
+            &br#"{"conversation_id": "c", "tickets": ["{\"number\": 0, \"expires\": NaN}"]}"#[..],
+            br#"{"conversation_id": "c", "tickets": [{"number": 0, "expires": Infinity}]}"#,
+            br#"{"conversation_id": "c", "tickets": [{"number": 0, "expires": 1e400}]}"#,
+            br#"{"conversation_id": "c", "tickets": [{"number": 18446744073709551616, "expires": 1}]}"#,
+            br#"{"conversation_id": "c", "tickets": [{"number": 1e300, "expires": 1}]}"#,
+            br#"{"conversation_id": "c", "tickets": [], "epoch": -1}"#,
+        ] {
+            assert!(
+                TicketLock::from_json(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -120,6 +120,49 @@ async fn dropped_guards_and_futures_leave_no_entry() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_hostile_sender_cannot_grow_a_queue_past_the_default_bound() {
+    let store = LockStore::in_memory();
+    let limit = ticketlock::DEFAULT_MAX_QUEUE_LEN;
+    for n in 0..limit as u64 {
+        assert_eq!(store.issue_ticket("flood", None).await.unwrap(), n);
+    }
+    for _ in 0..3 {
+        let err = store.issue_ticket("flood", None).await.unwrap_err();
+        assert!(
+            matches!(err, ticketlock::Error::QueueFull { limit: l, .. } if l == limit),
+            "{err:?}"
+        );
+    }
+    let record = store.get_lock("flood").await.unwrap().unwrap();
+    assert_eq!(record.tickets().len(), limit);
+    // The record stays bounded in bytes as well as in tickets.
+    assert!(
+        record.dumps().len() < 64 * limit,
+        "{}",
+        record.dumps().len()
+    );
+}
+
+#[tokio::test]
+async fn the_backend_refuses_oversized_ids_itself() {
+    use ticketlock::Backend as _;
+    let memory = InMemoryLockStore::new();
+    let id = "x".repeat(ticketlock::MAX_ID_LEN + 1);
+    let err = memory
+        .issue(&id, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ticketlock::Error::InvalidId { .. }),
+        "{err:?}"
+    );
+    assert!(memory.is_empty());
+    let id = "x".repeat(ticketlock::MAX_ID_LEN);
+    memory.issue(&id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(memory.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_waiter_silent_past_its_lifetime_loses_its_place() {
     // Redis drops every expired ticket; the in-memory store must agree for a
     // waiter whose owner stopped looking (a blocked runtime, say).

@@ -681,4 +681,113 @@ mod tests {
             proptest::prop_assert_eq!(r.password.as_ref().map(Secret::expose), Some(password.as_str()));
         }
     }
+
+    mod round_trip {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,10}){0,2}",
+                any::<u32>().prop_map(|a| Ipv4Addr::from(a).to_string()),
+                any::<u128>().prop_map(|a| Ipv6Addr::from(a).to_string()),
+            ]
+        }
+
+        fn config() -> impl Strategy<Value = RedisConfig> {
+            (
+                (any::<bool>(), any::<bool>(), host(), 1u16.., 0i64..10_000),
+                (
+                    prop::option::of("\\PC{1,10}"),
+                    prop::option::of("\\PC{1,10}"),
+                    prop::option::of("[a-zA-Z0-9\u{fc}\u{5b57}]{1,6}"),
+                    1u64..10_000_000,
+                ),
+                (
+                    prop::option::of("\\PC{1,12}"),
+                    prop::option::of("\\PC{1,12}"),
+                    prop::option::of("\\PC{1,12}"),
+                    prop::sample::select(
+                        &[
+                            DeploymentMode::Standard,
+                            DeploymentMode::Cluster,
+                            DeploymentMode::Sentinel,
+                        ][..],
+                    ),
+                    prop::collection::vec("[a-z]{1,6}:[1-9][0-9]{0,3}", 0..3),
+                    prop::option::of("\\PC{1,8}"),
+                ),
+            )
+                .prop_map(
+                    |(
+                        (ssl, concurrent, host, port, db),
+                        (username, password, key_prefix, timeout_ms),
+                        (cert, key, ca, deployment_mode, mut endpoints, mut sentinel_service),
+                    )| {
+                        // Only what the parser accepts: a username needs a
+                        // password, a client key its certificate; cluster and sentinel modes need their nodes
+                        // (and a cluster has database 0 only, a sentinel setup
+                        // its master's name).
+                        let password = password.or_else(|| username.as_ref().map(|_| "pw".into()));
+                        let cert = cert.or_else(|| key.as_ref().map(|_| "client.crt".into()));
+                        let db = if deployment_mode == DeploymentMode::Cluster {
+                            0
+                        } else {
+                            db
+                        };
+                        if deployment_mode != DeploymentMode::Standard && endpoints.is_empty() {
+                            endpoints.push("node:6379".into());
+                        }
+                        if deployment_mode == DeploymentMode::Sentinel {
+                            sentinel_service.get_or_insert_with(|| "mymaster".into());
+                        }
+                        RedisConfig {
+                            store_type: if concurrent {
+                                RedisStoreType::ConcurrentRedis
+                            } else {
+                                RedisStoreType::Redis
+                            },
+                            host,
+                            port,
+                            db,
+                            username,
+                            password: password.map(Secret::new),
+                            use_ssl: ssl,
+                            ssl_certfile: cert.map(PathBuf::from),
+                            ssl_keyfile: key.map(PathBuf::from),
+                            ssl_ca_certs: ca.map(PathBuf::from),
+                            key_prefix,
+                            socket_timeout: Duration::from_millis(timeout_ms),
+                            deployment_mode,
+                            endpoints,
+                            sentinel_service,
+                        }
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// What `display_url` writes, `from_url` reads back: the same
+            /// configuration, the password shown (and read) as `***`.
+            #[test]
+            fn display_url_reads_back_as_the_same_configuration(c in config()) {
+                let shown = c.display_url();
+                prop_assert_eq!(c.password.is_some(), shown.contains(":***@"), "{}", shown);
+                let back = match LockStoreConfig::from_url(&shown) {
+                    Ok(LockStoreConfig::Redis(r)) => r,
+                    other => return Err(TestCaseError::fail(format!("{shown} => {other:?}"))),
+                };
+                let masked = RedisConfig {
+                    password: c.password.as_ref().map(|_| Secret::new("***")),
+                    ..c
+                };
+                prop_assert_eq!(back, masked, "{}", shown);
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ use redis::{
     RedisConnectionInfo, TlsCertificates, TlsMode,
 };
 
+use super::keys;
 use crate::config::split_endpoint;
 use crate::{DeploymentMode, Error, RedisConfig, Result};
 
@@ -111,6 +112,9 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
             "lock_store.db",
             format!("{} is negative; use a database number such as 1", config.db),
         ));
+    }
+    if let Some(problem) = config.key_prefix.as_deref().and_then(keys::prefix_problem) {
+        return Err(Error::config("lock_store.key_prefix", problem));
     }
     if config.socket_timeout.is_zero() {
         return Err(Error::config(

@@ -67,3 +67,5 @@ pub(crate) const CORRUPT: &str = "CORRUPT";
 /// What a script answers about an attempt to acquire.
 pub(crate) const ACQUIRED: i64 = 0;
 pub(crate) const QUEUED: i64 = 1;
+/// What the issue script answers when the queue is full.
+pub(crate) const FULL: i64 = 2;

@@ -61,6 +61,8 @@ macro_rules! conformance_tests {
             record_level_api_matches_rasa,
             first_ticket_is_zero_and_now_serving_zero_without_tickets,
             save_lock_round_trips_a_rasa_record,
+            save_lock_refuses_tickets_other_clients_cannot_read,
+            queue_length_is_bounded,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -657,6 +659,95 @@ pub async fn save_lock_round_trips_a_rasa_record(h: &impl Harness) {
     let g = timeout(PROMPT, waiter.acquired()).await.unwrap().unwrap();
     g.release().await.unwrap();
     assert_eq!(store.get_lock("rt").await.unwrap(), None);
+}
+
+/// A queue holds at most `max_queue_len` live tickets: past that, issue is
+/// refused with a transient `QueueFull` and the record is left as it was;
+/// the bound is per handle, and expired tickets (also behind a live head)
+/// do not count.
+pub async fn queue_length_is_bounded(h: &impl Harness) {
+    let store = h.store().with_max_queue_len(3);
+    let peer = h.peer().await.with_max_queue_len(3);
+    assert_eq!(store.max_queue_len(), 3);
+    assert_eq!(h.store().max_queue_len(), ticketlock::DEFAULT_MAX_QUEUE_LEN);
+    for (i, s) in [&store, &peer, &store].into_iter().enumerate() {
+        assert_eq!(s.issue_ticket("full", Some(HOUR)).await.unwrap(), i as u64);
+    }
+    for s in [&store, &peer] {
+        let err = s.issue_ticket("full", Some(HOUR)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::QueueFull { ref conversation_id, limit: 3 } if conversation_id == "full"),
+            "{err:?}"
+        );
+        assert!(err.is_transient());
+        assert!(
+            err.to_string().contains("\"full\"") && err.to_string().contains('3'),
+            "{err}"
+        );
+        // lock() fails at once rather than waiting for a place.
+        let err = timeout(PROMPT, s.lock("full").wait_time(HOUR))
+            .await
+            .expect("a full queue must not make lock() wait")
+            .unwrap_err();
+        assert!(matches!(err, Error::QueueFull { .. }), "{err:?}");
+    }
+    assert_eq!(
+        numbers(&store, "full").await,
+        vec![0, 1, 2],
+        "nothing was added"
+    );
+    // Another handle with the default bound is not limited by this one's.
+    assert_eq!(h.store().issue_ticket("full", Some(HOUR)).await.unwrap(), 3);
+    store.finish_serving("full", 3).await.unwrap();
+    // A place freed is a place to take; numbers go on.
+    store.finish_serving("full", 0).await.unwrap();
+    assert_eq!(store.issue_ticket("full", Some(HOUR)).await.unwrap(), 4);
+    assert_eq!(numbers(&store, "full").await, vec![1, 2, 4]);
+    for n in [1, 2, 4] {
+        store.finish_serving("full", n).await.unwrap();
+    }
+
+    // Expired tickets do not count, even behind a live holder.
+    let short = Duration::from_millis(50);
+    assert_eq!(store.issue_ticket("exp", Some(HOUR)).await.unwrap(), 0);
+    assert_eq!(store.issue_ticket("exp", Some(short)).await.unwrap(), 1);
+    assert_eq!(store.issue_ticket("exp", Some(short)).await.unwrap(), 2);
+    tokio::time::sleep(short * 3).await;
+    assert_eq!(store.issue_ticket("exp", Some(HOUR)).await.unwrap(), 3);
+    assert_eq!(numbers(&store, "exp").await, vec![0, 3]);
+    store.delete_lock("exp").await.unwrap();
+
+    // A limit below 1 means 1: the holder alone.
+    let one = h.store().with_max_queue_len(0);
+    assert_eq!(one.max_queue_len(), 1);
+    let g = one.lock("one").await.unwrap();
+    let err = one.issue_ticket("one", None).await.unwrap_err();
+    assert!(matches!(err, Error::QueueFull { limit: 1, .. }), "{err:?}");
+    g.release().await.unwrap();
+}
+
+/// A record that Lua, Python or Rasa could not read back is refused before
+/// it is written, on every store alike.
+pub async fn save_lock_refuses_tickets_other_clients_cannot_read(h: &impl Harness) {
+    let store = h.store();
+    let soon = ticketlock_now() + 30.0;
+    for bad in [
+        Ticket::new(0, f64::NAN),
+        Ticket::new(0, f64::INFINITY),
+        Ticket::new(1 << 53, soon),
+    ] {
+        let lock = TicketLock::with_tickets("unreadable", [bad]);
+        let err = store.save_lock(&lock).await.unwrap_err();
+        assert!(matches!(err, Error::CorruptRecord { .. }), "{bad:?}: {err}");
+        assert_eq!(
+            store.get_lock("unreadable").await.unwrap(),
+            None,
+            "{bad:?} was written"
+        );
+    }
+    let fine = TicketLock::with_tickets("unreadable", [Ticket::new((1 << 53) - 1, soon)]);
+    store.save_lock(&fine).await.unwrap();
+    store.delete_lock("unreadable").await.unwrap();
 }
 
 fn ticketlock_now() -> f64 {

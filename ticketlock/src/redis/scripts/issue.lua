@@ -1,9 +1,13 @@
 -- Appends a ticket and tries to acquire with it at once.
 -- ARGV[2]: lifetime in microseconds.
+-- ARGV[3]: the most tickets the queue may hold (live ones, after pruning).
 -- Returns {number, epoch or -1, status, token or ahead, holder remaining us or -1}
--- with status 0 = acquired (then token), 1 = queued (then ahead).
+-- with status 0 = acquired (then token), 1 = queued (then ahead),
+-- 2 = refused because the queue is full (then the queue's length; nothing
+-- was written).
 return run(function()
   local lifetime = tonumber(ARGV[2])
+  local max_len = tonumber(ARGV[3])
   local now = clock_us()
   local rec = load()
   if not rec then
@@ -12,6 +16,9 @@ return run(function()
     rec = { tickets = {}, epoch = now }
   end
   prune(rec, now)
+  if #rec.tickets >= max_len then
+    return { -1, rec.epoch or -1, 2, #rec.tickets, -1 }
+  end
   local number = 0
   if rec.last_issued then
     number = rec.last_issued + 1
