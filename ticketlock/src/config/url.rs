@@ -744,6 +744,18 @@ mod tests {
                         if deployment_mode == DeploymentMode::Sentinel {
                             sentinel_service.get_or_insert_with(|| "mymaster".into());
                         }
+                        // Replicas to wait for, with a wait shorter than the
+                        // socket timeout (as the parser requires).
+                        let min_replicas_ack = if timeout_ms >= 2 {
+                            (timeout_ms % 3) as u32
+                        } else {
+                            0
+                        };
+                        let min_replicas_ack_timeout = if min_replicas_ack > 0 {
+                            Duration::from_millis(timeout_ms / 2)
+                        } else {
+                            RedisConfig::default().min_replicas_ack_timeout
+                        };
                         RedisConfig {
                             store_type: if concurrent {
                                 RedisStoreType::ConcurrentRedis
@@ -764,6 +776,8 @@ mod tests {
                             deployment_mode,
                             endpoints,
                             sentinel_service,
+                            min_replicas_ack,
+                            min_replicas_ack_timeout,
                         }
                     },
                 )
