@@ -375,7 +375,7 @@ impl Target {
             (None, None, _) => anyhow::bail!("--store redis needs --redis URL or --endpoints FILE"),
         };
         let (store, config) = open_redis(source).await?;
-        let wire = Wire::connect(&wire::client(&config)?).await?;
+        let wire = Wire::open(&config).await?;
         Ok(Target::Redis(RedisTarget { store, wire }))
     }
 

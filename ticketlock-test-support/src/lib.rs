@@ -20,6 +20,11 @@
 //! assert_eq!(server.cli(&["GET", "k"]), "v");
 //! ```
 //!
+//! [`RedisCluster`] and [`SentinelGroup`] start whole deployments the
+//! same way: a cluster of `redis-server --cluster-enabled yes` nodes joined
+//! by `redis-cli --cluster create`, and a primary with two replicas watched
+//! by three `redis-server --sentinel`s; members can be killed and restarted.
+//!
 //! Servers need `redis-server` and `redis-cli` (Debian packages
 //! `redis-server` and `redis-tools`). Without `redis-server`,
 //! [`RedisServer::start`] returns `None` so a developer's test run skips, unless
@@ -27,10 +32,14 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod resp;
 mod run;
+mod sentinel;
 mod server;
 mod tls;
 
+pub use cluster::RedisCluster;
+pub use sentinel::SentinelGroup;
 pub use server::{RedisOptions, RedisServer};
 pub use tls::TlsFiles;

@@ -18,11 +18,12 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    /// The reply as text, for status and bulk replies.
+    /// The reply as text, for status, bulk and integer replies.
     pub(crate) fn text(&self) -> Option<String> {
         match self {
             Reply::Simple(s) => Some(s.clone()),
             Reply::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            Reply::Integer(i) => Some(i.to_string()),
             _ => None,
         }
     }

@@ -66,6 +66,10 @@ pub struct RedisServer {
     options: RedisOptions,
     tls: Option<TlsFiles>,
     dir: TempDir,
+    /// For a sentinel: the lines of its config file (`sentinel.conf` in
+    /// the temp dir, written before the first start and then left to the
+    /// sentinel, which rewrites it).
+    sentinel: Option<Vec<String>>,
 }
 
 enum Launch {
@@ -92,6 +96,35 @@ impl RedisServer {
     /// When the server does not start or answer within 10 s (the message holds
     /// its log), when an ACL rule is refused, or when the TLS files cannot be made.
     pub fn start_with(options: RedisOptions) -> Option<RedisServer> {
+        Self::start_inner(options, None)
+    }
+
+    /// Starts `redis-server --sentinel` with a config file of these lines
+    /// (the port is given on the command line).
+    pub(crate) fn start_sentinel(conf: Vec<String>) -> Option<RedisServer> {
+        Self::start_inner(RedisOptions::default(), Some(conf))
+    }
+
+    /// Whether the tests that need redis-server may run: `false` (with a
+    /// message) only when it is missing outside CI; panics in CI.
+    pub(crate) fn available() -> bool {
+        if !installed(SERVER_BIN) {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "redis-server is not installed, and CI=true makes that a failure: \
+                     install it (Debian: apt-get install -y redis-server redis-tools)"
+                );
+            }
+            eprintln!(
+                "skipping: redis-server not installed (install redis-server and redis-tools \
+                 to run this test; with CI=true this is a failure)"
+            );
+            return false;
+        }
+        true
+    }
+
+    fn start_inner(options: RedisOptions, sentinel: Option<Vec<String>>) -> Option<RedisServer> {
         if !installed(SERVER_BIN) {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!(
@@ -106,6 +139,12 @@ impl RedisServer {
             return None;
         }
         let mut server = Self::unstarted(options);
+        if let Some(conf) = &sentinel {
+            let path = server.dir.path().join("sentinel.conf");
+            fs::write(&path, conf.join("\n") + "\n")
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        server.sentinel = sentinel;
         for _ in 0..START_ATTEMPTS {
             server.port = free_port();
             match server.launch() {
@@ -140,6 +179,7 @@ impl RedisServer {
             options,
             tls,
             dir,
+            sentinel: None,
         }
     }
 
@@ -321,7 +361,7 @@ impl RedisServer {
 
     /// Sends one command and returns the reply as text: over plain RESP, or
     /// through redis-cli for a TLS server (this crate links no TLS client).
-    fn ask(&self, args: &[&str], timeout: Duration) -> Result<String, String> {
+    pub(crate) fn ask(&self, args: &[&str], timeout: Duration) -> Result<String, String> {
         if self.tls.is_some() {
             return self.cli_with_timeout(args, timeout);
         }
@@ -403,6 +443,18 @@ impl RedisServer {
     fn command(&self) -> Command {
         let dir = self.dir.path();
         let mut cmd = Command::new(SERVER_BIN);
+        if self.sentinel.is_some() {
+            // The config file must come first.
+            cmd.arg(dir.join("sentinel.conf"))
+                .arg("--sentinel")
+                .args(["--bind", HOST, "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir)
+                .arg("--logfile")
+                .arg(self.log_path())
+                .args(["--port", &self.port.to_string()]);
+            return cmd;
+        }
         cmd.args(["--bind", HOST, "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir)
@@ -502,7 +554,7 @@ fn installed(bin: &str) -> bool {
 
 /// A port that was free a moment ago. Another process may take it before
 /// redis-server binds it; [`RedisServer::start_with`] retries then.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind((HOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

@@ -10,6 +10,7 @@ mod endpoints;
 mod lifetime;
 mod url;
 
+pub(crate) use check::split_endpoint;
 pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
 
 /// Which store to build, and how.
@@ -112,6 +113,16 @@ pub struct RedisConfig {
     pub endpoints: Vec<String>,
     /// The sentinel service (master) name.
     pub sentinel_service: Option<String>,
+    /// Ours, not Rasa's: after each change to a record, wait until this
+    /// many replicas acknowledged it (Redis `WAIT`), and fail the operation
+    /// with [`crate::Error::Unavailable`] when fewer did within
+    /// `min_replicas_ack_timeout`. 0 (the default) does not wait. Keeps
+    /// mutual exclusion and fencing-token order across a failover; see the
+    /// Redis store's documentation.
+    pub min_replicas_ack: u32,
+    /// How long to wait for the replicas of `min_replicas_ack`. Default
+    /// 1 s; must be shorter than `socket_timeout`.
+    pub min_replicas_ack_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -132,6 +143,11 @@ impl Default for RedisConfig {
             deployment_mode: DeploymentMode::Standard,
             endpoints: Vec::new(),
             sentinel_service: None,
+            min_replicas_ack: 0,
+            min_replicas_ack_timeout: DEFAULT_MIN_REPLICAS_ACK_TIMEOUT,
         }
     }
 }
+
+/// The default of [`RedisConfig::min_replicas_ack_timeout`].
+pub const DEFAULT_MIN_REPLICAS_ACK_TIMEOUT: Duration = Duration::from_secs(1);

@@ -14,8 +14,8 @@ mod ticket;
 
 pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
 pub use config::{
-    DEFAULT_LIFETIME, DeploymentMode, LIFETIME_ENV, LockStoreConfig, RedisConfig, RedisStoreType,
-    Secret, lifetime_from_env,
+    DEFAULT_LIFETIME, DEFAULT_MIN_REPLICAS_ACK_TIMEOUT, DeploymentMode, LIFETIME_ENV,
+    LockStoreConfig, RedisConfig, RedisStoreType, Secret, lifetime_from_env,
 };
 pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;

@@ -38,6 +38,34 @@
 //!   commands (replaced after a call that timed out, so a half-open
 //!   connection cannot stall the store) plus the pub/sub one. Every call is
 //!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
+//! - Deployments (`deployment_mode`): `standard`, one server; `cluster`, a
+//!   Redis Cluster reached through `endpoints`: each script is routed by
+//!   its one key (the channel is the same name, so the same slot), MOVED
+//!   and ASK are followed by the client, wake-ups use sharded pub/sub
+//!   (SPUBLISH/SSUBSCRIBE, Redis 7) so each stays on the key's shard, and
+//!   [`Backend::conversations`] scans every primary; `sentinel`, the
+//!   primary the sentinels at `endpoints` name for `sentinel_service`,
+//!   asked again after a connection error or a READONLY answer (a failover
+//!   happened), so the store follows a failover without a restart.
+//! - Failover (cluster or sentinel): replication is asynchronous, so a
+//!   change the primary acknowledged may be lost with it. Lost grants break
+//!   exclusivity (the lease is gone, another client gets the lock while
+//!   the first still holds it) and reuse fencing tokens (the record goes
+//!   back to an older state of the same epoch). With `min_replicas_ack: N`
+//!   every answer that grants or extends a lease (issue, try_acquire,
+//!   renew) is sent only after N replicas acknowledged it (WAIT, in the
+//!   same round trip), and is refused with [`Error::Unavailable`]
+//!   otherwise (an issued ticket is withdrawn). A replica promoted with
+//!   every acknowledged grant (N = all replicas; or N = 1 where the
+//!   failover picks the most advanced replica, as Sentinel and Cluster do)
+//!   then keeps exclusivity and token order across the failover. Releases
+//!   are not waited for: replication is one ordered stream, so any later
+//!   acknowledged grant carries them; a release lost with the primary
+//!   brings back its ticket until it expires (a pause, not a second
+//!   holder). Tokens of a record created after the failover come from the
+//!   new primary's clock, which must not be behind the old one's by more
+//!   than the failover took (detection alone is `down-after-milliseconds`
+//!   or `cluster-node-timeout`).
 //! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
 //!   went away during the round trip is still released.
 //! - Bounds: the issue script refuses a ticket (status 2, then
@@ -58,8 +86,15 @@
 //!   and `epoch`): a waiter of ours whose ticket was lost (silent for longer
 //!   than its lifetime) could take a newer Rasa ticket of the same number
 //!   for its own. Our own processes never reuse numbers.
-//! - Standalone servers only (`deployment_mode: standard`); keys and their
-//!   channels share a name, ready for a cluster's hash slots.
+//! - In safe mode, a primary left with fewer than `min_replicas_ack`
+//!   replicas (e.g. a cluster shard of one replica, after its failover)
+//!   grants nothing until a replica is back: run N + 1 replicas to keep
+//!   working through a failover.
+//! - A cluster connection retries a command whose connection dropped: an
+//!   issue may then run twice, leaving a ticket nobody waits for, which
+//!   holds the queue until its lifetime ends (as a crashed process would).
+//! - Sentinels are asked without credentials; `username`, `password` and
+//!   `db` are for the data servers.
 //!
 //! # Redis ACL
 //! The least privilege the store needs (with `key_prefix: p`, write
@@ -68,24 +103,31 @@
 //! ```text
 //! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
 //! ```
+//!
+//! A cluster also needs `+spublish +ssubscribe +sunsubscribe +cluster|slots
+//! +hello` (its pub/sub connection speaks RESP3), and `min_replicas_ack`
+//! needs `+wait`; these additions are not yet proven minimal by a test.
 
+mod commands;
 mod connection;
 mod keys;
 mod scripts;
 mod subscriber;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, oneshot};
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
 use crate::lock::{queue_full, validate_id};
 use crate::ticket::push_python_str;
 use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, Result, TicketLock};
+use commands::{Commands, Conn, Failure};
+use connection::Target;
 use keys::Keys;
-use scripts::{ACQUIRED, CORRUPT, FULL, QUEUED, SCRIPTS};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use scripts::{ACQUIRED, CORRUPT, FULL, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
 use subscriber::{Subscribed, Subscriber};
 
 /// A lock store in Redis, shared by every process that points at the same
@@ -117,10 +159,11 @@ struct Inner {
     describe: String,
     keys: Keys,
     timeout: Duration,
-    client: redis::Client,
-    manager_config: ConnectionManagerConfig,
-    /// The command connection and its generation (bumped on replacement).
-    conn: Mutex<(u64, ConnectionManager)>,
+    commands: Commands,
+    /// PUBLISH or SPUBLISH (cluster) flavour.
+    scripts: &'static Scripts,
+    /// `min_replicas_ack` and its timeout, when set.
+    acks: Option<(u32, Duration)>,
     subscriber: Subscriber,
     /// Background round trips (issues whose caller left, releases from
     /// destructors) that [`Backend::flush`] waits for.
@@ -140,6 +183,22 @@ impl std::fmt::Debug for RedisLockStore {
     }
 }
 
+/// A script's answer, and the error to report instead when it changed a
+/// record that too few replicas acknowledged (`min_replicas_ack`).
+struct Replied<T> {
+    value: T,
+    unacked: Option<Error>,
+}
+
+impl<T> Replied<T> {
+    fn acked(self) -> Result<T> {
+        match self.unacked {
+            Some(e) => Err(e),
+            None => Ok(self.value),
+        }
+    }
+}
+
 /// What answered with an error.
 enum Reply {
     /// A plain command: WRONGTYPE means the key holds no record.
@@ -151,14 +210,16 @@ enum Reply {
 impl RedisLockStore {
     /// Connects to the server of `config` and checks it answers (PING), so
     /// that a wrong address, password or TLS setting fails here with a clear
-    /// error rather than at the first lock.
+    /// error rather than at the first lock. In cluster mode every primary
+    /// must answer; in sentinel mode the sentinels must name a primary that
+    /// answers.
     ///
     /// Fails with [`Error::Config`] for invalid settings (or credentials the
     /// server refuses) and [`Error::Unavailable`] when the server cannot be
     /// reached within `socket_timeout`.
     pub async fn connect(config: &RedisConfig) -> Result<RedisLockStore> {
         let connection::Connector {
-            client,
+            target,
             manager,
             describe,
         } = connection::connector(config)?;
@@ -173,16 +234,31 @@ impl RedisLockStore {
         // A plain connection first: the manager would retry a refused
         // password or certificate until the timeout, hiding the reason.
         let probe = async {
+            let client = match &target {
+                Target::Standalone(client) => (**client).clone(),
+                Target::Sentinel(sentinel) => match sentinel.primary().await {
+                    Ok(client) => client,
+                    Err(why) => return Ok(Err(why)),
+                },
+                Target::Cluster(cluster) => {
+                    // PING goes to every primary: all must answer.
+                    let mut c = cluster.client(None)?.get_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut c).await?;
+                    return Ok(Ok(()));
+                }
+            };
             let setup = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout));
             let mut c = client
                 .get_multiplexed_async_connection_with_config(&setup)
                 .await?;
-            redis::cmd("PING").query_async::<String>(&mut c).await
+            redis::cmd("PING").query_async::<String>(&mut c).await?;
+            Ok(Ok(()))
         };
         match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(why))) => return Err(unavailable(why, None)),
             Ok(Err(e)) => {
                 return Err(config_error(&e).unwrap_or_else(|| {
                     let hint = tls_hint(config.use_ssl, &e.to_string());
@@ -197,19 +273,23 @@ impl RedisLockStore {
                 ));
             }
         }
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())
-            .map_err(|e| unavailable(format!("cannot connect: {e}"), Some(e)))?;
+        let scripts: &'static Scripts = match target {
+            Target::Cluster(_) => &SHARDED_SCRIPTS,
+            _ => &SCRIPTS,
+        };
         let (stop, stopped) = oneshot::channel();
-        let subscriber = Subscriber::start(client.clone(), timeout, stopped);
+        let subscriber = Subscriber::start(target.clone(), timeout, stopped);
+        let commands = Commands::new(target, manager, timeout);
         tracing::debug!(server = describe, "connected to redis");
         Ok(RedisLockStore {
             inner: Arc::new(Inner {
                 describe,
                 keys: Keys::new(config.key_prefix.as_deref()),
                 timeout,
-                client,
-                manager_config: manager,
-                conn: Mutex::new((0, conn)),
+                commands,
+                scripts,
+                acks: (config.min_replicas_ack > 0)
+                    .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
                 in_flight: InFlight::default(),
                 _stop: stop,
@@ -255,8 +335,9 @@ impl RedisLockStore {
     pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
         let key = self.key_for(conversation_id);
         let removed: i64 = self
-            .script(&SCRIPTS.delete, &key, conversation_id, &[])
-            .await?;
+            .script(|s| &s.delete, &key, conversation_id, &[], false)
+            .await?
+            .acked()?;
         tracing::debug!(
             conversation_id,
             existed = removed == 1,
@@ -277,31 +358,6 @@ impl RedisLockStore {
     /// The socket timeout bounding every call.
     pub fn socket_timeout(&self) -> Duration {
         self.inner.timeout
-    }
-
-    fn connection(&self) -> (u64, ConnectionManager) {
-        let guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
-        (guard.0, guard.1.clone())
-    }
-
-    /// Replaces the command connection after a call timed out: a connection
-    /// whose peer vanished without closing it would otherwise stall every
-    /// later call. Done once per generation, however many calls timed out.
-    fn replace_connection(&self, generation: u64) {
-        let mut guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.0 != generation {
-            return;
-        }
-        match ConnectionManager::new_lazy_with_config(
-            self.inner.client.clone(),
-            self.inner.manager_config.clone(),
-        ) {
-            Ok(fresh) => {
-                *guard = (generation + 1, fresh);
-                tracing::debug!(server = self.inner.describe, "redis connection replaced");
-            }
-            Err(e) => tracing::debug!(error = %e, "cannot replace the redis connection"),
-        }
     }
 
     fn unavailable(&self, message: String, source: Option<redis::RedisError>) -> Error {
@@ -332,60 +388,151 @@ impl RedisLockStore {
         self.unavailable(e.to_string(), Some(e))
     }
 
+    fn failure(&self, f: Failure, key: &str, reply: Reply) -> Error {
+        match f {
+            Failure::Redis(e) => self.error(e, key, reply),
+            Failure::Timeout => {
+                self.unavailable(format!("no answer within {:?}", self.inner.timeout), None)
+            }
+            Failure::Connect(why) => self.unavailable(why, None),
+        }
+    }
+
     /// Runs a command within the socket timeout; `key` is the record it
     /// reads, if any.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> Result<T> {
-        let (generation, mut conn) = self.connection();
-        match tokio::time::timeout(self.inner.timeout, cmd.query_async(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(e, key, Reply::Command)),
-            Err(_) => {
-                self.replace_connection(generation);
-                Err(self.unavailable(format!("no answer within {:?}", self.inner.timeout), None))
-            }
-        }
+        self.inner
+            .commands
+            .run(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+            .map_err(|f| self.failure(f, key, Reply::Command))
     }
 
     /// Runs a script on the record at `key` within the socket timeout; the
     /// conversation id goes first among the arguments, JSON-encoded as
     /// Python writes it.
+    ///
+    /// With `min_replicas_ack`, a script that may grant or extend a lease
+    /// (`grants`: issue, try_acquire, renew) is followed by WAIT in the same
+    /// round trip, and the answer says whether enough replicas acknowledged.
+    /// Other changes need no wait of their own: replication is one ordered
+    /// stream, so the acknowledgement of any later grant covers them, and
+    /// losing one that nothing acknowledged after it (a release, say) only
+    /// brings back a ticket that then expires, never a second holder.
     async fn script<T: redis::FromRedisValue>(
         &self,
-        script: &redis::Script,
+        script: fn(&Scripts) -> &redis::Script,
         key: &str,
         id: &str,
         args: &[&str],
-    ) -> Result<T> {
+        grants: bool,
+    ) -> Result<Replied<T>> {
+        let script = script(self.inner.scripts);
         let mut id_json = String::with_capacity(id.len() + 2);
         push_python_str(&mut id_json, id);
         let mut invocation = script.key(key);
-        invocation.arg(id_json);
+        invocation.arg(&id_json);
         for a in args {
             invocation.arg(*a);
         }
-        let (generation, mut conn) = self.connection();
-        match tokio::time::timeout(self.inner.timeout, invocation.invoke_async(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(e, key, Reply::Script)),
-            Err(_) => {
-                self.replace_connection(generation);
-                Err(self.unavailable(format!("no answer within {:?}", self.inner.timeout), None))
-            }
+        let acks = self.inner.acks.filter(|_| grants);
+        let Some((wanted, wait)) = acks else {
+            let value = self
+                .inner
+                .commands
+                .run(|mut conn| {
+                    let invocation = &invocation;
+                    async move { invocation.invoke_async(&mut conn).await }
+                })
+                .await
+                .map_err(|f| self.failure(f, key, Reply::Script))?;
+            return Ok(Replied {
+                value,
+                unacked: None,
+            });
+        };
+        // EVALSHA by hand: the invocation cannot go in a pipeline.
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(script.get_hash()).arg(1).arg(key).arg(&id_json);
+        for a in args {
+            evalsha.arg(*a);
         }
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha)
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1))
+            // Errors come back as values, so a script's own (CORRUPT) keeps
+            // its code.
+            .ignore_errors();
+        let noscript = |v: &[redis::Value]| matches!(v.first(), Some(redis::Value::ServerError(e)) if e.code() == "NOSCRIPT");
+        let values: Vec<redis::Value> = self
+            .inner
+            .commands
+            .run(|mut conn| {
+                let pipe = &pipe;
+                async move {
+                    let values: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+                    if !noscript(&values) {
+                        return Ok(values);
+                    }
+                    // First use on this server (or node): load, then again.
+                    script.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
+                }
+            })
+            .await
+            .map_err(|f| self.failure(f, key, Reply::Script))?;
+        let mut values = values.into_iter();
+        let (Some(reply), Some(acked)) = (values.next(), values.next()) else {
+            return Err(
+                self.unavailable("the reply to a script and WAIT is incomplete".into(), None)
+            );
+        };
+        let value: T = match reply {
+            redis::Value::ServerError(e) => {
+                return Err(self.error(e.into(), key, Reply::Script));
+            }
+            other => redis::from_redis_value(other).map_err(|e| {
+                self.unavailable(format!("unexpected reply to a script: {e}"), None)
+            })?,
+        };
+        let acked: u32 = match acked {
+            redis::Value::Int(n) => u32::try_from(n).unwrap_or(0),
+            redis::Value::ServerError(e) => return Err(self.error(e.into(), key, Reply::Command)),
+            other => {
+                return Err(self.unavailable(format!("unexpected reply to WAIT: {other:?}"), None));
+            }
+        };
+        let unacked = (acked < wanted).then(|| {
+            self.unavailable(
+                format!(
+                    "only {acked} of the {wanted} replicas required by min_replicas_ack \
+                     acknowledged the change to {key:?} within {wait:?}, so a failover could \
+                     lose it"
+                ),
+                None,
+            )
+        });
+        Ok(Replied { value, unacked })
     }
 
     /// One round trip of `issue`: see [`Backend::issue`].
     async fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         let key = self.key_for(id);
-        let reply: Vec<i64> = self
-            .script(
-                &SCRIPTS.issue,
+        let Replied {
+            value: reply,
+            unacked,
+        } = self
+            .script::<Vec<i64>>(
+                |s| &s.issue,
                 &key,
                 id,
                 &[
                     &micros(lifetime).to_string(),
                     &self.max_queue_len.to_string(),
                 ],
+                true,
             )
             .await?;
         let [number, epoch, status, a, remaining] = reply[..] else {
@@ -409,6 +556,11 @@ impl RedisLockStore {
             },
             _ => return Err(self.bad_reply("issue", &reply)),
         };
+        if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
+            // Not safely granted: withdraw it rather than leave it to expire.
+            self.release_on_drop(id, ticket);
+            return Err(e);
+        }
         Ok(Issued { ticket, attempt })
     }
 
@@ -592,9 +744,9 @@ impl Backend for RedisLockStore {
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
         let key = self.key_for(id);
-        let reply: Vec<i64> = self
-            .script(
-                &SCRIPTS.try_acquire,
+        let reply = self
+            .script::<Vec<i64>>(
+                |s| &s.try_acquire,
                 &key,
                 id,
                 &[
@@ -602,8 +754,13 @@ impl Backend for RedisLockStore {
                     &epoch_arg(ticket).to_string(),
                     &micros(lifetime).to_string(),
                 ],
+                true,
             )
             .await?;
+        let Replied {
+            value: reply,
+            unacked,
+        } = reply;
         let attempt = match reply[..] {
             [ACQUIRED, token] => Attempt::Acquired {
                 fencing_token: token as u64,
@@ -616,19 +773,25 @@ impl Backend for RedisLockStore {
             [2] => Attempt::Lost,
             _ => return Err(self.bad_reply("try_acquire", &reply)),
         };
-        Ok(attempt)
+        // Only a granted lease needs the replicas (see `script`).
+        match unacked {
+            Some(e) if matches!(attempt, Attempt::Acquired { .. }) => Err(e),
+            _ => Ok(attempt),
+        }
     }
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
         let key = self.key_for(id);
         let removed: i64 = self
             .script(
-                &SCRIPTS.release,
+                |s| &s.release,
                 &key,
                 id,
                 &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+                false,
             )
-            .await?;
+            .await?
+            .acked()?;
         Ok(removed == 1)
     }
 
@@ -658,7 +821,7 @@ impl Backend for RedisLockStore {
         let key = self.key_for(id);
         let renewed: i64 = self
             .script(
-                &SCRIPTS.renew,
+                |s| &s.renew,
                 &key,
                 id,
                 &[
@@ -666,8 +829,10 @@ impl Backend for RedisLockStore {
                     &epoch_arg(ticket).to_string(),
                     &micros(lifetime).to_string(),
                 ],
+                true,
             )
-            .await?;
+            .await?
+            .acked()?;
         Ok(renewed == 1)
     }
 
@@ -675,12 +840,14 @@ impl Backend for RedisLockStore {
         let key = self.key_for(id);
         let held: i64 = self
             .script(
-                &SCRIPTS.check,
+                |s| &s.check,
                 &key,
                 id,
                 &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+                false,
             )
-            .await?;
+            .await?
+            .acked()?;
         Ok(held == 1)
     }
 
@@ -749,7 +916,7 @@ impl Backend for RedisLockStore {
             .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
         let _: i64 = self
             .script(
-                &SCRIPTS.save,
+                |s| &s.save,
                 &key,
                 id,
                 &[
@@ -760,8 +927,10 @@ impl Backend for RedisLockStore {
                     &last_issued.to_string(),
                     &epoch.to_string(),
                 ],
+                false,
             )
-            .await?;
+            .await?
+            .acked()?;
         Ok(())
     }
 
@@ -771,7 +940,10 @@ impl Backend for RedisLockStore {
 
     async fn update_lock(&self, id: &str) -> Result<()> {
         let key = self.key_for(id);
-        let removed: i64 = self.script(&SCRIPTS.update, &key, id, &[]).await?;
+        let removed: i64 = self
+            .script(|s| &s.update, &key, id, &[], false)
+            .await?
+            .acked()?;
         if removed > 0 {
             tracing::debug!(
                 conversation_id = id,
@@ -783,8 +955,28 @@ impl Backend for RedisLockStore {
     }
 
     async fn conversations(&self) -> Result<Vec<String>> {
-        let pattern = self.inner.keys.scan_pattern();
         let mut ids = std::collections::HashSet::new();
+        if let Target::Cluster(_) = self.inner.commands.target() {
+            // Each primary holds its own slots' keys: walk every one.
+            for node in self.primaries().await? {
+                self.scan(Some(&node), &mut ids).await?;
+            }
+        } else {
+            self.scan(None, &mut ids).await?;
+        }
+        Ok(ids.into_iter().collect())
+    }
+}
+
+impl RedisLockStore {
+    /// Adds the ids of this store's records on `node` (a cluster primary;
+    /// `None`: the one server) to `ids`.
+    async fn scan(
+        &self,
+        node: Option<&(String, u16)>,
+        ids: &mut std::collections::HashSet<String>,
+    ) -> Result<()> {
+        let pattern = self.inner.keys.scan_pattern();
         let mut cursor: u64 = 0;
         loop {
             let mut cmd = redis::cmd("SCAN");
@@ -793,18 +985,76 @@ impl Backend for RedisLockStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&cmd, "").await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = match node {
+                None => self.query(&cmd, "").await?,
+                Some((host, port)) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    self.inner
+                        .commands
+                        .run(|conn| {
+                            let (cmd, routing) = (&cmd, &routing);
+                            async move {
+                                let mut c = match conn {
+                                    Conn::Cluster(c) => c,
+                                    mut other => return cmd.query_async(&mut other).await,
+                                };
+                                let v = c.route_command(cmd.clone(), routing.clone()).await?;
+                                Ok(redis::from_redis_value(v)?)
+                            }
+                        })
+                        .await
+                        .map_err(|f| self.failure(f, "", Reply::Command))?
+                }
+            };
             for key in &keys {
                 if let Some(id) = self.inner.keys.conversation_id(key) {
                     ids.insert(id.to_string());
                 }
             }
             if next == 0 {
-                break;
+                return Ok(());
             }
             cursor = next;
         }
-        Ok(ids.into_iter().collect())
+    }
+
+    /// The cluster's primaries, as `CLUSTER SLOTS` names them.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>> {
+        let slots: Vec<redis::Value> = self.query(redis::cmd("CLUSTER").arg("SLOTS"), "").await?;
+        let mut nodes = Vec::new();
+        for range in slots {
+            // [start, end, [host, port, id, ...], replicas...]
+            let primary = match range {
+                redis::Value::Array(items) => items.into_iter().nth(2),
+                _ => None,
+            };
+            let node = match primary {
+                Some(redis::Value::Array(node)) => {
+                    let mut node = node.into_iter();
+                    let host = node
+                        .next()
+                        .and_then(|h| redis::from_redis_value::<String>(h).ok());
+                    let port = node
+                        .next()
+                        .and_then(|p| redis::from_redis_value::<u16>(p).ok());
+                    host.zip(port)
+                }
+                _ => None,
+            };
+            let Some(node) = node else {
+                return Err(self.unavailable(
+                    "CLUSTER SLOTS answered something that is not a slot map".into(),
+                    None,
+                ));
+            };
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        Ok(nodes)
     }
 }
 

@@ -4,15 +4,19 @@
 //! An uncontended lock-then-release cycle needs at least two round trips (one
 //! to take the lock, one to release it), so a baseline cycle is two
 //! `EVALSHA` of `return 1`, at the same concurrency, over one multiplexed
-//! connection shared by all tasks, as the store's own connection is.
+//! connection shared by all tasks, as the store's own connection is. On a
+//! cluster, each round trip names the conversation's key (which the script
+//! does not touch), so it goes to the node that owns it, as the store's do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use redis::aio::MultiplexedConnection;
-use ticketlock::{RedisConfig, Ticket, TicketLock};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use ticketlock::{DeploymentMode, RedisConfig, Ticket, TicketLock};
 
 use super::locker::Locker;
 use super::progress::Progress;
@@ -21,14 +25,79 @@ use super::report::{Side, Stats};
 /// A multiplexed connection and the trivial script.
 #[derive(Clone)]
 pub(crate) struct Wire {
-    con: MultiplexedConnection,
+    con: Con,
     script: Arc<redis::Script>,
+}
+
+/// One server's connection, or a cluster's.
+#[derive(Clone)]
+enum Con {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Con::Single(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Con::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Con::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::Single(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// How many unrelated keys one pipeline writes or deletes.
 const BATCH: u64 = 1000;
 
 impl Wire {
+    /// Connects to the server or cluster of `config`.
+    pub(crate) async fn open(config: &RedisConfig) -> anyhow::Result<Wire> {
+        if config.deployment_mode != DeploymentMode::Cluster {
+            return Wire::connect(&client(config)?).await;
+        }
+        anyhow::ensure!(
+            !config.use_ssl,
+            "bench: the Redis baseline does not speak TLS; bench a cluster on plain TCP"
+        );
+        let nodes = config.endpoints.iter().map(|e| format!("redis://{e}"));
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(CALL_TIMEOUT)
+            .response_timeout(CALL_TIMEOUT);
+        if let Some(user) = &config.username {
+            builder = builder.username(user);
+        }
+        if let Some(password) = &config.password {
+            builder = builder.password(password.expose());
+        }
+        let con = builder
+            .build()?
+            .get_async_connection()
+            .await
+            .context("bench baseline: connecting to the cluster")?;
+        Ok(Wire {
+            con: Con::Cluster(con),
+            script: Arc::new(redis::Script::new("return 1")),
+        })
+    }
+
     /// Connects to the server of `client`.
     pub(crate) async fn connect(client: &redis::Client) -> anyhow::Result<Wire> {
         let config = redis::AsyncConnectionConfig::new()
@@ -39,15 +108,17 @@ impl Wire {
             .await
             .context("bench baseline: connecting to Redis")?;
         Ok(Wire {
-            con,
+            con: Con::Single(con),
             script: Arc::new(redis::Script::new("return 1")),
         })
     }
 
-    /// One round trip: `EVALSHA` of `return 1` (loaded on `NOSCRIPT`).
-    pub(crate) async fn round_trip(&self) -> anyhow::Result<()> {
+    /// One round trip: `EVALSHA` of `return 1` (loaded on `NOSCRIPT`),
+    /// naming `key` (routed by it on a cluster).
+    pub(crate) async fn round_trip(&self, key: &str) -> anyhow::Result<()> {
         let one: i64 = self
             .script
+            .key(key)
             .invoke_async(&mut self.con.clone())
             .await
             .context("bench baseline: EVALSHA")?;
@@ -57,6 +128,10 @@ impl Wire {
 
     /// The server's `used_memory`, in bytes.
     pub(crate) async fn used_memory(&self) -> anyhow::Result<i64> {
+        anyhow::ensure!(
+            matches!(self.con, Con::Single(_)),
+            "bench: memory figures need a standalone server, not a cluster"
+        );
         let info: String = redis::cmd("INFO")
             .arg("memory")
             .query_async(&mut self.con.clone())
@@ -122,7 +197,11 @@ impl Wire {
         n: u64,
         tag: u32,
         op: impl Fn(&mut redis::Pipeline, String),
-    ) -> redis::RedisResult<()> {
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.con, Con::Single(_)),
+            "bench: unrelated keys (--unrelated-keys) need a standalone server, not a cluster"
+        );
         let mut con = self.con.clone();
         for start in (0..n).step_by(BATCH as usize) {
             let mut p = redis::pipe();
@@ -148,12 +227,12 @@ impl Wire {
         let mut samples = Vec::with_capacity(rounds as usize);
         let started = tokio::time::Instant::now();
         for _ in 0..rounds {
-            self.round_trip().await?;
-            self.round_trip().await?;
+            self.round_trip("handoff").await?;
+            self.round_trip("handoff").await?;
             let t = Instant::now();
-            self.round_trip().await?;
+            self.round_trip("handoff").await?;
             samples.push(t.elapsed().as_nanos() as u64);
-            self.round_trip().await?;
+            self.round_trip("handoff").await?;
             done.fetch_add(1, Ordering::Relaxed);
         }
         let elapsed = started.elapsed();
@@ -170,17 +249,17 @@ impl Wire {
 impl Locker for Wire {
     type Guard = ();
 
-    async fn lock(&self, _: &str) -> anyhow::Result<()> {
-        self.round_trip().await
+    async fn lock(&self, id: &str) -> anyhow::Result<()> {
+        self.round_trip(id).await
     }
 
-    async fn release(&self, _: &str, (): ()) -> anyhow::Result<()> {
-        self.round_trip().await
+    async fn release(&self, id: &str, (): ()) -> anyhow::Result<()> {
+        self.round_trip(id).await
     }
 }
 
 /// A client for the server of `config` (a standalone server; the baseline
-/// does not speak TLS, Cluster or Sentinel).
+/// does not speak TLS or Sentinel; clusters go through [`Wire::open`]).
 pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
     use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
     anyhow::ensure!(
@@ -189,7 +268,7 @@ pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
     );
     anyhow::ensure!(
         config.deployment_mode == ticketlock::DeploymentMode::Standard,
-        "bench: only a standalone Redis server can be benched (deployment_mode is {:?})",
+        "bench: only a standalone Redis server or a cluster can be benched (deployment_mode is {:?})",
         config.deployment_mode
     );
     let mut settings = RedisConnectionInfo::default().set_db(config.db);
@@ -290,15 +369,45 @@ mod tests {
         assert!(record.starts_with("{\"conversation_id\": \"c1\", \"tickets\": [\"{\\\"number\\\": 0, \\\"expires\\\": "), "{record}");
     }
 
+    /// On a cluster each round trip goes to the node owning the
+    /// conversation's key: the calls spread over the primaries and add up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_baseline_routes_each_round_trip_by_its_conversation() {
+        let Some(cluster) = ticketlock_test_support::RedisCluster::start(3, 0) else {
+            return;
+        };
+        let mut config = RedisConfig::default();
+        config.deployment_mode = ticketlock::DeploymentMode::Cluster;
+        config.endpoints = cluster.endpoints();
+        config.db = 0;
+        let wire = Wire::open(&config).await.unwrap();
+        let plan = Cycles {
+            messages: 300,
+            concurrency: 8,
+            conversations: None,
+            record_waits: false,
+        };
+        let side = run(&wire, plan, 1, "b", &Progress::hidden()).await.unwrap();
+        assert_eq!(side.cycles, 300);
+        let per_node: Vec<u64> = cluster.nodes().iter().map(evalsha_calls).collect();
+        assert_eq!(per_node.iter().sum::<u64>(), 600, "{per_node:?}");
+        assert!(per_node.iter().all(|&n| n > 0), "{per_node:?}");
+        let err = wire.used_memory().await.unwrap_err().to_string();
+        assert!(err.contains("standalone server"), "{err}");
+    }
+
     #[test]
-    fn tls_and_clusters_are_refused_with_a_reason() {
+    fn tls_and_sentinels_are_refused_with_a_reason() {
         let mut config = RedisConfig::default();
         config.use_ssl = true;
         let err = client(&config).unwrap_err().to_string();
         assert!(err.contains("does not speak TLS"), "{err}");
         let mut config = RedisConfig::default();
-        config.deployment_mode = ticketlock::DeploymentMode::Cluster;
+        config.deployment_mode = ticketlock::DeploymentMode::Sentinel;
         let err = client(&config).unwrap_err().to_string();
-        assert!(err.contains("only a standalone Redis server"), "{err}");
+        assert!(
+            err.contains("only a standalone Redis server or a cluster"),
+            "{err}"
+        );
     }
 }

@@ -132,7 +132,6 @@ fn split_endpoint_raw(v: &str) -> Option<(&str, &str)> {
 
 /// Splits a checked `endpoints` entry into the host (IPv6 without brackets)
 /// and the port.
-#[allow(dead_code)] // For the Redis backend, which connects to the endpoints.
 pub(crate) fn split_endpoint(v: &str) -> Option<(&str, u16)> {
     let (host, port) = split_endpoint_raw(v)?;
     let host = host
@@ -168,6 +167,22 @@ pub(crate) fn db_str(s: &str) -> Result<i64, String> {
     match s.trim().parse::<i64>() {
         Ok(i) => db_int(i),
         Err(_) => Err(format!("{s:?} is not a database number; {DB_HINT}")),
+    }
+}
+
+const REPLICAS_HINT: &str = "write a whole number of replicas from 0 (do not wait) up, e.g. 1";
+
+/// `min_replicas_ack`: a number of replicas, 0 for none.
+pub(crate) fn replicas_int(i: i64) -> Result<u32, String> {
+    u32::try_from(i).map_err(|_| format!("{i} is not a number of replicas; {REPLICAS_HINT}"))
+}
+
+pub(crate) fn replicas_str(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<i64>() {
+        Ok(i) => replicas_int(i),
+        Err(_) => Err(format!(
+            "{s:?} is not a number of replicas; {REPLICAS_HINT}"
+        )),
     }
 }
 
@@ -227,6 +242,7 @@ pub(crate) const KEY_PREFIX_HINT: &str = "use only letters and digits, e.g. myap
 pub(crate) fn combination(
     cfg: &mut RedisConfig,
     db_given: bool,
+    ack_timeout_given: bool,
     key: &dyn Fn(&str) -> String,
     warnings: &mut Vec<Warning>,
 ) -> Result<()> {
@@ -306,6 +322,24 @@ pub(crate) fn combination(
             }
         }
     }
+    if cfg.min_replicas_ack > 0 {
+        if cfg.min_replicas_ack_timeout >= cfg.socket_timeout {
+            return Err(Error::config(
+                key("min_replicas_ack_timeout"),
+                format!(
+                    "{:?} is not shorter than socket_timeout ({:?}), so a call would time out \
+                     before the replicas are counted; make it shorter, e.g. 1 second",
+                    cfg.min_replicas_ack_timeout, cfg.socket_timeout
+                ),
+            ));
+        }
+    } else if ack_timeout_given {
+        warnings.push(Warning::new(
+            key("min_replicas_ack_timeout"),
+            "ignored because min_replicas_ack is 0 (no waiting for replicas); \
+             set min_replicas_ack to the number of replicas that must acknowledge each change",
+        ));
+    }
     if cfg.sentinel_service.is_some() && cfg.deployment_mode != DeploymentMode::Sentinel {
         warnings.push(Warning::new(
             key("sentinel_service"),
@@ -370,6 +404,11 @@ mod tests {
         assert!(bool_str("maybe").is_err());
         assert_eq!(deployment_mode("Cluster").unwrap(), DeploymentMode::Cluster);
         assert!(deployment_mode("replica").is_err());
+        assert_eq!(replicas_str(" 2 ").unwrap(), 2);
+        assert_eq!(replicas_int(0).unwrap(), 0);
+        for bad in ["-1", "1.5", "x", "99999999999"] {
+            assert!(replicas_str(bad).unwrap_err().contains("replicas"), "{bad}");
+        }
         assert!(key_prefix_ok("abc123") && key_prefix_ok("ünïcode"));
         assert!(!key_prefix_ok("") && !key_prefix_ok("a:b") && !key_prefix_ok("a_b"));
     }

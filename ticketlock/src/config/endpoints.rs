@@ -45,6 +45,8 @@ const SETTINGS: &[&str] = &[
     "deployment_mode",
     "endpoints",
     "sentinel_service",
+    "min_replicas_ack",
+    "min_replicas_ack_timeout",
 ];
 
 type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
@@ -75,6 +77,11 @@ impl LockStoreConfig {
     /// | `deployment_mode` | `standard`, `cluster` or `sentinel` | `standard` |
     /// | `endpoints` | list of `host:port` (cluster nodes or sentinels) | none |
     /// | `sentinel_service` | name of the master the sentinels watch | none |
+    /// | `min_replicas_ack` | ours, not Rasa's: replicas that must acknowledge each change (Redis `WAIT`); 0 does not wait | 0 |
+    /// | `min_replicas_ack_timeout` | ours: seconds to wait for them, shorter than `socket_timeout` | 1 |
+    ///
+    /// Rasa ignores the two settings of ours (it warns about unknown
+    /// keys only in its own store types), so one file can serve both.
     ///
     /// Numbers and booleans may also be written as strings (`port: "6380"`,
     /// `use_ssl: "true"`), as a `${VAR}` always gives a string. `endpoints`
@@ -416,6 +423,20 @@ impl Field<'_, '_> {
         db.map(Some).map_err(|p| self.err(p))
     }
 
+    fn replicas(&self, env: Env<'_>) -> Result<Option<u32>> {
+        let r = self.scalar(env)?;
+        let n = match r.value {
+            Value::Null => return Ok(None),
+            Value::Int(i) => check::replicas_int(i),
+            Value::Str(s) => check::replicas_str(&s),
+            Value::Bool(_) | Value::Float(_) => Err(format!(
+                "{} is not a number of replicas; write a whole number from 0 up, e.g. 1",
+                r.text
+            )),
+        };
+        n.map(Some).map_err(|p| self.err(p))
+    }
+
     fn boolean(&self, env: Env<'_>) -> Result<Option<bool>> {
         let r = self.scalar(env)?;
         let b = match r.value {
@@ -671,10 +692,18 @@ impl<'a, 'i, 'e> Section<'a, 'i, 'e> {
         }
         cfg.endpoints = self.endpoints()?;
         cfg.sentinel_service = self.read("sentinel_service", Field::string)?;
+        if let Some(n) = self.read("min_replicas_ack", Field::replicas)? {
+            cfg.min_replicas_ack = n;
+        }
+        let ack_timeout = self.read("min_replicas_ack_timeout", Field::seconds)?;
+        if let Some(t) = ack_timeout {
+            cfg.min_replicas_ack_timeout = t;
+        }
 
         check::combination(
             &mut cfg,
             db.is_some(),
+            ack_timeout.is_some(),
             &|name| format!("lock_store.{name}"),
             &mut self.warnings,
         )?;
@@ -873,6 +902,8 @@ lock_store:
   socket_timeout: 2.5
   deployment_mode: standard
   sentinel_service:
+  min_replicas_ack: 2
+  min_replicas_ack_timeout: 0.25
 "#,
         );
         let expected = RedisConfig {
@@ -891,8 +922,55 @@ lock_store:
             deployment_mode: DeploymentMode::Standard,
             endpoints: Vec::new(),
             sentinel_service: None,
+            min_replicas_ack: 2,
+            min_replicas_ack_timeout: Duration::from_millis(250),
         };
         assert_eq!(r, expected);
+    }
+
+    #[test]
+    fn min_replicas_ack_is_read_and_checked() {
+        let r = redis("lock_store:\n  type: redis\n  min_replicas_ack: \"1\"\n");
+        assert_eq!(r.min_replicas_ack, 1);
+        assert_eq!(r.min_replicas_ack_timeout, Duration::from_secs(1));
+        assert_eq!(redis("lock_store:\n  type: redis\n").min_replicas_ack, 0);
+        for (setting, key, words) in [
+            (
+                "min_replicas_ack: -1",
+                "lock_store.min_replicas_ack",
+                &["line 3", "not a number of replicas", "e.g. 1"][..],
+            ),
+            (
+                "min_replicas_ack: yes",
+                "lock_store.min_replicas_ack",
+                &["not a number of replicas"][..],
+            ),
+            (
+                "min_replicas_ack: 1\n  min_replicas_ack_timeout: 0",
+                "lock_store.min_replicas_ack_timeout",
+                &["not a usable number of seconds"][..],
+            ),
+            (
+                "min_replicas_ack: 1\n  socket_timeout: 1\n  min_replicas_ack_timeout: 2",
+                "lock_store.min_replicas_ack_timeout",
+                &["not shorter than socket_timeout", "make it shorter"][..],
+            ),
+        ] {
+            err_of(
+                &format!("lock_store:\n  type: redis\n  {setting}\n"),
+                key,
+                words,
+            );
+        }
+        let (_, warnings) =
+            parse_ok("lock_store:\n  type: redis\n  min_replicas_ack_timeout: 0.5\n");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.key == "lock_store.min_replicas_ack_timeout"
+                    && w.message.contains("min_replicas_ack is 0")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

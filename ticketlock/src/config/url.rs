@@ -32,6 +32,8 @@ const PARAMS: &[&str] = &[
     "deployment_mode",
     "endpoints",
     "sentinel_service",
+    "min_replicas_ack",
+    "min_replicas_ack_timeout",
 ];
 
 /// Characters escaped in the user name and host of [`RedisConfig::display_url`]:
@@ -85,6 +87,8 @@ impl LockStoreConfig {
     /// | `deployment_mode` | `standard` (default), `cluster` or `sentinel` |
     /// | `endpoints` | comma-separated `host:port` of cluster nodes or sentinels |
     /// | `sentinel_service` | name of the master the sentinels watch |
+    /// | `min_replicas_ack` | ours, not Rasa's: replicas that must acknowledge each change (0: do not wait) |
+    /// | `min_replicas_ack_timeout` | ours: seconds to wait for them (default 1), shorter than `socket_timeout` |
     ///
     /// e.g. `rediss://app:s3cr%40t@redis.internal:6380/2?key_prefix=myapp&socket_timeout=2.5`.
     ///
@@ -172,6 +176,15 @@ impl RedisConfig {
         }
         if let Some(service) = &self.sentinel_service {
             query.append_pair("sentinel_service", service);
+        }
+        if self.min_replicas_ack > 0 {
+            query.append_pair("min_replicas_ack", &self.min_replicas_ack.to_string());
+        }
+        if self.min_replicas_ack_timeout != RedisConfig::default().min_replicas_ack_timeout {
+            query.append_pair(
+                "min_replicas_ack_timeout",
+                &self.min_replicas_ack_timeout.as_secs_f64().to_string(),
+            );
         }
         let query = query.finish();
         if !query.is_empty() {
@@ -322,6 +335,12 @@ pub(crate) fn parse(input: &str) -> Result<(LockStoreConfig, Vec<Warning>)> {
                     .map_err(bad)?;
             }
             "sentinel_service" => cfg.sentinel_service = non_empty(),
+            "min_replicas_ack" => {
+                cfg.min_replicas_ack = check::replicas_str(&value).map_err(bad)?;
+            }
+            "min_replicas_ack_timeout" => {
+                cfg.min_replicas_ack_timeout = check::seconds_str(&value).map_err(bad)?;
+            }
             _ => {
                 return Err(err(format!(
                     "unknown setting {name:?} in the query; the settings are {}",
@@ -332,7 +351,14 @@ pub(crate) fn parse(input: &str) -> Result<(LockStoreConfig, Vec<Warning>)> {
     }
 
     let mut warnings = Vec::new();
-    check::combination(&mut cfg, db_given, &|_| KEY.to_owned(), &mut warnings)?;
+    let ack_timeout_given = seen.iter().any(|s| s == "min_replicas_ack_timeout");
+    check::combination(
+        &mut cfg,
+        db_given,
+        ack_timeout_given,
+        &|_| KEY.to_owned(),
+        &mut warnings,
+    )?;
     Ok((LockStoreConfig::Redis(cfg), warnings))
 }
 
@@ -510,6 +536,10 @@ mod tests {
         );
         assert_eq!(r.deployment_mode, DeploymentMode::Sentinel);
         assert_eq!(r.sentinel_service.as_deref(), Some("mymaster"));
+
+        let r = redis("redis://h?min_replicas_ack=2&min_replicas_ack_timeout=0.2");
+        assert_eq!(r.min_replicas_ack, 2);
+        assert_eq!(r.min_replicas_ack_timeout, Duration::from_millis(200));
     }
 
     #[test]
@@ -543,6 +573,14 @@ mod tests {
             &["unknown setting \"db\"", "socket_timeout"],
         );
         url_err("redis://h?ssl_keyfile=k.pem", &["ssl_certfile"]);
+        url_err(
+            "redis://h?min_replicas_ack=-1",
+            &["\"min_replicas_ack\"", "number of replicas"],
+        );
+        url_err(
+            "redis://h?min_replicas_ack=1&socket_timeout=1&min_replicas_ack_timeout=1",
+            &["not shorter than socket_timeout"],
+        );
     }
 
     #[test]
@@ -596,6 +634,8 @@ mod tests {
             deployment_mode: DeploymentMode::Sentinel,
             endpoints: vec!["s1:26379".into(), "[::1]:26380".into()],
             sentinel_service: Some("my master".into()),
+            min_replicas_ack: 1,
+            min_replicas_ack_timeout: Duration::from_millis(300),
         };
         let shown = full.display_url();
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -704,6 +744,18 @@ mod tests {
                         if deployment_mode == DeploymentMode::Sentinel {
                             sentinel_service.get_or_insert_with(|| "mymaster".into());
                         }
+                        // Replicas to wait for, with a wait shorter than the
+                        // socket timeout (as the parser requires).
+                        let min_replicas_ack = if timeout_ms >= 2 {
+                            (timeout_ms % 3) as u32
+                        } else {
+                            0
+                        };
+                        let min_replicas_ack_timeout = if min_replicas_ack > 0 {
+                            Duration::from_millis(timeout_ms / 2)
+                        } else {
+                            RedisConfig::default().min_replicas_ack_timeout
+                        };
                         RedisConfig {
                             store_type: if concurrent {
                                 RedisStoreType::ConcurrentRedis
@@ -724,6 +776,8 @@ mod tests {
                             deployment_mode,
                             endpoints,
                             sentinel_service,
+                            min_replicas_ack,
+                            min_replicas_ack_timeout,
                         }
                     },
                 )

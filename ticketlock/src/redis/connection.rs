@@ -1,35 +1,107 @@
-//! Building the Redis client from the configuration: address, database,
-//! credentials and TLS.
+//! Building the Redis clients from the configuration: where the servers
+//! are (one server, a cluster, or a primary found through sentinels),
+//! database, credentials and TLS.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManagerConfig;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::io::tcp::TcpSettings;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates,
+    ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo,
+    RedisConnectionInfo, TlsCertificates, TlsMode,
 };
 
 use super::keys;
+use crate::config::split_endpoint;
 use crate::{DeploymentMode, Error, RedisConfig, Result};
 
 /// What the store needs to open connections.
 pub(crate) struct Connector {
-    pub client: redis::Client,
+    pub target: Target,
     pub manager: ConnectionManagerConfig,
     pub describe: String,
 }
 
-/// Checks the configuration and builds the client (no I/O but reading the
-/// TLS files).
-pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
-    if config.deployment_mode != DeploymentMode::Standard {
-        return Err(Error::config(
-            "lock_store.deployment_mode",
-            "only `standard` is supported by this version; point `host` and `port` at the primary",
-        ));
+/// Where the servers are.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One server (`deployment_mode: standard`).
+    Standalone(Box<redis::Client>),
+    /// A Redis Cluster, reached through its nodes.
+    Cluster(Arc<ClusterTarget>),
+    /// A primary found through the sentinels, again after each failover.
+    Sentinel(Arc<SentinelTarget>),
+}
+
+/// The seed nodes of a cluster and how to talk to them.
+pub(crate) struct ClusterTarget {
+    nodes: Vec<ConnectionInfo>,
+    certs: Option<TlsCertificates>,
+    timeout: Duration,
+}
+
+impl ClusterTarget {
+    /// A client for the cluster; with `push`, a RESP3 one whose pushes
+    /// (sharded messages, subscription changes, disconnections) go there.
+    pub(crate) fn client(
+        &self,
+        push: Option<tokio::sync::mpsc::UnboundedSender<PushInfo>>,
+    ) -> redis::RedisResult<ClusterClient> {
+        let mut builder = ClusterClientBuilder::new(self.nodes.clone())
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .tcp_settings(TcpSettings::default().set_nodelay(true))
+            // MOVED, ASK and failovers are retried, quickly: the store's
+            // own timeout bounds the whole call.
+            .retries(8)
+            .min_retry_wait(10)
+            .max_retry_wait(500);
+        if let Some(certs) = &self.certs {
+            builder = builder.certs(certs.clone());
+        }
+        if let Some(push) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push);
+        }
+        builder.build()
     }
-    if config.host.is_empty() {
+}
+
+/// The sentinels, and the name of the primary they watch.
+pub(crate) struct SentinelTarget {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    timeout: Duration,
+    service: String,
+}
+
+impl SentinelTarget {
+    /// A client for the current primary: asks the sentinels, and checks
+    /// that the server they name calls itself a primary (ROLE).
+    pub(crate) async fn primary(&self) -> Result<redis::Client, String> {
+        let mut sentinel = self.sentinel.lock().await;
+        match tokio::time::timeout(self.timeout, sentinel.async_get_client()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(format!(
+                "no sentinel named a reachable primary for {:?}: {e}",
+                self.service
+            )),
+            Err(_) => Err(format!(
+                "the sentinels did not name a primary for {:?} within {:?}",
+                self.service, self.timeout
+            )),
+        }
+    }
+}
+
+/// Checks the configuration and builds the clients (no I/O but reading
+/// the TLS files).
+pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
+    if config.deployment_mode == DeploymentMode::Standard && config.host.is_empty() {
         return Err(Error::config(
             "lock_store.host",
             "is empty; give the Redis server's host name, e.g. `localhost`",
@@ -50,30 +122,28 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
             "must be greater than zero; Rasa's default is 10 seconds",
         ));
     }
-    let describe = format!(
-        "{} {}:{}/{}",
-        if config.use_ssl { "rediss" } else { "redis" },
-        config.host,
-        config.port,
-        config.db
-    );
-    let addr = if config.use_ssl {
-        ConnectionAddr::TcpTls {
-            host: config.host.clone(),
-            port: config.port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        if config.ssl_certfile.is_some()
+    if config.min_replicas_ack > 0 && config.min_replicas_ack_timeout >= config.socket_timeout {
+        return Err(Error::config(
+            "lock_store.min_replicas_ack_timeout",
+            "must be shorter than socket_timeout, or every call would time out first",
+        ));
+    }
+    if !config.use_ssl
+        && (config.ssl_certfile.is_some()
             || config.ssl_keyfile.is_some()
-            || config.ssl_ca_certs.is_some()
-        {
-            tracing::warn!(
-                "lock_store: ssl_certfile, ssl_keyfile and ssl_ca_certs are ignored without use_ssl: true"
-            );
-        }
-        ConnectionAddr::Tcp(config.host.clone(), config.port)
+            || config.ssl_ca_certs.is_some())
+    {
+        tracing::warn!(
+            "lock_store: ssl_certfile, ssl_keyfile and ssl_ca_certs are ignored without use_ssl: true"
+        );
+    }
+    let certs = if config.use_ssl {
+        // rustls needs a process-wide crypto provider; install ring's unless
+        // the application installed one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Some(certificates(config)?)
+    } else {
+        None
     };
     let mut redis_info = RedisConnectionInfo::default()
         .set_db(config.db)
@@ -84,57 +154,112 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
     if let Some(password) = &config.password {
         redis_info = redis_info.set_password(password.expose());
     }
-    let info = addr
-        .into_connection_info()
-        .map_err(|e| Error::config("lock_store.host", e.to_string()))?
-        .set_redis_settings(redis_info)
-        // Requests are small and latency matters: no Nagle delay.
-        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-    let client = if config.use_ssl {
-        // rustls needs a process-wide crypto provider; install ring's unless
-        // the application installed one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let root_cert = config
-            .ssl_ca_certs
-            .as_deref()
-            .map(|p| read("lock_store.ssl_ca_certs", p))
-            .transpose()?;
-        let client_tls = match (&config.ssl_certfile, &config.ssl_keyfile) {
-            (Some(cert), Some(key)) => Some(ClientTlsConfig {
-                client_cert: read("lock_store.ssl_certfile", cert)?,
-                client_key: read("lock_store.ssl_keyfile", key)?,
-            }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::config(
-                    "lock_store.ssl_keyfile",
-                    "is missing: a client certificate (ssl_certfile) needs its private key",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "lock_store.ssl_certfile",
-                    "is missing: a private key (ssl_keyfile) needs its client certificate",
-                ));
-            }
-        };
-        redis::Client::build_with_tls(
-            info,
-            TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )
-        .map_err(|e| {
-            Error::config(
-                "lock_store.ssl_ca_certs",
-                format!("unusable TLS files: {e}"),
-            )
-        })?
-    } else {
-        redis::Client::open(info).map_err(|e| Error::config("lock_store.host", e.to_string()))?
-    };
+    // Requests are small and latency matters: no Nagle delay.
+    let tcp = TcpSettings::default().set_nodelay(true);
+    let scheme = if config.use_ssl { "rediss" } else { "redis" };
     let timeout = config.socket_timeout;
+    let (target, describe) = match config.deployment_mode {
+        DeploymentMode::Standard => {
+            let info = address(config.use_ssl, &config.host, config.port)
+                .into_connection_info()
+                .map_err(|e| Error::config("lock_store.host", e.to_string()))?
+                .set_redis_settings(redis_info)
+                .set_tcp_settings(tcp);
+            let client = match certs {
+                Some(certs) => redis::Client::build_with_tls(info, certs).map_err(|e| {
+                    Error::config(
+                        "lock_store.ssl_ca_certs",
+                        format!("unusable TLS files: {e}"),
+                    )
+                })?,
+                None => redis::Client::open(info)
+                    .map_err(|e| Error::config("lock_store.host", e.to_string()))?,
+            };
+            let describe = format!("{scheme} {}:{}/{}", config.host, config.port, config.db);
+            (Target::Standalone(Box::new(client)), describe)
+        }
+        DeploymentMode::Cluster => {
+            if config.db != 0 {
+                return Err(Error::config(
+                    "lock_store.db",
+                    format!(
+                        "db is {} but must be 0 in cluster mode (Redis Cluster has only \
+                         database 0); set it to 0 or leave it out",
+                        config.db
+                    ),
+                ));
+            }
+            let nodes = endpoints(config)?
+                .into_iter()
+                .map(|(host, port)| {
+                    address(config.use_ssl, host, port)
+                        .into_connection_info()
+                        .map(|i| {
+                            i.set_redis_settings(redis_info.clone())
+                                .set_tcp_settings(tcp.clone())
+                        })
+                        .map_err(|e| Error::config("lock_store.endpoints", e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let target = ClusterTarget {
+                nodes,
+                certs,
+                timeout,
+            };
+            // Checks the seed nodes agree on credentials and TLS.
+            target
+                .client(None)
+                .map_err(|e| Error::config("lock_store.endpoints", e.to_string()))?;
+            let describe = format!("{scheme} cluster {}", config.endpoints.join(","));
+            (Target::Cluster(Arc::new(target)), describe)
+        }
+        DeploymentMode::Sentinel => {
+            let Some(service) = config.sentinel_service.clone() else {
+                return Err(Error::config(
+                    "lock_store.sentinel_service",
+                    "sentinel mode needs the name of the monitored primary; \
+                     set sentinel_service, e.g. mymaster",
+                ));
+            };
+            let sentinels: Vec<ConnectionAddr> = endpoints(config)?
+                .into_iter()
+                .map(|(host, port)| address(config.use_ssl, host, port))
+                .collect();
+            let mut builder =
+                SentinelClientBuilder::new(sentinels, &service, SentinelServerType::Master)
+                    .map_err(|e| Error::config("lock_store.endpoints", e.to_string()))?
+                    .set_client_to_redis_db(config.db)
+                    .set_client_to_redis_tcp_settings(tcp.clone())
+                    .set_client_to_sentinel_tcp_settings(tcp);
+            if let Some(user) = &config.username {
+                builder = builder.set_client_to_redis_username(user);
+            }
+            if let Some(password) = &config.password {
+                builder = builder.set_client_to_redis_password(password.expose());
+            }
+            if let Some(certs) = certs {
+                builder = builder
+                    .set_client_to_redis_tls_mode(TlsMode::Secure)
+                    .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                    .set_client_to_sentinel_certificates(certs.clone())
+                    .set_client_to_redis_certificates(certs);
+            }
+            let sentinel = builder
+                .build()
+                .map_err(|e| Error::config("lock_store.endpoints", e.to_string()))?;
+            let describe = format!(
+                "{scheme} sentinel {service:?} via {}/{}",
+                config.endpoints.join(","),
+                config.db
+            );
+            let target = SentinelTarget {
+                sentinel: tokio::sync::Mutex::new(sentinel),
+                timeout,
+                service,
+            };
+            (Target::Sentinel(Arc::new(target)), describe)
+        }
+    };
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
@@ -143,9 +268,76 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
         .set_max_delay(Duration::from_secs(1))
         .set_number_of_retries(6);
     Ok(Connector {
-        client,
+        target,
         manager,
         describe,
+    })
+}
+
+fn address(tls: bool, host: &str, port: u16) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_string(), port)
+    }
+}
+
+/// The `endpoints` as host and port: cluster seed nodes or sentinels.
+fn endpoints(config: &RedisConfig) -> Result<Vec<(&str, u16)>> {
+    if config.endpoints.is_empty() {
+        return Err(Error::config(
+            "lock_store.endpoints",
+            "is empty; list the cluster nodes or sentinels as host:port, \
+             e.g. [\"node1:6379\", \"node2:6379\"]",
+        ));
+    }
+    config
+        .endpoints
+        .iter()
+        .map(|e| {
+            split_endpoint(e).ok_or_else(|| {
+                Error::config(
+                    "lock_store.endpoints",
+                    format!("{e:?} is not host:port, e.g. node1:6379"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn certificates(config: &RedisConfig) -> Result<TlsCertificates> {
+    let root_cert = config
+        .ssl_ca_certs
+        .as_deref()
+        .map(|p| read("lock_store.ssl_ca_certs", p))
+        .transpose()?;
+    let client_tls = match (&config.ssl_certfile, &config.ssl_keyfile) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("lock_store.ssl_certfile", cert)?,
+            client_key: read("lock_store.ssl_keyfile", key)?,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Error::config(
+                "lock_store.ssl_keyfile",
+                "is missing: a client certificate (ssl_certfile) needs its private key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::config(
+                "lock_store.ssl_certfile",
+                "is missing: a private key (ssl_keyfile) needs its client certificate",
+            ));
+        }
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
     })
 }
 

@@ -1,21 +1,46 @@
 //! The server-side scripts, one per atomic operation.
 //!
-//! Each is `scripts/common.lua` (record parsing and writing, the clock)
-//! followed by the operation, built once as a [`redis::Script`]: called by
-//! hash (EVALSHA) and loaded again when the server answers NOSCRIPT (after
-//! a restart or SCRIPT FLUSH).
+//! Each is a one-line prelude naming the publish command, then
+//! `scripts/common.lua` (record parsing and writing, the clock), then the
+//! operation, built once as a [`redis::Script`]: called by hash (EVALSHA)
+//! and loaded again when the server answers NOSCRIPT (after a restart,
+//! SCRIPT FLUSH, or on a cluster node that has not seen it yet).
+//!
+//! Two flavours: `PUBLISH` for a standalone server (any version Rasa
+//! supports) and `SPUBLISH` for a cluster, where sharded pub/sub (Redis 7)
+//! keeps each wake-up on the shard that owns the key instead of
+//! broadcasting it to every node. The channel is the key itself, so it is
+//! in the key's slot.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 macro_rules! script {
-    ($file:literal) => {
+    ($publish:literal, $file:literal) => {
         Script::new(concat!(
+            "local PUBLISH = '",
+            $publish,
+            "'\n",
             include_str!("scripts/common.lua"),
             "\n",
             include_str!($file)
         ))
+    };
+}
+
+macro_rules! scripts {
+    ($publish:literal) => {
+        Scripts {
+            issue: script!($publish, "scripts/issue.lua"),
+            try_acquire: script!($publish, "scripts/try_acquire.lua"),
+            release: script!($publish, "scripts/release.lua"),
+            renew: script!($publish, "scripts/renew.lua"),
+            check: script!($publish, "scripts/check.lua"),
+            update: script!($publish, "scripts/update.lua"),
+            save: script!($publish, "scripts/save.lua"),
+            delete: script!($publish, "scripts/delete.lua"),
+        }
     };
 }
 
@@ -30,16 +55,11 @@ pub(crate) struct Scripts {
     pub delete: Script,
 }
 
-pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    issue: script!("scripts/issue.lua"),
-    try_acquire: script!("scripts/try_acquire.lua"),
-    release: script!("scripts/release.lua"),
-    renew: script!("scripts/renew.lua"),
-    check: script!("scripts/check.lua"),
-    update: script!("scripts/update.lua"),
-    save: script!("scripts/save.lua"),
-    delete: script!("scripts/delete.lua"),
-});
+/// For a standalone server or a sentinel-managed primary.
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| scripts!("PUBLISH"));
+
+/// For a cluster: wake-ups with sharded pub/sub.
+pub(crate) static SHARDED_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| scripts!("SPUBLISH"));
 
 /// The error code a script answers with when the record is corrupt.
 pub(crate) const CORRUPT: &str = "CORRUPT";

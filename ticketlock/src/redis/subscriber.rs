@@ -11,6 +11,19 @@
 //! drops, the task reconnects, subscribes again and wakes every waiter to
 //! look, which covers whatever was published in between. The task stops when
 //! the last handle of the store is dropped.
+//!
+//! Where the connection goes: the one server; in sentinel mode the primary
+//! the sentinels name at each (re)connection; in a cluster, a RESP3 cluster
+//! connection subscribed with SSUBSCRIBE (sharded pub/sub), one channel per
+//! command since each lives in its own key's slot, so each subscription is
+//! held by the node that owns the slot. The cluster connection moves
+//! subscriptions itself when it learns of a new slot map or reconnects a
+//! node; a subscription confirmed that way, one the server dropped (its
+//! slot migrated), and a node's connection lost are all told here: the
+//! channel's waiters are woken to look again, a dropped subscription is
+//! made again, and after a lost node every subscription is made again
+//! (which finds the slots' new owners after a failover) before every
+//! waiter is woken.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +31,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::{Notify, oneshot};
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::connection::Target;
 
 /// The registry of waiters and the handle to the task serving it.
 #[derive(Clone)]
@@ -79,7 +96,7 @@ impl Subscriber {
     /// Starts the task on the current runtime; it runs until `stop` is
     /// dropped (or fires).
     pub(crate) fn start(
-        client: redis::Client,
+        target: Target,
         timeout: Duration,
         stop: oneshot::Receiver<()>,
     ) -> Subscriber {
@@ -88,7 +105,7 @@ impl Subscriber {
             kick: Notify::new(),
             timeout,
         });
-        tokio::spawn(run(shared.clone(), client, stop));
+        tokio::spawn(run(shared.clone(), target, stop));
         Subscriber { shared }
     }
 
@@ -161,10 +178,44 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// The connection as the task holds it.
 struct Connection {
-    sink: PubSubSink,
-    stream: PubSubStream,
+    link: Link,
     /// Channels the server confirmed.
     subscribed: HashSet<Vec<u8>>,
+}
+
+enum Link {
+    /// SUBSCRIBE on one server.
+    Plain {
+        sink: PubSubSink,
+        stream: PubSubStream,
+    },
+    /// SSUBSCRIBE through a cluster connection; its pushes arrive on
+    /// `pushes`, including the confirmations of our own requests, which
+    /// `expected` counts per channel so as to tell them from the cluster
+    /// connection's own moves.
+    Sharded {
+        conn: ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<PushInfo>,
+        expected: HashMap<Vec<u8>, usize>,
+    },
+}
+
+/// What the connection told.
+enum Event {
+    /// A message on a channel.
+    Message { channel: Vec<u8>, payload: Vec<u8> },
+    /// Sharded: the cluster connection subscribed this channel again (on
+    /// another node, or after reconnecting): messages may have been missed.
+    Moved(Vec<u8>),
+    /// Sharded: the server dropped the subscription (its slot migrated).
+    Dropped(Vec<u8>),
+    /// Sharded: a node's connection was lost: messages may have been
+    /// missed, and its slots may be moving to a replica.
+    NodeLost,
+    /// Nothing to act on.
+    Nothing,
+    /// The connection is gone.
+    Closed,
 }
 
 enum Failure {
@@ -174,7 +225,7 @@ enum Failure {
     Refused(String),
 }
 
-async fn run(shared: Arc<Shared>, client: redis::Client, mut stop: oneshot::Receiver<()>) {
+async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()>) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Duration::from_millis(25);
     // Whether waiters must be told to look again once subscribed: after a
@@ -183,7 +234,7 @@ async fn run(shared: Arc<Shared>, client: redis::Client, mut stop: oneshot::Rece
     loop {
         let wanted: HashSet<Vec<u8>> = lock(&shared.state).channels.keys().cloned().collect();
         if conn.is_none() && !wanted.is_empty() {
-            match connect(&client, shared.timeout).await {
+            match connect(&target, shared.timeout).await {
                 Ok(c) => {
                     tracing::debug!("pub/sub connection established");
                     conn = Some(c);
@@ -219,9 +270,32 @@ async fn run(shared: Arc<Shared>, client: redis::Client, mut stop: oneshot::Rece
         tokio::select! {
             _ = &mut stop => return,
             () = shared.kick.notified() => {}
-            message = next_message(&mut conn) => match message {
-                Some(msg) => deliver(&shared, &msg),
-                None => {
+            event = next_event(&mut conn) => match event {
+                Event::Message { channel, payload } => deliver(&shared, &channel, &payload),
+                Event::Moved(channel) => wake_channel(&shared, &channel),
+                Event::Dropped(channel) => {
+                    tracing::debug!(channel = %String::from_utf8_lossy(&channel), "shard channel dropped by the server; subscribing again");
+                    if let Some(c) = conn.as_mut() {
+                        c.subscribed.remove(&channel);
+                    }
+                    wake_channel(&shared, &channel);
+                }
+                Event::NodeLost => {
+                    // Subscribe to everything again: that finds the nodes
+                    // that own the slots now (a failover may be under
+                    // way), and the waiters are told to look once it is
+                    // done, not while the node is still out.
+                    tracing::debug!("a cluster node's pub/sub connection was lost; subscribing again");
+                    if let Some(c) = conn.as_mut() {
+                        c.subscribed.clear();
+                        if let Link::Sharded { expected, .. } = &mut c.link {
+                            expected.clear();
+                        }
+                    }
+                    resync = true;
+                }
+                Event::Nothing => {}
+                Event::Closed => {
                     tracing::debug!("pub/sub connection closed; reconnecting");
                     conn = None;
                     resync = true;
@@ -231,25 +305,97 @@ async fn run(shared: Arc<Shared>, client: redis::Client, mut stop: oneshot::Rece
     }
 }
 
-/// The next message; pending forever without a connection.
-async fn next_message(conn: &mut Option<Connection>) -> Option<redis::Msg> {
-    match conn.as_mut() {
-        Some(c) => c.stream.next().await,
-        None => std::future::pending().await,
+/// The next event; pending forever without a connection.
+async fn next_event(conn: &mut Option<Connection>) -> Event {
+    let Some(c) = conn.as_mut() else {
+        return std::future::pending().await;
+    };
+    match &mut c.link {
+        Link::Plain { stream, .. } => match stream.next().await {
+            Some(msg) => match msg.get_channel::<Vec<u8>>() {
+                Ok(channel) => Event::Message {
+                    channel,
+                    payload: msg.get_payload_bytes().to_vec(),
+                },
+                Err(_) => Event::Nothing,
+            },
+            None => Event::Closed,
+        },
+        Link::Sharded {
+            pushes, expected, ..
+        } => match pushes.recv().await {
+            Some(push) => sharded_event(push, expected),
+            None => Event::Closed,
+        },
     }
 }
 
-async fn connect(client: &redis::Client, timeout: Duration) -> Result<Connection, String> {
-    match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
-        Ok(Ok(pubsub)) => {
-            let (sink, stream) = pubsub.split();
-            Ok(Connection {
-                sink,
-                stream,
-                subscribed: HashSet::new(),
-            })
+fn sharded_event(push: PushInfo, expected: &mut HashMap<Vec<u8>, usize>) -> Event {
+    let mut data = push.data.into_iter();
+    let channel = data
+        .next()
+        .and_then(|c| redis::from_redis_value::<Vec<u8>>(c).ok());
+    match (push.kind, channel) {
+        (PushKind::SMessage, Some(channel)) => Event::Message {
+            channel,
+            payload: data
+                .next()
+                .and_then(|p| redis::from_redis_value::<Vec<u8>>(p).ok())
+                .unwrap_or_default(),
+        },
+        (kind @ (PushKind::SSubscribe | PushKind::SUnsubscribe), Some(channel)) => {
+            // Our own request's confirmation, or news?
+            if let Some(n) = expected.get_mut(&channel) {
+                *n -= 1;
+                if *n == 0 {
+                    expected.remove(&channel);
+                }
+                return Event::Nothing;
+            }
+            if kind == PushKind::SSubscribe {
+                Event::Moved(channel)
+            } else {
+                Event::Dropped(channel)
+            }
         }
-        Ok(Err(e)) => Err(e.to_string()),
+        (PushKind::Disconnection, _) => Event::NodeLost,
+        _ => Event::Nothing,
+    }
+}
+
+async fn connect(target: &Target, timeout: Duration) -> Result<Connection, String> {
+    let link = async {
+        let client = match target {
+            Target::Standalone(client) => (**client).clone(),
+            Target::Sentinel(sentinel) => sentinel.primary().await?,
+            Target::Cluster(cluster) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let conn = cluster
+                    .client(Some(tx))
+                    .map_err(|e| e.to_string())?
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(Link::Sharded {
+                    conn,
+                    pushes: rx,
+                    expected: HashMap::new(),
+                });
+            }
+        };
+        let (sink, stream) = client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| e.to_string())?
+            .split();
+        Ok(Link::Plain { sink, stream })
+    };
+    match tokio::time::timeout(timeout, link).await {
+        Ok(Ok(link)) => Ok(Connection {
+            link,
+            subscribed: HashSet::new(),
+        }),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
@@ -264,18 +410,45 @@ async fn reconcile(
 ) -> Result<(), (Failure, Vec<Vec<u8>>)> {
     let leave: Vec<Vec<u8>> = c.subscribed.difference(wanted).cloned().collect();
     if !leave.is_empty() {
-        call(timeout, c.sink.unsubscribe(&leave))
-            .await
-            .map_err(|e| (e, Vec::new()))?;
+        match &mut c.link {
+            Link::Plain { sink, .. } => call(timeout, sink.unsubscribe(&leave))
+                .await
+                .map_err(|e| (e, Vec::new()))?,
+            Link::Sharded { conn, expected, .. } => {
+                for ch in &leave {
+                    *expected.entry(ch.clone()).or_default() += 1;
+                    call(timeout, conn.sunsubscribe(ch))
+                        .await
+                        .map_err(|e| (e, Vec::new()))?;
+                }
+            }
+        }
         for ch in &leave {
             c.subscribed.remove(ch);
         }
     }
     let join: Vec<Vec<u8>> = wanted.difference(&c.subscribed).cloned().collect();
     if !join.is_empty() {
-        match call(timeout, c.sink.subscribe(&join)).await {
-            Ok(()) => c.subscribed.extend(join),
-            Err(e) => return Err((e, join)),
+        match &mut c.link {
+            Link::Plain { sink, .. } => match call(timeout, sink.subscribe(&join)).await {
+                Ok(()) => c.subscribed.extend(join),
+                Err(e) => return Err((e, join)),
+            },
+            Link::Sharded { conn, expected, .. } => {
+                // One channel per request: each is in its own key's slot.
+                for ch in join {
+                    *expected.entry(ch.clone()).or_default() += 1;
+                    match call(timeout, conn.ssubscribe(&ch)).await {
+                        Ok(()) => {
+                            c.subscribed.insert(ch);
+                        }
+                        Err(e) => {
+                            expected.remove(&ch);
+                            return Err((e, vec![ch]));
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -287,11 +460,27 @@ async fn call(
 ) -> Result<(), Failure> {
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+        Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) && !moved(&e) => {
             Err(Failure::Refused(e.to_string()))
         }
         Ok(Err(e)) => Err(Failure::Lost(e.to_string())),
         Err(_) => Err(Failure::Lost(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Errors of a cluster in motion, which a new connection (with a fresh
+/// slot map) gets past.
+fn moved(e: &redis::RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING")
+    )
+}
+
+fn wake_channel(shared: &Shared, channel: &[u8]) {
+    let state = lock(&shared.state);
+    if let Some(entry) = state.channels.get(channel) {
+        entry.waiters.iter().for_each(|w| w.notify.notify_one());
     }
 }
 
@@ -325,15 +514,12 @@ fn refuse(shared: &Shared, channels: &[Vec<u8>], why: &str) {
 
 /// Wakes the waiter a message names: the new head's number, or everybody
 /// on the channel for `*` (or anything unexpected).
-fn deliver(shared: &Shared, msg: &redis::Msg) {
-    let Ok(channel) = msg.get_channel::<Vec<u8>>() else {
-        return;
-    };
-    let number = std::str::from_utf8(msg.get_payload_bytes())
+fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
+    let number = std::str::from_utf8(payload)
         .ok()
         .and_then(|p| p.parse::<u64>().ok());
     let state = lock(&shared.state);
-    let Some(entry) = state.channels.get(&channel) else {
+    let Some(entry) = state.channels.get(channel) else {
         return;
     };
     for w in &entry.waiters {

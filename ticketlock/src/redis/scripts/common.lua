@@ -359,6 +359,6 @@ local function save(rec, now_us, quiet)
   redis.call('SET', KEY, body, 'PX', ttl_ms(last, now_us))
   local head = rec.tickets[1].number
   if head ~= rec.head and head ~= quiet then
-    redis.call('PUBLISH', KEY, int(head))
+    redis.call(PUBLISH, KEY, int(head))
   end
 end

@@ -2,7 +2,7 @@
 -- look again ("*") and finds its ticket gone. Returns 1 if it existed.
 return run(function()
   if redis.call('DEL', KEY) == 1 then
-    redis.call('PUBLISH', KEY, '*')
+    redis.call(PUBLISH, KEY, '*')
     return 1
   end
   return 0

@@ -18,7 +18,7 @@ return run(function()
   if count == 0 then
     if old then
       redis.call('DEL', KEY)
-      redis.call('PUBLISH', KEY, '*')
+      redis.call(PUBLISH, KEY, '*')
     end
     return 0
   end
@@ -42,6 +42,6 @@ return run(function()
   end
   body = body .. '}'
   redis.call('SET', KEY, body, 'PX', ttl_ms(last_expires, now))
-  redis.call('PUBLISH', KEY, '*')
+  redis.call(PUBLISH, KEY, '*')
   return 1
 end)

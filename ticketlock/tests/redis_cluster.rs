@@ -1,0 +1,202 @@
+//! The Redis store on a Redis Cluster (3 primaries, 3 replicas) started by
+//! the tests on loopback ports: the conformance suite, lists across every
+//! primary, and a slot moved while locks are taken. One cluster serves the
+//! whole binary; each test gets a key prefix of its own.
+
+#[macro_use]
+#[path = "conformance/suite.rs"]
+mod suite;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use suite::Harness;
+use ticketlock::{DeploymentMode, LockStore, RedisConfig, RedisLockStore};
+use ticketlock_test_support::RedisCluster;
+
+fn cluster() -> Option<&'static RedisCluster> {
+    static CLUSTER: OnceLock<Option<RedisCluster>> = OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start(3, 1)).as_ref()
+}
+
+/// A configuration for the shared cluster with a key prefix no other test
+/// uses.
+fn config(cluster: &RedisCluster) -> RedisConfig {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut c = RedisConfig::default();
+    c.deployment_mode = DeploymentMode::Cluster;
+    c.endpoints = cluster.endpoints();
+    c.db = 0;
+    c.key_prefix = Some(format!("t{}", NEXT.fetch_add(1, Ordering::SeqCst)));
+    c.socket_timeout = Duration::from_secs(5);
+    c
+}
+
+struct Cluster {
+    config: RedisConfig,
+    store: LockStore,
+}
+
+impl Harness for Cluster {
+    fn store(&self) -> LockStore {
+        self.store.clone()
+    }
+
+    async fn peer(&self) -> LockStore {
+        RedisLockStore::connect(&self.config)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"))
+            .into()
+    }
+}
+
+async fn redis_cluster() -> Option<Cluster> {
+    let cluster = tokio::task::spawn_blocking(cluster).await.unwrap()?;
+    let config = config(cluster);
+    let store = RedisLockStore::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+        .into();
+    Some(Cluster { config, store })
+}
+
+conformance_tests!(redis_cluster);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_lists_the_records_of_every_primary() {
+    let Some(h) = redis_cluster().await else {
+        return;
+    };
+    let cluster = cluster().unwrap();
+    let store = h.store();
+    let ids: Vec<String> = (0..40).map(|i| format!("conv-{i}")).collect();
+    let mut guards = Vec::new();
+    for id in &ids {
+        guards.push(store.lock(id).await.unwrap());
+    }
+    let prefix = h.config.key_prefix.clone().unwrap();
+    let owners: std::collections::HashSet<usize> = ids
+        .iter()
+        .map(|id| cluster.primary_of(&format!("{prefix}:lock:{id}")))
+        .collect();
+    assert_eq!(
+        owners.len(),
+        3,
+        "40 keys should spread over all 3 primaries"
+    );
+    let mut listed = store.conversations().await.unwrap();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for g in guards {
+        g.release().await.unwrap();
+    }
+    assert_eq!(store.conversations().await.unwrap(), Vec::<String>::new());
+}
+
+/// Moves a slot to another primary while tasks take the lock of one of its
+/// conversations in turn, and a waiter of another waits for a push: every
+/// request still gets the lock, one at a time, and the waiter is woken
+/// without polling (its wait_time is an hour). The hash tag `{rs}` puts
+/// both conversations in one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_moved_during_a_run_keeps_locks_exclusive_and_waiters_woken() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let Some(h) = redis_cluster().await else {
+        return;
+    };
+    let cluster = cluster().unwrap();
+    let store = h.store();
+    let peer = h.peer().await;
+    let id = "{rs}waited";
+    let busy = "{rs}busy";
+    let key = format!("{}:lock:{id}", h.config.key_prefix.as_deref().unwrap());
+    let from = cluster.primary_of(&key);
+
+    // A waiter subscribed on the old owner, woken only by the release.
+    let holder = store.lock(id).await.unwrap();
+    let waiter = tokio::spawn({
+        let peer = peer.clone();
+        async move {
+            let queued = peer
+                .lock(id)
+                .wait_time(suite::HOUR)
+                .timeout(Duration::from_secs(60))
+                .enqueue()
+                .await
+                .unwrap();
+            queued.acquired().await
+        }
+    });
+    suite_wait_for_tickets(&store, id, 2).await;
+
+    // Busy traffic on the same conversation while the slot moves.
+    let inside = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let s = if t % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        let (inside, overlaps, done) = (inside.clone(), overlaps.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                let g = s.lock(busy).timeout(Duration::from_secs(60)).await.unwrap();
+                if inside.swap(true, Ordering::SeqCst) {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                inside.store(false, Ordering::SeqCst);
+                g.release().await.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let slot: u16 = cluster.nodes()[0]
+        .cli(&["CLUSTER", "KEYSLOT", &key])
+        .parse()
+        .unwrap();
+    let to = (0..cluster.nodes().len())
+        .find(|&i| i != from && cluster.nodes()[i].cli(&["ROLE"]).starts_with("master"))
+        .unwrap();
+    tokio::task::spawn_blocking(move || cluster.move_slot(slot, to))
+        .await
+        .unwrap();
+    assert_eq!(cluster.primary_of(&key), to);
+
+    holder.release().await.unwrap();
+    let woken = tokio::time::timeout(suite::PROMPT * 2, waiter)
+        .await
+        .expect("the waiter was not woken after the slot moved")
+        .unwrap()
+        .unwrap();
+    woken.release().await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+    assert_eq!(done.load(Ordering::SeqCst), 80);
+}
+
+async fn suite_wait_for_tickets(store: &LockStore, id: &str, n: usize) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let count = store
+            .get_lock(id)
+            .await
+            .unwrap()
+            .map_or(0, |l| l.tickets().count());
+        if count >= n {
+            return;
+        }
+        assert!(start.elapsed() < suite::PROMPT, "{n} tickets not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
