@@ -647,7 +647,7 @@ impl Backend for RedisLockStore {
             if i > 0 {
                 elements.push_str(", ");
             }
-            push_python_str(&mut elements, &t.dumps());
+            t.push_element(&mut elements);
             last_expires = last_expires.max(t.expires);
             max_number = max_number.max(i64::try_from(t.number).unwrap_or(i64::MAX));
         }
