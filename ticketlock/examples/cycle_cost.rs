@@ -12,7 +12,8 @@
 //! timing it does not move with the load of a shared machine. Modes:
 //! `ticketlock` (the in-memory store), `keyed` (the keyed `tokio::sync::Mutex`
 //! map of the bench's baseline), `encode1` and `encode10` (a record with 1 or
-//! 10 tickets), `float` (one `Ticket::dumps`).
+//! 10 tickets), `float` (one `Ticket::dumps`), `redis` and `redis-queued`
+//! (cycles on the Redis store at `TICKETLOCK_REDIS`, free or handed over).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -68,6 +69,34 @@ fn work(rt: &tokio::runtime::Runtime, mode: &str, n: u64) {
                     write_id(&mut buf, i);
                     let guard = store.lock(black_box(&buf)).await.expect("a free lock");
                     guard.release().await.expect("a held lock");
+                }
+            });
+        }
+        "redis" | "redis-queued" => {
+            // The client's side of Redis cycles (the server's is counted by
+            // running redis-server itself under callgrind). `redis-queued`
+            // keeps a holder on each conversation, so that every issue
+            // queues behind it and every release hands over.
+            let url = std::env::var("TICKETLOCK_REDIS").unwrap_or_else(|_| {
+                eprintln!("set TICKETLOCK_REDIS=redis://host:port/db");
+                std::process::exit(2);
+            });
+            let queued = mode == "redis-queued";
+            rt.block_on(async {
+                let config = ticketlock::LockStoreConfig::from_url(&url).expect("a valid URL");
+                let store = LockStore::create(config).await.expect("a reachable Redis");
+                for i in 0..n {
+                    write_id(&mut buf, i);
+                    if queued {
+                        let holder = store.lock(&buf).await.expect("a free lock");
+                        let waiter = store.lock(&buf).enqueue().await.expect("a ticket");
+                        holder.release().await.expect("a held lock");
+                        let guard = waiter.acquired().await.expect("handed over");
+                        guard.release().await.expect("a held lock");
+                    } else {
+                        let guard = store.lock(black_box(&buf)).await.expect("a free lock");
+                        guard.release().await.expect("a held lock");
+                    }
                 }
             });
         }
