@@ -9,10 +9,11 @@
 //! ```
 //!
 //! Two optional top-level fields of ours may follow (Rasa ignores and drops
-//! them): `last_issued`, so that ticket numbers are not reused after the last
-//! ticket expires, and `epoch`, which tells one incarnation of a record from
-//! the next so that a stale waiter cannot take a newer ticket of the same
-//! number for its own.
+//! them): `last_issued`, so that ticket numbers are not reused after the
+//! highest ticket expires or is withdrawn (written only then: otherwise the
+//! queue tells it), and `epoch`, which tells one incarnation of a record
+//! from the next so that a stale waiter cannot take a newer ticket of the
+//! same number for its own.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -73,12 +74,24 @@ impl Ticket {
 /// do; the `_at` forms take it as an argument. The stores themselves do not
 /// use this type on their hot paths: it is the record format, for inspection,
 /// tools and Rasa's record-level API.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TicketLock {
     conversation_id: String,
     tickets: VecDeque<Ticket>,
     last_issued: Option<u64>,
     epoch: Option<u64>,
+}
+
+/// Equal when they hold the same record: `last_issued` is compared as
+/// [`TicketLock::last_issued`] sees it (the field is not written when the
+/// queue tells it).
+impl PartialEq for TicketLock {
+    fn eq(&self, other: &Self) -> bool {
+        self.conversation_id == other.conversation_id
+            && self.tickets == other.tickets
+            && self.epoch == other.epoch
+            && self.last_issued() == other.last_issued()
+    }
 }
 
 impl TicketLock {
@@ -209,6 +222,17 @@ impl TicketLock {
         }
     }
 
+    /// `last_issued` as written: only when the queue does not tell it (its
+    /// highest ticket went), which saves 18 bytes or more in nearly every
+    /// record; readers take the highest of the field and the queue.
+    fn last_issued_field(&self) -> Option<u64> {
+        let in_queue = self.tickets.iter().map(|t| t.number).max();
+        match (self.last_issued, in_queue) {
+            (Some(n), Some(highest)) if n <= highest => None,
+            (n, _) => n,
+        }
+    }
+
     fn remember_last_issued(&mut self) {
         self.last_issued = self.last_issued();
     }
@@ -231,7 +255,7 @@ impl TicketLock {
             t.push_element(&mut out);
         }
         out.push(']');
-        if let Some(n) = self.last_issued {
+        if let Some(n) = self.last_issued_field() {
             let _ = write!(out, ", \"last_issued\": {n}");
         }
         if let Some(e) = self.epoch {
@@ -509,9 +533,24 @@ mod tests {
         let json = lock.dumps();
         assert_eq!(
             json,
-            r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}", "{\"number\": 1, \"expires\": 1795892660.0}"], "last_issued": 1, "epoch": 42}"#
+            r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}", "{\"number\": 1, \"expires\": 1795892660.0}"], "epoch": 42}"#,
+            "last_issued is the highest ticket: not written"
         );
         assert_eq!(TicketLock::from_json(json.as_bytes()).unwrap(), lock);
+        assert_eq!(lock.last_issued(), Some(1));
+
+        // Once the highest ticket went, only the field tells the next number.
+        assert!(lock.remove_ticket_for(1));
+        let json = lock.dumps();
+        assert_eq!(
+            json,
+            r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}"], "last_issued": 1, "epoch": 42}"#
+        );
+        let back = TicketLock::from_json(json.as_bytes()).unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.last_issued(), Some(1));
+        let mut back = back;
+        assert_eq!(back.issue_ticket_at(60.0, 1_795_892_600.0), 2);
     }
 
     #[test]

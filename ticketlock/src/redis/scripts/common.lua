@@ -6,7 +6,8 @@
 --
 -- The record is Rasa's JSON, byte for byte as Python writes it:
 --   {"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1795892618.7471275}"]}
--- then our optional fields `, "last_issued": N, "epoch": E`. cjson.encode
+-- then our optional fields `, "last_issued": N, "epoch": E` (last_issued
+-- only when it is above every number in the queue). cjson.encode
 -- cannot write that (no spaces, escapes '/', 14-digit floats), so records
 -- are written by hand: tickets left untouched keep the string they were
 -- stored as; new or changed tickets are rendered here.
@@ -489,14 +490,20 @@ local function save(rec, now_us, quiet)
   end
   local parts = {}
   local last = rec.tickets[1].expires
+  local highest = rec.tickets[1].number
   for i, t in ipairs(rec.tickets) do
     parts[i] = t.element or ticket_element(t)
     if t.expires > last then
       last = t.expires
     end
+    if t.number > highest then
+      highest = t.number
+    end
   end
   local body = PREFIX .. table.concat(parts, ', ') .. ']'
-  if rec.last_issued then
+  -- `last_issued` only when the queue does not tell it (its highest ticket
+  -- went): readers take the highest of both.
+  if rec.last_issued and rec.last_issued > highest then
     body = body .. ', "last_issued": ' .. int(rec.last_issued)
   end
   if rec.epoch then
