@@ -13,7 +13,8 @@
 //! `ticketlock` (the in-memory store), `keyed` (the keyed `tokio::sync::Mutex`
 //! map of the bench's baseline), `encode1` and `encode10` (a record with 1 or
 //! 10 tickets), `float` (one `Ticket::dumps`), `redis` and `redis-queued`
-//! (cycles on the Redis store at `TICKETLOCK_REDIS`, free or handed over).
+//! (cycles on the Redis store at `TICKETLOCK_REDIS`, free or handed over),
+//! `wire` (the client side of the bench's Redis baseline).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -96,6 +97,33 @@ fn work(rt: &tokio::runtime::Runtime, mode: &str, n: u64) {
                     } else {
                         let guard = store.lock(black_box(&buf)).await.expect("a free lock");
                         guard.release().await.expect("a held lock");
+                    }
+                }
+            });
+        }
+        "wire" => {
+            // The Redis baseline's client side: two EVALSHA of `return 1`
+            // per cycle on one multiplexed connection.
+            let url = std::env::var("TICKETLOCK_REDIS").unwrap_or_else(|_| {
+                eprintln!("set TICKETLOCK_REDIS=redis://host:port/db");
+                std::process::exit(2);
+            });
+            rt.block_on(async {
+                let client = redis::Client::open(url.as_str()).expect("a valid URL");
+                let mut con = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("a reachable Redis");
+                let script = redis::Script::new("return 1");
+                for i in 0..n {
+                    write_id(&mut buf, i);
+                    for _ in 0..2 {
+                        let one: i64 = script
+                            .key(black_box(&buf))
+                            .invoke_async(&mut con)
+                            .await
+                            .expect("a reply");
+                        black_box(one);
                     }
                 }
             });
