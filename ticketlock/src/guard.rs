@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::backend::{Backend, TicketId};
-use crate::lock::{Held, LockOptions};
+use crate::lock::{Held, LockOptions, on_backend};
 use crate::store::dispatch;
 use crate::{Error, LockStore, Result};
 
@@ -21,26 +21,50 @@ pub struct LockGuard {
     conversation_id: String,
     held: Held,
     lifetime: Duration,
-    lost: Arc<AtomicBool>,
+    lost: Lost,
     renewer: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
 
+/// Whether the guard learnt that its lease ran out: shared with the renewer
+/// task when there is one, else kept in the guard (no allocation per lock).
+enum Lost {
+    Inline(AtomicBool),
+    Shared(Arc<AtomicBool>),
+}
+
+impl Lost {
+    fn flag(&self) -> &AtomicBool {
+        match self {
+            Lost::Inline(f) => f,
+            Lost::Shared(f) => f,
+        }
+    }
+}
+
 impl LockGuard {
-    pub(crate) fn new(store: LockStore, conversation_id: &str, held: Held, o: LockOptions) -> Self {
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = o.auto_renew.then(|| {
-            spawn_renewer(
+    pub(crate) fn new(
+        store: LockStore,
+        conversation_id: String,
+        held: Held,
+        o: LockOptions,
+    ) -> Self {
+        let (lost, renewer) = if o.auto_renew {
+            let lost = Arc::new(AtomicBool::new(false));
+            let renewer = spawn_renewer(
                 store.clone(),
-                conversation_id.to_string(),
+                conversation_id.clone(),
                 held.ticket,
                 o.lifetime,
                 lost.clone(),
-            )
-        });
+            );
+            (Lost::Shared(lost), Some(renewer))
+        } else {
+            (Lost::Inline(AtomicBool::new(false)), None)
+        };
         LockGuard {
             store,
-            conversation_id: conversation_id.to_string(),
+            conversation_id,
             held,
             lifetime: o.lifetime,
             lost,
@@ -93,7 +117,7 @@ impl LockGuard {
     /// Extends the lease to `lifetime` from now; see [`LockGuard::renew`].
     pub async fn renew_for(&self, lifetime: Duration) -> Result<()> {
         let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
-        if dispatch!(&self.store, b => b.renew(id, ticket, lifetime).await)? {
+        if on_backend!(&self.store, b => b.renew(id, ticket, lifetime))? {
             tracing::debug!(
                 conversation_id = id,
                 ticket = ticket.number,
@@ -101,7 +125,7 @@ impl LockGuard {
             );
             Ok(())
         } else {
-            self.lost.store(true, Ordering::Relaxed);
+            self.lost.flag().store(true, Ordering::Relaxed);
             tracing::warn!(
                 conversation_id = id,
                 ticket = ticket.number,
@@ -114,9 +138,9 @@ impl LockGuard {
     /// Asks the store whether this guard still holds the lock.
     pub async fn is_held(&self) -> Result<bool> {
         let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
-        let held = dispatch!(&self.store, b => b.check(id, ticket).await)?;
+        let held = on_backend!(&self.store, b => b.check(id, ticket))?;
         if !held {
-            self.lost.store(true, Ordering::Relaxed);
+            self.lost.flag().store(true, Ordering::Relaxed);
         }
         Ok(held)
     }
@@ -124,7 +148,7 @@ impl LockGuard {
     /// Whether this guard has learnt that its lease ran out (from a renewal,
     /// automatic or not, or from [`LockGuard::is_held`]). Costs nothing.
     pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
+        self.lost.flag().load(Ordering::Relaxed)
     }
 
     /// Releases the lock and wakes the next waiter.
@@ -137,7 +161,7 @@ impl LockGuard {
         self.released = true;
         self.stop_renewer();
         let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
-        let was_there = dispatch!(&self.store, b => b.release(id, ticket).await)?;
+        let was_there = on_backend!(&self.store, b => b.release(id, ticket))?;
         tracing::debug!(
             conversation_id = id,
             ticket = ticket.number,

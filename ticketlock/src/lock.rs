@@ -8,9 +8,23 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backend::{Attempt, Backend, TicketId, Watch};
+use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
 use crate::store::dispatch;
 use crate::{Error, LockGuard, LockStore, Result};
+
+/// Awaits the future `$fut` made from the store's backend `$b`: in place for
+/// the in-memory store, boxed for Redis. A Redis operation's future is large
+/// (a script call, a timer); in place it would sit in the state of every
+/// lock request and guard, and be copied with it, in memory too.
+macro_rules! on_backend {
+    ($store:expr, $b:ident => $fut:expr) => {
+        match &$store.kind {
+            $crate::store::Kind::InMemory($b) => $fut.await,
+            $crate::store::Kind::Redis($b) => Box::pin($fut).await,
+        }
+    };
+}
+pub(crate) use on_backend;
 
 /// Longest conversation id accepted, in bytes (a Redis key holds it).
 pub const MAX_ID_LEN: usize = 256 * 1024;
@@ -156,38 +170,69 @@ impl LockRequest<'_> {
     /// If this future is dropped before it completes, the ticket (if the
     /// store issued one) is withdrawn.
     pub async fn enqueue(self) -> Result<QueuedTicket> {
-        let LockRequest {
-            store,
-            conversation_id,
-            options,
-        } = self;
+        let issued = self.issue().await?;
+        Ok(issued.queued(self.store, self.conversation_id.to_string(), self.options))
+    }
+
+    /// Validates the request and takes a ticket (within the timeout).
+    async fn issue(&self) -> Result<Taken> {
+        let (store, conversation_id, options) = (self.store, self.conversation_id, self.options);
         validate_id(conversation_id)?;
         options.validate()?;
+        // An uncontended in-memory request touches no tokio resource and so
+        // would never yield: a task taking free locks in a loop would starve
+        // the other tasks of its worker. Spend the task's budget as tokio's
+        // own locks do; before the ticket exists, so that a drop at this
+        // point leaves nothing behind.
+        tokio::task::coop::consume_budget().await;
         let started = Instant::now();
         // One span per request, from issue to acquisition: the events of the
         // backends and the wait loop carry its conversation and ticket.
         let span = tracing::debug_span!("lock", conversation_id, ticket = tracing::field::Empty);
-        let issue =
-            async { dispatch!(store, b => b.issue(conversation_id, options.lifetime).await) }
-                .instrument(span.clone());
+        let issue = async { on_backend!(store, b => b.issue(conversation_id, options.lifetime)) }
+            .instrument(span.clone());
         let issued = match options.timeout {
-            Some(t) => tokio::time::timeout_at(started + t, issue)
+            // Boxed: the timer would otherwise sit in the state of every
+            // request, timeout or not.
+            Some(t) => Box::pin(tokio::time::timeout_at(started + t, issue))
                 .await
                 .map_err(|_| timeout_error(conversation_id, started))??,
             None => issue.await?,
         };
         span.record("ticket", issued.ticket.number);
         span.in_scope(|| tracing::debug!(attempt = ?issued.attempt, "ticket issued"));
-        Ok(QueuedTicket {
-            span,
-            store: store.clone(),
-            conversation_id: conversation_id.to_string(),
-            ticket: issued.ticket,
-            attempt: issued.attempt,
-            options,
+        Ok(Taken {
+            issued,
             started,
-            armed: true,
+            span,
         })
+    }
+}
+
+/// A ticket just issued, not yet wrapped in a [`QueuedTicket`] or a guard.
+struct Taken {
+    issued: Issued,
+    started: Instant,
+    span: tracing::Span,
+}
+
+impl Taken {
+    fn queued(
+        self,
+        store: &LockStore,
+        conversation_id: String,
+        options: LockOptions,
+    ) -> QueuedTicket {
+        QueuedTicket {
+            span: self.span,
+            store: store.clone(),
+            conversation_id,
+            ticket: self.issued.ticket,
+            attempt: self.issued.attempt,
+            options,
+            started: self.started,
+            armed: true,
+        }
     }
 }
 
@@ -207,7 +252,28 @@ impl<'a> IntoFuture for LockRequest<'a> {
     /// is not held up; a ticket whose withdrawal cannot reach the store
     /// expires after its lifetime.
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.enqueue().await?.acquired().await })
+        Box::pin(async move {
+            let taken = self.issue().await?;
+            let id = self.conversation_id.to_string();
+            match taken.issued.attempt {
+                // Served at once (nearly every request): the guard is made
+                // here, without the wait loop's future, which is large and
+                // boxed below only when there is a wait.
+                Attempt::Acquired { fencing_token, .. } => {
+                    let held = Held {
+                        ticket: taken.issued.ticket,
+                        fencing_token,
+                        waited: taken.started.elapsed(),
+                    };
+                    taken.span.in_scope(|| acquired_event(&id, &held));
+                    Ok(LockGuard::new(self.store.clone(), id, held, self.options))
+                }
+                _ => {
+                    let queued = taken.queued(self.store, id, self.options);
+                    Box::pin(queued.acquired()).await
+                }
+            }
+        })
     }
 }
 
@@ -255,15 +321,17 @@ impl QueuedTicket {
     /// # Cancel safety
     /// Dropping the future at any await point withdraws the ticket.
     pub async fn acquired(mut self) -> Result<LockGuard> {
-        let id = self.conversation_id.as_str();
         let (ticket, o) = (self.ticket, self.options);
-        let waited =
-            async { dispatch!(&self.store, b => wait(b, id, ticket, self.attempt, &o).await) }
-                .instrument(self.span.clone());
+        let waited = async {
+            let id = self.conversation_id.as_str();
+            on_backend!(&self.store, b => wait(b, id, ticket, self.attempt, &o))
+        }
+        .instrument(self.span.clone());
         let outcome = match o.timeout {
             Some(t) => tokio::time::timeout_at(self.started + t, waited).await.ok(),
             None => Some(waited.await),
         };
+        let id = self.conversation_id.as_str();
         let Some(attempt) = outcome else {
             // Withdrawn here, awaited, rather than from `Drop`: a process
             // that exits on the timeout would lose the release spawned
@@ -272,7 +340,7 @@ impl QueuedTicket {
             let error = timeout_error(id, self.started);
             self.span
                 .in_scope(|| tracing::debug!("acquire timed out; withdrawing the ticket"));
-            if let Err(e) = dispatch!(&self.store, b => b.release(id, ticket).await) {
+            if let Err(e) = on_backend!(&self.store, b => b.release(id, ticket)) {
                 tracing::debug!(
                     conversation_id = id,
                     ticket = ticket.number,
@@ -287,19 +355,14 @@ impl QueuedTicket {
         self.armed = false;
         match attempt {
             Attempt::Acquired { fencing_token, .. } => {
-                let waited = self.started.elapsed();
-                tracing::debug!(
-                    conversation_id = id,
-                    ticket = ticket.number,
-                    fencing_token,
-                    waited_us = waited.as_micros() as u64,
-                    "lock acquired"
-                );
                 let held = Held {
                     ticket,
                     fencing_token,
-                    waited,
+                    waited: self.started.elapsed(),
                 };
+                acquired_event(id, &held);
+                // Disarmed above: the id moves to the guard.
+                let id = std::mem::take(&mut self.conversation_id);
                 Ok(LockGuard::new(self.store.clone(), id, held, o))
             }
             _ => {
@@ -315,6 +378,16 @@ impl QueuedTicket {
             }
         }
     }
+}
+
+fn acquired_event(id: &str, held: &Held) {
+    tracing::debug!(
+        conversation_id = id,
+        ticket = held.ticket.number,
+        fencing_token = held.fencing_token,
+        waited_us = held.waited.as_micros() as u64,
+        "lock acquired"
+    );
 }
 
 impl Drop for QueuedTicket {
@@ -423,5 +496,60 @@ async fn wait<B: Backend>(
             }
         }
         attempt = b.try_acquire(id, ticket, o.lifetime).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::LockStore;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_loop_of_free_locks_lets_the_other_tasks_of_its_thread_run() {
+        let store = LockStore::in_memory();
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::Relaxed) });
+        // Never awaits anything but the store: without a yield inside
+        // `lock`, the spawned task could run only after the loop.
+        let mut seen_at = None;
+        for i in 0..10_000 {
+            let guard = store.lock("c").await.expect("a free lock");
+            guard.release().await.expect("a held lock");
+            if seen_at.is_none() && ran.load(Ordering::Relaxed) {
+                seen_at = Some(i);
+            }
+        }
+        let at = seen_at.expect("the other task never ran during 10,000 free locks");
+        // Tokio's budget is 128 operations per turn.
+        assert!(at <= 1_000, "the other task ran only after {at} locks");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn served_at_once_and_queued_guards_report_the_same_facts() {
+        let store = LockStore::in_memory();
+        let first = store.lock("c").await.expect("a free lock");
+        assert_eq!(first.conversation_id(), "c");
+        assert_eq!(first.ticket(), 0);
+        assert!(!first.is_lost());
+        let waiter = tokio::spawn({
+            let store = store.clone();
+            async move { store.lock("c").await }
+        });
+        tokio::task::yield_now().await;
+        let token = first.fencing_token();
+        first.release().await.expect("held");
+        let second = waiter
+            .await
+            .expect("no panic")
+            .expect("served after the release");
+        assert_eq!(second.conversation_id(), "c");
+        assert_eq!(second.ticket(), 1);
+        assert!(second.fencing_token() > token);
+        assert!(!second.is_lost());
+        assert!(second.is_held().await.expect("in memory"));
+        second.release().await.expect("held");
     }
 }

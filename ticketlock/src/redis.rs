@@ -5,8 +5,9 @@
 //!   `<key_prefix>:lock:<id>`, holding Rasa's JSON record byte for byte as
 //!   Python writes it (tickets double-encoded, `expires` as float seconds),
 //!   followed by two optional fields of ours that Rasa ignores:
-//!   `last_issued` (numbers are never reused, even after every ticket
-//!   expired) and `epoch` (tells incarnations of a record apart). Keys are
+//!   `last_issued` (numbers are never reused, even after the highest ticket
+//!   expired; written only then, since otherwise the queue tells it) and
+//!   `epoch` (tells incarnations of a record apart). Keys are
 //!   built in one place (`redis/keys.rs`); the id is appended verbatim and
 //!   every command names its key exactly, so no id can reach another's
 //!   record.
@@ -901,7 +902,7 @@ impl Backend for RedisLockStore {
             if i > 0 {
                 elements.push_str(", ");
             }
-            push_python_str(&mut elements, &t.dumps());
+            t.push_element(&mut elements);
             last_expires = last_expires.max(t.expires);
             max_number = max_number.max(i64::try_from(t.number).unwrap_or(i64::MAX));
         }

@@ -244,8 +244,8 @@ async fn scripts_keep_rasas_bytes_and_render_floats_as_python() {
         "{text}"
     );
     assert!(
-        text.ends_with(r#"}"], "last_issued": 1}"#),
-        "no epoch is added to Rasa's record: {text}"
+        text.ends_with(r#"}"]}"#),
+        "no epoch is added to Rasa's record, and no last_issued while the queue tells it: {text}"
     );
     assert_canonical(&mut con, &key);
 
@@ -1381,7 +1381,7 @@ fn lua_writes_floats_and_strings_exactly_as_python() {
     let args: Vec<String> = floats.iter().map(|f| format!("{f:?}")).collect();
     let lua = lua_map(
         &mut con,
-        "function(s) return py_float(tonumber(s)) end",
+        "function(s) return slow().py_float(tonumber(s)) end",
         &args,
     );
     for (f, got) in floats.iter().zip(&lua) {
@@ -1402,7 +1402,7 @@ fn lua_writes_floats_and_strings_exactly_as_python() {
                 .collect()
         })
         .collect();
-    let lua = lua_map(&mut con, "py_str", &strings);
+    let lua = lua_map(&mut con, "slow().py_str", &strings);
     for (s, got) in strings.iter().zip(&lua) {
         let dumped = TicketLock::new(s.as_str()).dumps();
         let want =
@@ -1410,6 +1410,132 @@ fn lua_writes_floats_and_strings_exactly_as_python() {
         assert_eq!(got, want, "{s:?}");
     }
     assert_eq!(lua.len(), strings.len());
+}
+
+#[test]
+fn lua_writes_whole_microseconds_as_python_without_searching_digits() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut con = connection(&server, 1);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let now_us = (unix_now() * 1e6).round() as u64;
+    // Expiries the scripts write (server time plus a lifetime, in whole
+    // microseconds), the ends of the fast range, and past it (py_float).
+    let mut micros: Vec<u64> = vec![
+        100,
+        101,
+        123,
+        999_999,
+        1_000_000,
+        1_795_892_618_000_000,
+        1_795_892_618_747_127,
+        1_795_892_618_100_000,
+        8_589_934_591_999_999,
+        8_589_934_592_000_000,
+        9_007_199_254_740_991,
+        99,
+        1,
+    ];
+    for _ in 0..3000 {
+        micros.push(now_us + rng.next() % 100_000_000_000_000);
+        micros.push(rng.next() % 8_589_934_592_000_000);
+    }
+    let args: Vec<String> = micros.iter().map(u64::to_string).collect();
+    let lua = lua_map(
+        &mut con,
+        "function(s) local us = tonumber(s) return ticket_element({ number = 3, us = us, expires = us / 1000000 }) end",
+        &args,
+    );
+    for (us, got) in micros.iter().zip(&lua) {
+        let mut want = String::new();
+        let ticket = Ticket::new(3, *us as f64 / 1e6);
+        want.push_str(&serde_json::to_string(&ticket.dumps()).unwrap());
+        assert_eq!(got, &want, "{us} us");
+    }
+    assert_eq!(lua.len(), micros.len());
+}
+
+#[test]
+fn lua_reads_our_layout_with_patterns_exactly_as_cjson_reads_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut con = connection(&server, 1);
+    let element = |n: &str, e: &str| format!(r#""{{\"number\": {n}, \"expires\": {e}}}""#);
+    let record = |tickets: &[String], tail: &str| {
+        format!(
+            r#"{{"conversation_id": "unused", "tickets": [{}]{tail}}}"#,
+            tickets.join(", ")
+        )
+    };
+    let one = element("0", "1795892618.7471275");
+    let two = element("7", "1e+16");
+    let three = element("9", "-2.5");
+    let cases = [
+        // Read by the patterns.
+        record(std::slice::from_ref(&one), ""),
+        record(std::slice::from_ref(&one), r#", "epoch": 1795892558747127"#),
+        record(
+            &[one.clone(), two.clone(), three.clone()],
+            r#", "last_issued": 12, "epoch": 5"#,
+        ),
+        record(&[two.clone(), one.clone()], r#", "last_issued": 3"#),
+        record(&[], r#", "last_issued": 3, "epoch": 1"#),
+        // Other spacing, order, escapes, numbers: left to cjson, or read
+        // as cjson reads them.
+        record(
+            std::slice::from_ref(&one),
+            r#", "epoch": 1, "last_issued": 3"#,
+        ),
+        record(&[element("01", "5.0")], ""),
+        record(&[element("1", "05.0")], ""),
+        record(&[element("1", "5.")], ""),
+        record(&[element("1", "1e400")], ""),
+        record(std::slice::from_ref(&one), r#", "other": 1"#),
+        r#"{"conversation_id": "unused", "tickets": ["{\"number\":0,\"expires\":5.5}"]}"#.into(),
+        r#"{"conversation_id":"unused","tickets":[]}"#.into(),
+        format!(r#"{{"conversation_id": "unused", "tickets": [{one},{two}]}}"#),
+        format!(r#"{{"conversation_id": "unused", "tickets": [{one}] , "epoch": 3}}"#),
+        format!(r#"{{"conversation_id": "unused", "tickets": [{one}], "epoch": 3}} "#),
+        r#"{"conversation_id": "other", "tickets": []}"#.into(),
+    ];
+    // Each record as both readers see it: tickets (number, expiry, text
+    // written back), last_issued, epoch, head; or "nil" from the patterns.
+    let describe = r#"function(raw)
+        local function show(rec)
+          if not rec then return 'nil' end
+          local out = {}
+          for _, t in ipairs(rec.tickets) do
+            out[#out + 1] = string.format('%d@%.17g=%s', t.number, t.expires, t.element or ticket_element(t))
+          end
+          return table.concat(out, ' ') .. ' last=' .. tostring(rec.last_issued)
+            .. ' epoch=' .. tostring(rec.epoch) .. ' head=' .. tostring(rec.head)
+        end
+        local ok, generic = pcall(slow().load_generic, raw)
+        return show(load_canonical(raw)) .. ' | ' .. (ok and show(generic) or 'corrupt')
+      end"#;
+    let args: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
+    let lua = lua_map(&mut con, describe, &args);
+    let mut left = 0;
+    for (i, (case, got)) in cases.iter().zip(&lua).enumerate() {
+        let (fast, generic) = got.split_once(" | ").unwrap();
+        if fast == "nil" {
+            assert!(i >= 5, "{case} is in our layout: the patterns must read it");
+            left += 1;
+        } else {
+            // Read by the patterns (also odd numbers cjson accepts, like 01
+            // or 5.): exactly as cjson reads it.
+            assert_eq!(fast, generic, "{case}");
+        }
+    }
+    assert!(left >= 6, "{lua:?}");
+    assert!(lua[2].contains("last=12 epoch=5 head=0"), "{}", lua[2]);
+    assert!(
+        lua[3].contains("last=7 "),
+        "the highest ticket counts: {}",
+        lua[3]
+    );
 }
 
 /// Everything the store does, as one user; the first error, if any.

@@ -34,7 +34,8 @@ return run(function()
     end
   end
   local body = '{"conversation_id": ' .. ID_JSON .. ', "tickets": [' .. ARGV[2] .. ']'
-  if issued >= 0 then
+  -- Only when the tickets do not tell it, as save() in common.lua.
+  if issued > max_number then
     body = body .. ', "last_issued": ' .. int(issued)
   end
   if epoch then
