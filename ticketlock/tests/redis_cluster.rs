@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use suite::Harness;
-use ticketlock::{DeploymentMode, LockStore, RedisConfig, RedisLockStore};
+use suite::{Configured, Harness};
+use ticketlock::{DeploymentMode, LockStore, RedisConfig};
 use ticketlock_test_support::RedisCluster;
 
 fn cluster() -> Option<&'static RedisCluster> {
@@ -33,32 +33,9 @@ fn config(cluster: &RedisCluster) -> RedisConfig {
     c
 }
 
-struct Cluster {
-    config: RedisConfig,
-    store: LockStore,
-}
-
-impl Harness for Cluster {
-    fn store(&self) -> LockStore {
-        self.store.clone()
-    }
-
-    async fn peer(&self) -> LockStore {
-        RedisLockStore::connect(&self.config)
-            .await
-            .unwrap_or_else(|e| panic!("connect: {e}"))
-            .into()
-    }
-}
-
-async fn redis_cluster() -> Option<Cluster> {
+async fn redis_cluster() -> Option<Configured> {
     let cluster = tokio::task::spawn_blocking(cluster).await.unwrap()?;
-    let config = config(cluster);
-    let store = RedisLockStore::connect(&config)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-        .into();
-    Some(Cluster { config, store })
+    Some(Configured::connect(config(cluster)).await)
 }
 
 conformance_tests!(redis_cluster);

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use suite::Harness;
-use ticketlock::{DeploymentMode, LockStore, RedisConfig, RedisLockStore};
+use suite::{Configured, Harness};
+use ticketlock::{DeploymentMode, RedisConfig};
 use ticketlock_test_support::SentinelGroup;
 
 fn group() -> Option<&'static SentinelGroup> {
@@ -32,32 +32,9 @@ fn config(group: &SentinelGroup) -> RedisConfig {
     c
 }
 
-struct Sentinel {
-    config: RedisConfig,
-    store: LockStore,
-}
-
-impl Harness for Sentinel {
-    fn store(&self) -> LockStore {
-        self.store.clone()
-    }
-
-    async fn peer(&self) -> LockStore {
-        RedisLockStore::connect(&self.config)
-            .await
-            .unwrap_or_else(|e| panic!("connect: {e}"))
-            .into()
-    }
-}
-
-async fn redis_sentinel() -> Option<Sentinel> {
+async fn redis_sentinel() -> Option<Configured> {
     let group = tokio::task::spawn_blocking(group).await.unwrap()?;
-    let config = config(group);
-    let store = RedisLockStore::connect(&config)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-        .into();
-    Some(Sentinel { config, store })
+    Some(Configured::connect(config(group)).await)
 }
 
 conformance_tests!(redis_sentinel);

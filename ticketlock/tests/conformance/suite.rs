@@ -32,6 +32,34 @@ pub trait Harness: Send + Sync + 'static {
     fn peer(&self) -> impl Future<Output = LockStore> + Send;
 }
 
+/// A Redis store made from a configuration (a cluster, a sentinel group);
+/// its peers connect anew, as another process would.
+pub struct Configured {
+    pub config: ticketlock::RedisConfig,
+    pub store: LockStore,
+}
+
+impl Configured {
+    /// Connects to the deployment `config` names.
+    pub async fn connect(config: ticketlock::RedisConfig) -> Configured {
+        let store = ticketlock::RedisLockStore::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"))
+            .into();
+        Configured { config, store }
+    }
+}
+
+impl Harness for Configured {
+    fn store(&self) -> LockStore {
+        self.store.clone()
+    }
+
+    async fn peer(&self) -> LockStore {
+        Configured::connect(self.config.clone()).await.store
+    }
+}
+
 /// Instantiates every conformance test for the harness made by `$make`
 /// (an async fn returning `Option<impl Harness>`; `None` skips).
 #[macro_export]
