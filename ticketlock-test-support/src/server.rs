@@ -407,6 +407,7 @@ impl RedisServer {
         };
         let pid = child.id();
         self.child = Some(child);
+        spawn_watchdog(pid);
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -577,6 +578,29 @@ fn acl_setuser_args(line: &str) -> Vec<&str> {
     let mut args = vec!["ACL", "SETUSER"];
     args.extend(words);
     args
+}
+
+/// Kills the server `pid` once this process is gone. A server owned by a
+/// static (a deployment a test binary shares between its tests) is never
+/// dropped, and would otherwise outlive every test run; `pre_exec` with a
+/// parent-death signal would need `unsafe`. The watchdog leaves as soon as
+/// the server does, and checks that the pid is still a redis-server before
+/// killing it, so a reused pid is never hit.
+fn spawn_watchdog(pid: u32) {
+    const WATCH: &str = r#"
+while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+if ! kill -0 "$1" 2>/dev/null && [ "$(cat /proc/"$2"/comm 2>/dev/null)" = redis-server ]; then
+  kill -9 "$2"
+fi
+"#;
+    let _ = Command::new("sh")
+        .args(["-c", WATCH, "watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 #[cfg(test)]

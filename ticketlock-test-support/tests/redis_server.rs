@@ -342,3 +342,53 @@ fn tls_server_restarts_with_same_certificates() {
     assert_eq!(fs::read(&server.tls_files().unwrap().ca_cert).unwrap(), ca);
     assert_eq!(server.cli(&["PING"]), "PONG");
 }
+
+/// Whether `pid` has exited (gone, or a zombie nobody reaped).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_server_never_outlives_its_test_process() {
+    // A server owned by a static is never dropped. Child mode: start one,
+    // forget it, and exit; the parent checks that it goes too.
+    if std::env::var_os("TICKETLOCK_WATCHDOG_CHILD").is_some() {
+        let server = RedisServer::start().expect("redis-server");
+        println!("pid {}", server.pid().unwrap());
+        std::mem::forget(server);
+        std::process::exit(0);
+    }
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_server_never_outlives_its_test_process",
+            "--nocapture",
+        ])
+        .env("TICKETLOCK_WATCHDOG_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .unwrap_or_else(|| panic!("no pid from the child: {stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !exited(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server {pid} outlived its test process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
