@@ -5,6 +5,7 @@
 //! also for ids that look like another store's keys; the record size bound
 //! against a record Rasa wrote; and secrets in every error and `Debug` form.
 
+#[macro_use]
 #[path = "redis_store/server.rs"]
 mod server;
 
@@ -12,36 +13,15 @@ use std::time::{Duration, Instant};
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use server::{RedisServer, config};
+use server::{RedisServer, config, connection};
 use ticketlock::{Error, LockStore, LockStoreConfig, RedisConfig, RedisLockStore, Secret};
 use ticketlock_test_support::RedisOptions;
-
-macro_rules! server {
-    () => {
-        match RedisServer::start() {
-            Some(s) => s,
-            None => return,
-        }
-    };
-    ($options:expr) => {
-        match RedisServer::start_with($options) {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 async fn connect_with(server: &RedisServer, c: RedisConfig) -> LockStore {
     RedisLockStore::connect(&c)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()))
         .into()
-}
-
-/// A plain connection to database `db`.
-fn connection(server: &RedisServer, db: i64) -> redis::Connection {
-    let url = format!("{}/{db}", server.url());
-    redis::Client::open(url).unwrap().get_connection().unwrap()
 }
 
 fn tls_config(server: &RedisServer) -> RedisConfig {

@@ -3,6 +3,7 @@
 //! ids, push and timed wake-ups, fencing, failures of the server, and the
 //! security settings.
 
+#[macro_use]
 #[path = "redis_store/server.rs"]
 mod server;
 
@@ -11,26 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use server::{RedisServer, config};
+use server::{RedisServer, config, connection};
 use ticketlock::{Error, LockStore, RedisConfig, RedisLockStore, Secret, Ticket, TicketLock};
 use ticketlock_test_support::RedisOptions;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-macro_rules! server {
-    () => {
-        match RedisServer::start() {
-            Some(s) => s,
-            None => return,
-        }
-    };
-    ($options:expr) => {
-        match RedisServer::start_with($options) {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 async fn connect(server: &RedisServer) -> RedisLockStore {
     connect_with(server, config(server)).await
@@ -40,12 +26,6 @@ async fn connect_with(server: &RedisServer, c: RedisConfig) -> RedisLockStore {
     RedisLockStore::connect(&c)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()))
-}
-
-/// A plain connection to database `db` (binary-safe raw commands).
-fn connection(server: &RedisServer, db: i64) -> redis::Connection {
-    let client = redis::Client::open(format!("{}/{db}", server.url())).unwrap();
-    client.get_connection().unwrap()
 }
 
 fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {

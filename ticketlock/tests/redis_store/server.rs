@@ -9,6 +9,30 @@ use std::time::Duration;
 use ticketlock::{LockStore, RedisConfig, RedisLockStore};
 pub use ticketlock_test_support::RedisServer;
 
+/// A server of the test's own, or the test returns (skipped outside CI; a
+/// failure under CI=true, see `RedisServer::start`).
+#[allow(unused_macros)]
+macro_rules! server {
+    () => {
+        match RedisServer::start() {
+            Some(s) => s,
+            None => return,
+        }
+    };
+    ($options:expr) => {
+        match RedisServer::start_with($options) {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// A plain connection to database `db` (binary-safe raw commands).
+pub fn connection(server: &RedisServer, db: i64) -> redis::Connection {
+    let client = redis::Client::open(format!("{}/{db}", server.url())).unwrap();
+    client.get_connection().unwrap()
+}
+
 /// The store configuration for `server` (database 1, as Rasa's default;
 /// the server's password, if it has one).
 pub fn config(server: &RedisServer) -> RedisConfig {
