@@ -18,7 +18,8 @@ use crate::{Error, LockStore, Result};
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     store: LockStore,
-    conversation_id: String,
+    /// Shared with the renewer and the errors, not copied.
+    conversation_id: Arc<str>,
     held: Held,
     lifetime: Duration,
     lost: Lost,
@@ -45,7 +46,7 @@ impl Lost {
 impl LockGuard {
     pub(crate) fn new(
         store: LockStore,
-        conversation_id: String,
+        conversation_id: Arc<str>,
         held: Held,
         o: LockOptions,
     ) -> Self {
@@ -96,7 +97,8 @@ impl LockGuard {
         self.held.fencing_token
     }
 
-    /// How long the caller waited for the lock.
+    /// How long the ticket waited in the queue before it was served:
+    /// zero when it was served at once.
     pub fn waited(&self) -> Duration {
         self.held.waited
     }
@@ -116,7 +118,7 @@ impl LockGuard {
 
     /// Extends the lease to `lifetime` from now; see [`LockGuard::renew`].
     pub async fn renew_for(&self, lifetime: Duration) -> Result<()> {
-        let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+        let (id, ticket) = (&*self.conversation_id, self.held.ticket);
         if on_backend!(&self.store, b => b.renew(id, ticket, lifetime))? {
             tracing::debug!(
                 conversation_id = id,
@@ -137,7 +139,7 @@ impl LockGuard {
 
     /// Asks the store whether this guard still holds the lock.
     pub async fn is_held(&self) -> Result<bool> {
-        let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+        let (id, ticket) = (&*self.conversation_id, self.held.ticket);
         let held = on_backend!(&self.store, b => b.check(id, ticket))?;
         if !held {
             self.lost.flag().store(true, Ordering::Relaxed);
@@ -160,7 +162,7 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<()> {
         self.released = true;
         self.stop_renewer();
-        let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+        let (id, ticket) = (&*self.conversation_id, self.held.ticket);
         let was_there = on_backend!(&self.store, b => b.release(id, ticket))?;
         tracing::debug!(
             conversation_id = id,
@@ -177,7 +179,7 @@ impl LockGuard {
 
     fn expired(&self) -> Error {
         Error::Expired {
-            conversation_id: self.conversation_id.clone(),
+            conversation_id: self.conversation_id.to_string(),
             ticket: self.held.ticket.number,
         }
     }
@@ -194,11 +196,11 @@ impl Drop for LockGuard {
         self.stop_renewer();
         if !self.released {
             tracing::debug!(
-                conversation_id = self.conversation_id,
+                conversation_id = &*self.conversation_id,
                 ticket = self.held.ticket.number,
                 "lock released on drop"
             );
-            let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
+            let (id, ticket) = (&*self.conversation_id, self.held.ticket);
             dispatch!(&self.store, b => b.release_on_drop(id, ticket));
         }
     }
@@ -218,16 +220,17 @@ impl std::fmt::Debug for LockGuard {
 
 fn spawn_renewer(
     store: LockStore,
-    id: String,
+    id: Arc<str>,
     ticket: TicketId,
     lifetime: Duration,
     lost: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     let every = (lifetime / 3).max(Duration::from_millis(1));
     tokio::spawn(async move {
+        let id = &*id;
         loop {
             tokio::time::sleep(every).await;
-            match dispatch!(&store, b => b.renew(&id, ticket, lifetime).await) {
+            match dispatch!(&store, b => b.renew(id, ticket, lifetime).await) {
                 Ok(true) => tracing::trace!(
                     conversation_id = id,
                     ticket = ticket.number,

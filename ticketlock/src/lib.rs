@@ -20,7 +20,8 @@ pub use config::{
 pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;
 pub use lock::{
-    DEFAULT_MAX_QUEUE_LEN, LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME, QueuedTicket,
+    DEFAULT_MAX_QUEUE_LEN, LockFuture, LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME,
+    QueuedTicket,
 };
 pub use memory::InMemoryLockStore;
 pub use redis::RedisLockStore;

@@ -3,14 +3,16 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
-use crate::store::dispatch;
-use crate::{Error, LockGuard, LockStore, Result};
+use crate::store::{Kind, dispatch};
+use crate::{Error, InMemoryLockStore, LockGuard, LockStore, Result};
 
 /// Awaits the future `$fut` made from the store's backend `$b`: in place for
 /// the in-memory store, boxed for Redis. A Redis operation's future is large
@@ -158,7 +160,7 @@ impl<'a> LockRequest<'a> {
     }
 }
 
-impl LockRequest<'_> {
+impl<'a> LockRequest<'a> {
     /// Takes a ticket now and returns without waiting to be served.
     ///
     /// The place in the queue is fixed when this returns, so a dispatcher
@@ -171,56 +173,137 @@ impl LockRequest<'_> {
     /// store issued one) is withdrawn.
     pub async fn enqueue(self) -> Result<QueuedTicket> {
         let issued = self.issue().await?;
-        Ok(issued.queued(self.store, self.conversation_id.to_string(), self.options))
+        Ok(issued.queued(self.store, self.conversation_id.into(), self.options))
     }
 
     /// Validates the request and takes a ticket (within the timeout).
     async fn issue(&self) -> Result<Taken> {
         let (store, conversation_id, options) = (self.store, self.conversation_id, self.options);
-        validate_id(conversation_id)?;
-        options.validate()?;
+        self.validate()?;
         // An uncontended in-memory request touches no tokio resource and so
         // would never yield: a task taking free locks in a loop would starve
         // the other tasks of its worker. Spend the task's budget as tokio's
         // own locks do; before the ticket exists, so that a drop at this
         // point leaves nothing behind.
         tokio::task::coop::consume_budget().await;
-        let started = Instant::now();
-        // One span per request, from issue to acquisition: the events of the
-        // backends and the wait loop carry its conversation and ticket.
-        let span = tracing::debug_span!("lock", conversation_id, ticket = tracing::field::Empty);
+        // The clock is read only for a timeout, which counts from here.
+        let started = options.timeout.map(|_| Instant::now());
+        let span = self.span();
         let issue = async { on_backend!(store, b => b.issue(conversation_id, options.lifetime)) }
             .instrument(span.clone());
-        let issued = match options.timeout {
+        let issued = match started.zip(options.timeout) {
             // Boxed: the timer would otherwise sit in the state of every
             // request, timeout or not.
-            Some(t) => Box::pin(tokio::time::timeout_at(started + t, issue))
+            Some((started, t)) => Box::pin(tokio::time::timeout_at(started + t, issue))
                 .await
                 .map_err(|_| timeout_error(conversation_id, started))??,
             None => issue.await?,
         };
-        span.record("ticket", issued.ticket.number);
-        span.in_scope(|| tracing::debug!(attempt = ?issued.attempt, "ticket issued"));
-        Ok(Taken {
-            issued,
-            started,
-            span,
-        })
+        Ok(Taken::new(issued, started, span))
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_id(self.conversation_id)?;
+        self.options.validate()
+    }
+
+    /// One span per request, from issue to acquisition: the events of the
+    /// backends and the wait loop carry its conversation and ticket.
+    fn span(&self) -> tracing::Span {
+        let conversation_id = self.conversation_id;
+        tracing::debug_span!("lock", conversation_id, ticket = tracing::field::Empty)
+    }
+
+    /// The request on the in-memory store, at once: the guard when the lock
+    /// is free (nearly always), else `step` becomes the wait for it, boxed
+    /// (it is large), and this returns `Pending` for the caller to poll it.
+    fn lock_in_memory(self, m: &InMemoryLockStore, step: &mut Step<'a>) -> Poll<Result<LockGuard>> {
+        if let Err(e) = self.validate() {
+            return Poll::Ready(Err(e));
+        }
+        let started = self.options.timeout.map(|_| Instant::now());
+        let span = self.span();
+        let issued =
+            match span.in_scope(|| m.issue_now(self.conversation_id, self.options.lifetime)) {
+                Ok(issued) => issued,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+        let taken = Taken::new(issued, started, span);
+        let id: Arc<str> = self.conversation_id.into();
+        if let Attempt::Acquired { fencing_token, .. } = taken.issued.attempt {
+            return Poll::Ready(Ok(taken.served(
+                self.store,
+                id,
+                fencing_token,
+                self.options,
+            )));
+        }
+        let queued = taken.queued(self.store, id, self.options);
+        *step = Step::Wait(Box::pin(queued.acquired()));
+        Poll::Pending
+    }
+
+    /// The request on any store, as an `async` block (boxed: a remote
+    /// store's futures are large).
+    async fn lock_async(self) -> Result<LockGuard> {
+        let taken = self.issue().await?;
+        let id: Arc<str> = self.conversation_id.into();
+        match taken.issued.attempt {
+            // Served at once: the guard is made here, without the wait
+            // loop's future, which is large and boxed below only when there
+            // is a wait.
+            Attempt::Acquired { fencing_token, .. } => {
+                Ok(taken.served(self.store, id, fencing_token, self.options))
+            }
+            _ => {
+                let queued = taken.queued(self.store, id, self.options);
+                Box::pin(queued.acquired()).await
+            }
+        }
     }
 }
 
 /// A ticket just issued, not yet wrapped in a [`QueuedTicket`] or a guard.
 struct Taken {
     issued: Issued,
-    started: Instant,
+    /// When the request began, if it has a timeout (which counts from then).
+    started: Option<Instant>,
     span: tracing::Span,
 }
 
 impl Taken {
+    fn new(issued: Issued, started: Option<Instant>, span: tracing::Span) -> Taken {
+        span.record("ticket", issued.ticket.number);
+        span.in_scope(|| tracing::debug!(attempt = ?issued.attempt, "ticket issued"));
+        Taken {
+            issued,
+            started,
+            span,
+        }
+    }
+
+    /// The guard of a ticket served at once: it did not wait, and the
+    /// clock is not read for it.
+    fn served(
+        self,
+        store: &LockStore,
+        id: Arc<str>,
+        fencing_token: u64,
+        options: LockOptions,
+    ) -> LockGuard {
+        let held = Held {
+            ticket: self.issued.ticket,
+            fencing_token,
+            waited: Duration::ZERO,
+        };
+        self.span.in_scope(|| acquired_event(&id, &held));
+        LockGuard::new(store.clone(), id, held, options)
+    }
+
     fn queued(
         self,
         store: &LockStore,
-        conversation_id: String,
+        conversation_id: Arc<str>,
         options: LockOptions,
     ) -> QueuedTicket {
         QueuedTicket {
@@ -230,7 +313,8 @@ impl Taken {
             ticket: self.issued.ticket,
             attempt: self.issued.attempt,
             options,
-            started: self.started,
+            // The wait counts from the issue when there is no timeout.
+            started: self.started.unwrap_or_else(Instant::now),
             armed: true,
         }
     }
@@ -238,7 +322,7 @@ impl Taken {
 
 impl<'a> IntoFuture for LockRequest<'a> {
     type Output = Result<LockGuard>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<LockGuard>> + Send + 'a>>;
+    type IntoFuture = LockFuture<'a>;
 
     /// Takes a ticket and waits until it is served.
     ///
@@ -251,29 +335,74 @@ impl<'a> IntoFuture for LockRequest<'a> {
     /// in memory; with one spawned round trip on Redis), so the next waiter
     /// is not held up; a ticket whose withdrawal cannot reach the store
     /// expires after its lifetime.
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let taken = self.issue().await?;
-            let id = self.conversation_id.to_string();
-            match taken.issued.attempt {
-                // Served at once (nearly every request): the guard is made
-                // here, without the wait loop's future, which is large and
-                // boxed below only when there is a wait.
-                Attempt::Acquired { fencing_token, .. } => {
-                    let held = Held {
-                        ticket: taken.issued.ticket,
-                        fencing_token,
-                        waited: taken.started.elapsed(),
-                    };
-                    taken.span.in_scope(|| acquired_event(&id, &held));
-                    Ok(LockGuard::new(self.store.clone(), id, held, self.options))
-                }
-                _ => {
-                    let queued = taken.queued(self.store, id, self.options);
-                    Box::pin(queued.acquired()).await
+    fn into_future(self) -> LockFuture<'a> {
+        LockFuture {
+            step: Step::Start(self),
+        }
+    }
+}
+
+/// The future of an awaited [`LockRequest`]: resolves to the guard.
+///
+/// A named type, so that a free lock in memory is taken in its first poll
+/// without allocating; a wait, and every request on Redis, runs in a boxed
+/// future inside it. Cancel safety is that of [`LockRequest`]'s
+/// `into_future`.
+#[must_use = "futures do nothing unless polled"]
+pub struct LockFuture<'a> {
+    step: Step<'a>,
+}
+
+enum Step<'a> {
+    Start(LockRequest<'a>),
+    Wait(Pin<Box<dyn Future<Output = Result<LockGuard>> + Send + 'a>>),
+    Done,
+}
+
+impl Future for LockFuture<'_> {
+    type Output = Result<LockGuard>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<LockGuard>> {
+        let step = &mut self.step;
+        if matches!(step, Step::Start(_)) {
+            // As in `LockRequest::issue`: spend the task's budget before
+            // the ticket exists (see there).
+            let Poll::Ready(budget) = tokio::task::coop::poll_proceed(cx) else {
+                return Poll::Pending;
+            };
+            budget.made_progress();
+            if let Step::Start(request) = std::mem::replace(step, Step::Done) {
+                match &request.store.kind {
+                    Kind::InMemory(m) => {
+                        if let Poll::Ready(result) = request.lock_in_memory(m, step) {
+                            return Poll::Ready(result);
+                        }
+                    }
+                    Kind::Redis(_) => *step = Step::Wait(Box::pin(request.lock_async())),
                 }
             }
-        })
+        }
+        match step {
+            Step::Wait(wait) => {
+                let result = std::task::ready!(wait.as_mut().poll(cx));
+                *step = Step::Done;
+                Poll::Ready(result)
+            }
+            Step::Start(_) | Step::Done => panic!("a LockFuture was polled after it completed"),
+        }
+    }
+}
+
+impl std::fmt::Debug for LockFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match &self.step {
+            Step::Start(_) => "start",
+            Step::Wait(_) => "waiting",
+            Step::Done => "done",
+        };
+        f.debug_struct("LockFuture")
+            .field("step", &step)
+            .finish_non_exhaustive()
     }
 }
 
@@ -285,10 +414,12 @@ impl<'a> IntoFuture for LockRequest<'a> {
 pub struct QueuedTicket {
     span: tracing::Span,
     store: LockStore,
-    conversation_id: String,
+    conversation_id: Arc<str>,
     ticket: TicketId,
     attempt: Attempt,
     options: LockOptions,
+    /// Since when the ticket waits: the request's start with a timeout
+    /// (which counts from there), else its issue.
     started: Instant,
     armed: bool,
 }
@@ -322,8 +453,9 @@ impl QueuedTicket {
     /// Dropping the future at any await point withdraws the ticket.
     pub async fn acquired(mut self) -> Result<LockGuard> {
         let (ticket, o) = (self.ticket, self.options);
+        let served_at_once = self.is_served();
         let waited = async {
-            let id = self.conversation_id.as_str();
+            let id = &*self.conversation_id;
             on_backend!(&self.store, b => wait(b, id, ticket, self.attempt, &o))
         }
         .instrument(self.span.clone());
@@ -331,7 +463,7 @@ impl QueuedTicket {
             Some(t) => tokio::time::timeout_at(self.started + t, waited).await.ok(),
             None => Some(waited.await),
         };
-        let id = self.conversation_id.as_str();
+        let id = &*self.conversation_id;
         let Some(attempt) = outcome else {
             // Withdrawn here, awaited, rather than from `Drop`: a process
             // that exits on the timeout would lose the release spawned
@@ -358,12 +490,19 @@ impl QueuedTicket {
                 let held = Held {
                     ticket,
                     fencing_token,
-                    waited: self.started.elapsed(),
+                    waited: if served_at_once {
+                        Duration::ZERO
+                    } else {
+                        self.started.elapsed()
+                    },
                 };
                 acquired_event(id, &held);
-                // Disarmed above: the id moves to the guard.
-                let id = std::mem::take(&mut self.conversation_id);
-                Ok(LockGuard::new(self.store.clone(), id, held, o))
+                Ok(LockGuard::new(
+                    self.store.clone(),
+                    self.conversation_id.clone(),
+                    held,
+                    o,
+                ))
             }
             _ => {
                 tracing::warn!(
@@ -393,7 +532,7 @@ fn acquired_event(id: &str, held: &Held) {
 impl Drop for QueuedTicket {
     fn drop(&mut self) {
         if self.armed {
-            let (id, ticket) = (self.conversation_id.as_str(), self.ticket);
+            let (id, ticket) = (&*self.conversation_id, self.ticket);
             tracing::debug!(
                 conversation_id = id,
                 ticket = ticket.number,
@@ -419,6 +558,7 @@ impl std::fmt::Debug for QueuedTicket {
 pub(crate) struct Held {
     pub ticket: TicketId,
     pub fencing_token: u64,
+    /// Zero for a ticket served at once (the clock is not read for it).
     pub waited: Duration,
 }
 
@@ -503,6 +643,7 @@ async fn wait<B: Backend>(
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     use crate::LockStore;
 
@@ -525,6 +666,41 @@ mod tests {
         let at = seen_at.expect("the other task never ran during 10,000 free locks");
         // Tokio's budget is 128 operations per turn.
         assert!(at <= 1_000, "the other task ran only after {at} locks");
+    }
+
+    #[test]
+    fn the_lock_future_is_named_send_and_small() {
+        fn send_unpin<T: Send + Unpin>() {}
+        send_unpin::<super::LockFuture<'static>>();
+        // The request and a pointer: awaiting it copies little (the boxed
+        // future it replaced was two words, but cost an allocation).
+        let size = std::mem::size_of::<super::LockFuture<'static>>();
+        assert!(size <= 96, "{size} bytes");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_lock_served_at_once_waited_zero_and_a_queued_one_its_time_in_the_queue() {
+        let store = LockStore::in_memory();
+        let first = store.lock("c").await.expect("a free lock");
+        assert_eq!(first.waited(), Duration::ZERO);
+        let waiter = tokio::spawn({
+            let store = store.clone();
+            async move { store.lock("c").await }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_secs(5)).await;
+        first.release().await.expect("held");
+        let second = waiter.await.expect("no panic").expect("served");
+        assert_eq!(second.waited(), Duration::from_secs(5));
+        second.release().await.expect("held");
+        // Enqueued and served at once: no wait, however late `acquired` is
+        // called.
+        let queued = store.lock("c").enqueue().await.expect("a ticket");
+        assert!(queued.is_served());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let third = queued.acquired().await.expect("served");
+        assert_eq!(third.waited(), Duration::ZERO);
+        third.release().await.expect("held");
     }
 
     #[tokio::test(flavor = "current_thread")]
