@@ -18,15 +18,22 @@
 //!   conversations cost nothing. Nearly every conversation has one ticket,
 //!   which is kept inline in the entry: a conversation costs its table slot
 //!   and its id, and a lock/release cycle allocates only the id.
-//! - Clock: `tokio::time::Instant`, so tests can pause and advance time;
-//!   converted to Unix seconds only for the record view.
+//! - Clock: the kernel's coarse monotonic clock as `tokio::time::Instant`s
+//!   (a read costs a sixth of what the precise clock costs; deadlines are
+//!   set one tick later, so that no lease is shorter than asked), or
+//!   tokio's own clock in a store made while it is paused, so that tests
+//!   can pause and advance time (see `memory/clock.rs`); converted to Unix
+//!   seconds only for the record view. An uncontended cycle reads it twice:
+//!   the lease's deadline at issue, whether it was still live at release.
 //! - Expiry: lazily, from the head of the queue, on every operation; a
 //!   ticket behind the head is found expired on its owner's next look.
 //! - Wake-ups: a waiting ticket gets a `Notify` when it first watches; a
 //!   release or removal at the head signals the new head only (no herd).
-//! - Fencing tokens and epochs come from one store-wide counter, so they
-//!   increase across deletion of a record; a new record takes its epoch and
-//!   its first holder's token in one step of the counter.
+//! - Fencing tokens and epochs come from a counter of each shard, on the
+//!   cache lines of its mutex (one store-wide counter was a line that every
+//!   issue on every thread fought over). A conversation stays in its shard,
+//!   so they increase across deletion of its record; a new record takes its
+//!   epoch and its first holder's token in one step of the counter.
 //! - Bounds: issue refuses a ticket when the queue already holds
 //!   `max_queue_len` live tickets (counted under the shard lock, after
 //!   dropping expired ones), and ids longer than [`crate::MAX_ID_LEN`].
@@ -46,7 +53,11 @@ use tokio::time::Instant;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
 use crate::lock::{queue_full, validate_id};
+
+mod clock;
+
 use crate::{DEFAULT_MAX_QUEUE_LEN, Result, Ticket, TicketLock};
+use clock::Clock;
 
 /// A lock store that lives in this process's memory.
 ///
@@ -60,18 +71,25 @@ pub struct InMemoryLockStore {
 }
 
 struct Shared {
-    shards: Box<[Padded<Mutex<Shard>>]>,
+    shards: Box<[Padded<ShardSlot>]>,
     /// The keys of the id hash, random for each store.
     seed: SharedSeed,
     hash_key: u64,
-    /// Source of fencing tokens and epochs; strictly increasing.
-    counter: Padded<AtomicU64>,
     /// The Unix time of `base`, for the record view.
     base_unix: f64,
     base: Instant,
+    clock: Clock,
 }
 
 type Shard = HashTable<Entry>;
+
+/// A shard and the source of its fencing tokens and epochs, on the cache
+/// lines of its mutex.
+struct ShardSlot {
+    map: Mutex<Shard>,
+    /// Strictly increasing; see [`InMemoryLockStore::tokens`].
+    counter: AtomicU64,
+}
 
 /// A value on cache lines of its own (two: CPUs fetch lines in pairs).
 /// Shards (and the counter) sharing a line made threads working on
@@ -154,13 +172,18 @@ impl InMemoryLockStore {
         InMemoryLockStore {
             shared: Arc::new(Shared {
                 shards: (0..n)
-                    .map(|_| Padded(Mutex::new(HashTable::new())))
+                    .map(|_| {
+                        Padded(ShardSlot {
+                            map: Mutex::new(HashTable::new()),
+                            counter: AtomicU64::new(1),
+                        })
+                    })
                     .collect(),
                 seed: SharedSeed::from_u64(random_u64()),
                 hash_key: random_u64(),
-                counter: Padded(AtomicU64::new(1)),
                 base_unix: unix,
                 base: Instant::now(),
+                clock: Clock::new(),
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
         }
@@ -183,7 +206,7 @@ impl InMemoryLockStore {
 
     /// How many conversations have a record now.
     pub fn len(&self) -> usize {
-        self.shared.shards.iter().map(|s| lock(s).len()).sum()
+        self.shared.shards.iter().map(|s| lock(&s.map).len()).sum()
     }
 
     /// Whether no conversation has a record.
@@ -204,20 +227,23 @@ impl InMemoryLockStore {
         |e| self.hash(&e.id)
     }
 
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> SHARD_SHIFT) as usize & (self.shared.shards.len() - 1)
+    }
+
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        let i = (hash >> SHARD_SHIFT) as usize & (self.shared.shards.len() - 1);
-        lock(&self.shared.shards[i])
+        lock(&self.shared.shards[self.shard_index(hash)].map)
     }
 
     /// Runs `f` on the entry of `id`, if there is one, and removes the entry
     /// when `f` leaves it without tickets.
-    fn with_entry<R>(&self, id: &str, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    fn with_entry<R>(&self, id: &str, f: impl FnOnce(&mut Entry, u64) -> R) -> Option<R> {
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
         let Ok(mut slot) = shard.find_entry(hash, |e| *e.id == *id) else {
             return None;
         };
-        let result = f(slot.get_mut());
+        let result = f(slot.get_mut(), hash);
         if slot.get().tickets.is_empty() {
             slot.remove();
             shrink(&mut shard, self.rehash());
@@ -225,8 +251,30 @@ impl InMemoryLockStore {
         Some(result)
     }
 
-    fn next_token(&self) -> u64 {
-        self.shared.counter.fetch_add(1, Ordering::Relaxed)
+    fn now(&self) -> Instant {
+        self.shared.clock.now()
+    }
+
+    /// When a lease of `lifetime` from `now` ends.
+    fn deadline(&self, now: Instant, lifetime: Duration) -> Instant {
+        self.shared.clock.deadline(now, lifetime)
+    }
+
+    /// Takes `n` values of the counter of the shard of `hash` (fencing
+    /// tokens and epochs): returns the first and the step to the next.
+    /// Interleaved over the shards (value `v` of shard `i` is
+    /// `v * shards + i`), so that they are also unique in the store.
+    fn tokens(&self, hash: u64, n: u64) -> (u64, u64) {
+        let i = self.shard_index(hash);
+        let shards = self.shared.shards.len() as u64;
+        let v = self.shared.shards[i]
+            .counter
+            .fetch_add(n, Ordering::Relaxed);
+        (v * shards + i as u64, shards)
+    }
+
+    fn next_token(&self, hash: u64) -> u64 {
+        self.tokens(hash, 1).0
     }
 
     fn to_unix(&self, t: Instant) -> f64 {
@@ -250,10 +298,16 @@ impl InMemoryLockStore {
         }
     }
 
-    fn acquire_at_head(&self, entry: &mut Entry, now: Instant, lifetime: Duration) -> Attempt {
-        entry.tickets.head_mut().expires = now + lifetime;
+    fn acquire_at_head(
+        &self,
+        hash: u64,
+        entry: &mut Entry,
+        now: Instant,
+        lifetime: Duration,
+    ) -> Attempt {
+        entry.tickets.head_mut().expires = self.deadline(now, lifetime);
         Attempt::Acquired {
-            fencing_token: self.next_token(),
+            fencing_token: self.next_token(hash),
             lease: lifetime,
         }
     }
@@ -263,19 +317,19 @@ impl InMemoryLockStore {
     /// uncontended cycle's issue: the lease's deadline.
     pub(crate) fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         validate_id(id)?;
-        let now = Instant::now();
+        let now = self.now();
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
         let entry = match shard.entry(hash, |e| *e.id == *id, self.rehash()) {
             Slot::Occupied(slot) => slot.into_mut(),
             Slot::Vacant(slot) => {
                 // A new conversation: its ticket is served at once.
-                let epoch = self.shared.counter.fetch_add(2, Ordering::Relaxed);
+                let (epoch, step) = self.tokens(hash, 2);
                 slot.insert(Entry {
                     id: id.into(),
                     tickets: Queue::One(MemTicket {
                         number: 0,
-                        expires: now + lifetime,
+                        expires: self.deadline(now, lifetime),
                         waker: None,
                     }),
                     next_number: 1,
@@ -287,7 +341,7 @@ impl InMemoryLockStore {
                         epoch: Some(epoch),
                     },
                     attempt: Attempt::Acquired {
-                        fencing_token: epoch + 1,
+                        fencing_token: epoch + step,
                         lease: lifetime,
                     },
                 });
@@ -307,7 +361,7 @@ impl InMemoryLockStore {
         entry.next_number += 1;
         entry.tickets.push_back(MemTicket {
             number,
-            expires: now + lifetime,
+            expires: self.deadline(now, lifetime),
             waker: None,
         });
         let ticket = TicketId {
@@ -315,7 +369,7 @@ impl InMemoryLockStore {
             epoch: Some(entry.epoch),
         };
         let attempt = if entry.tickets.len() == 1 {
-            self.acquire_at_head(entry, now, lifetime)
+            self.acquire_at_head(hash, entry, now, lifetime)
         } else {
             entry.queued(entry.tickets.len() - 1, now)
         };
@@ -325,7 +379,7 @@ impl InMemoryLockStore {
     fn remove(&self, id: &str, ticket: TicketId) -> bool {
         // One clock read: whether the released ticket was still live is the
         // answer (a holder whose lease ran out was not exclusive any more).
-        let now = Instant::now();
+        let now = self.now();
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
         let Ok(mut slot) = shard.find_entry(hash, |e| *e.id == *id) else {
@@ -536,15 +590,15 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
-        let now = Instant::now();
-        let attempt = self.with_entry(id, |entry| {
+        let now = self.now();
+        let attempt = self.with_entry(id, |entry, hash| {
             if !entry.matches(ticket) {
                 return Attempt::Lost;
             }
             entry.prune(now);
             match entry.index_of(ticket.number) {
                 None => Attempt::Lost,
-                Some(0) => self.acquire_at_head(entry, now, lifetime),
+                Some(0) => self.acquire_at_head(hash, entry, now, lifetime),
                 // A waiter silent for longer than its lifetime lost its
                 // place (Redis drops every expired ticket; here it is found
                 // on its owner's next look).
@@ -554,7 +608,7 @@ impl Backend for InMemoryLockStore {
                 }
                 Some(i) => {
                     if let Some(t) = entry.tickets.get_mut(i) {
-                        t.expires = now + lifetime;
+                        t.expires = self.deadline(now, lifetime);
                     }
                     entry.queued(i, now)
                 }
@@ -572,15 +626,15 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
-        let now = Instant::now();
-        let held = self.with_entry(id, |entry| {
+        let now = self.now();
+        let held = self.with_entry(id, |entry, _| {
             if !entry.matches(ticket) {
                 return false;
             }
             entry.prune(now);
             match entry.tickets.get_mut(0) {
                 Some(head) if head.number == ticket.number => {
-                    head.expires = now + lifetime;
+                    head.expires = self.deadline(now, lifetime);
                     true
                 }
                 _ => false,
@@ -590,7 +644,7 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn check(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        let now = Instant::now();
+        let now = self.now();
         let hash = self.hash(id);
         let shard = self.shard(hash);
         Ok(shard
@@ -682,7 +736,7 @@ impl Backend for InMemoryLockStore {
         let epoch = match (lock.epoch(), &old) {
             (Some(e), _) => e,
             (None, Some(o)) => o.epoch,
-            (None, None) => self.next_token(),
+            (None, None) => self.next_token(hash),
         };
         shard.insert_unique(
             hash,
@@ -709,8 +763,8 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
-        let now = Instant::now();
-        self.with_entry(id, |entry| {
+        let now = self.now();
+        self.with_entry(id, |entry, _| {
             let head = entry.tickets.front().map(|t| t.number);
             entry.tickets.retain(|t| t.expires > now);
             if let Some(h) = entry.tickets.front()
@@ -727,7 +781,12 @@ impl Backend for InMemoryLockStore {
             .shared
             .shards
             .iter()
-            .flat_map(|s| lock(s).iter().map(|e| e.id.to_string()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                lock(&s.map)
+                    .iter()
+                    .map(|e| e.id.to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect())
     }
 }
@@ -847,6 +906,12 @@ mod tests {
         }
         assert!(store.is_empty());
         // Shrunk back after the burst.
-        assert!(store.shared.shards.iter().all(|s| lock(s).capacity() <= 64));
+        assert!(
+            store
+                .shared
+                .shards
+                .iter()
+                .all(|s| lock(&s.map).capacity() <= 64)
+        );
     }
 }
