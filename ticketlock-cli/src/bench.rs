@@ -58,7 +58,8 @@ pub struct BenchArgs {
     /// contended and memory) on Redis.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
-    /// Tasks running cycles at a time (`throughput`, `contended`). Default 32.
+    /// Tasks running cycles at a time (`throughput`, `contended`). Default
+    /// 32; for the in-memory `throughput`, runs with 1, 32 and 64 tasks.
     #[arg(long, value_name = "C", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency: Option<u64>,
     /// Conversations the messages are spread over (`contended`). Default 4.
@@ -132,30 +133,46 @@ impl StoreKind {
 
 /// Runs the bench that `args` describe and prints its report on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let plan = Plan::new(&args)?;
+    let plans = Plan::sweep(&args)?;
     if let Ok(which) = std::env::var(memory::CHILD_ENV) {
-        return memory_child(&plan, &which).await;
+        return memory_child(&plans[0], &which).await;
     }
     let target = Target::open(&args).await?;
     let unrelated = match &target {
-        Target::Redis(r) if plan.unrelated_keys > 0 => {
+        Target::Redis(r) if plans[0].unrelated_keys > 0 => {
             let tag = fresh_tag();
-            r.wire.fill_unrelated(plan.unrelated_keys, tag).await?;
+            r.wire.fill_unrelated(plans[0].unrelated_keys, tag).await?;
             Some((&r.wire, tag))
         }
         _ => None,
     };
-    let result = runs(&args, &plan, &target).await;
-    if let Some((wire, tag)) = unrelated {
-        wire.clear_unrelated(plan.unrelated_keys, tag).await?;
+    // Every plan's runs, stopping at the first failure (the unrelated keys
+    // are cleared all the same).
+    let mut medians = Vec::new();
+    let mut result = Ok(());
+    for plan in &plans {
+        match runs(&args, plan, &target).await {
+            Ok(reports) => medians.push(Report::median(&reports)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
     }
-    let reports = result?;
-    let median = Report::median(&reports);
+    if let Some((wire, tag)) = unrelated {
+        wire.clear_unrelated(plans[0].unrelated_keys, tag).await?;
+    }
+    result?;
     let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", median.json_line())?;
-    } else {
-        write!(out, "{}", median.table())?;
+    for (i, median) in medians.iter().enumerate() {
+        if args.json {
+            writeln!(out, "{}", median.json_line())?;
+        } else {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", median.table())?;
+        }
     }
     Ok(())
 }
@@ -214,6 +231,10 @@ async fn runs(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<
     }
     Ok(reports)
 }
+
+/// The tasks of the in-memory throughput runs when `--concurrency` is not
+/// given.
+const DEFAULT_MEMORY_CONCURRENCIES: [u64; 3] = [1, 32, 64];
 
 /// The bench's parameters, defaults filled in and checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -319,6 +340,27 @@ impl Plan {
             unrelated_keys: a.unrelated_keys,
             isolate_memory: true,
         })
+    }
+
+    /// The plans of one `bench` command: one per concurrency. Without
+    /// `--concurrency`, the in-memory throughput workload runs with 1, 32
+    /// and 64 tasks (one task shows what a cycle costs, many how the store
+    /// scales); every other workload with its one default.
+    fn sweep(a: &BenchArgs) -> anyhow::Result<Vec<Plan>> {
+        let plan = Plan::new(a)?;
+        let sweep = plan.workload == Workload::Throughput
+            && plan.store == StoreKind::Memory
+            && a.concurrency.is_none();
+        if !sweep {
+            return Ok(vec![plan]);
+        }
+        Ok(DEFAULT_MEMORY_CONCURRENCIES
+            .iter()
+            .map(|&concurrency| Plan {
+                concurrency,
+                ..plan.clone()
+            })
+            .collect())
     }
 
     fn params(&self) -> Params {
@@ -552,6 +594,26 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(p.rounds, Some(2_000));
+    }
+
+    #[test]
+    fn in_memory_throughput_runs_1_32_and_64_tasks_unless_told() {
+        let tasks = |line: &[&str]| -> Vec<u64> {
+            let plans = Plan::sweep(&parse(line).unwrap()).unwrap();
+            plans.iter().map(|p| p.concurrency).collect()
+        };
+        assert_eq!(tasks(&[]), [1, 32, 64]);
+        assert_eq!(tasks(&["--workload", "throughput"]), [1, 32, 64]);
+        assert_eq!(tasks(&["--concurrency", "8"]), [8]);
+        assert_eq!(tasks(&["--workload", "contended"]), [32]);
+        assert_eq!(tasks(&["--workload", "handoff"]), [2]);
+        assert_eq!(tasks(&["--store", "redis", "--redis", "redis://h/0"]), [32]);
+        // Only the concurrency differs between the plans.
+        let plans = Plan::sweep(&parse(&["--messages", "7"]).unwrap()).unwrap();
+        assert!(plans.iter().all(|p| Plan {
+            concurrency: 1,
+            ..p.clone()
+        } == plans[0]));
     }
 
     #[test]
