@@ -99,10 +99,11 @@
 //!
 //! # Redis ACL
 //! The least privilege the store needs (with `key_prefix: p`, write
-//! `~p:lock:*` and `&p:lock:*`):
+//! `~p:lock:* ~{*}:p:lock:*` and `&p:lock:*`; the second key pattern is
+//! for the request-id entries, see "Request ids" above):
 //!
 //! ```text
-//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
 //! ```
 //!
 //! A cluster also needs `+spublish +ssubscribe +sunsubscribe +cluster|slots
@@ -128,7 +129,7 @@ use commands::{Commands, Conn, Failure};
 use connection::Target;
 use keys::Keys;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use scripts::{ACQUIRED, CORRUPT, FULL, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
+use scripts::{ACQUIRED, CORRUPT, FULL, GONE, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
 use subscriber::{Subscribed, Subscriber};
 
 /// A lock store in Redis, shared by every process that points at the same
@@ -428,10 +429,27 @@ impl RedisLockStore {
         args: &[&str],
         grants: bool,
     ) -> Result<Replied<T>> {
+        self.script_with(script, key, None, id, args, grants).await
+    }
+
+    /// [`RedisLockStore::script`] for the scripts that also take a request's
+    /// entry (`request`, KEYS[2]; see `scripts/request.lua`).
+    async fn script_with<T: redis::FromRedisValue>(
+        &self,
+        script: fn(&Scripts) -> &redis::Script,
+        key: &str,
+        request: Option<&str>,
+        id: &str,
+        args: &[&str],
+        grants: bool,
+    ) -> Result<Replied<T>> {
         let script = script(self.inner.scripts);
         let mut id_json = String::with_capacity(id.len() + 2);
         push_python_str(&mut id_json, id);
         let mut invocation = script.key(key);
+        if let Some(request) = request {
+            invocation.key(request);
+        }
         invocation.arg(&id_json);
         for a in args {
             invocation.arg(*a);
@@ -454,7 +472,12 @@ impl RedisLockStore {
         };
         // EVALSHA by hand: the invocation cannot go in a pipeline.
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash()).arg(1).arg(key).arg(&id_json);
+        evalsha.arg(script.get_hash());
+        match request {
+            Some(request) => evalsha.arg(2).arg(key).arg(request),
+            None => evalsha.arg(1).arg(key),
+        };
+        evalsha.arg(&id_json);
         for a in args {
             evalsha.arg(*a);
         }
@@ -518,20 +541,34 @@ impl RedisLockStore {
         Ok(Replied { value, unacked })
     }
 
-    /// One round trip of `issue`: see [`Backend::issue`].
+    /// How long a request's entry is kept (`scripts/request.lua`): past
+    /// every retry of the request (each attempt and the retry window are
+    /// bounded by the socket timeout), with a second to spare for a call
+    /// that sat in a busy server's queue.
+    fn request_ttl_ms(&self) -> String {
+        let ms = self.inner.timeout.saturating_mul(2).as_millis() + 1000;
+        ms.to_string()
+    }
+
+    /// One round trip of `issue` (retried on a fresh connection after a
+    /// connection error: the request id makes the retry answer with the
+    /// ticket the first attempt made): see [`Backend::issue`].
     async fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         let key = self.key_for(id);
+        let request = keys::request_key(&key, &keys::request_suffix(&request_id()));
         let Replied {
             value: reply,
             unacked,
         } = self
-            .script::<Vec<i64>>(
+            .script_with::<Vec<i64>>(
                 |s| &s.issue,
                 &key,
+                Some(&request),
                 id,
                 &[
                     &micros(lifetime).to_string(),
                     &self.max_queue_len.to_string(),
+                    &self.request_ttl_ms(),
                 ],
                 true,
             )
@@ -555,6 +592,7 @@ impl RedisLockStore {
                 ahead: a as u64,
                 holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
             },
+            GONE => Attempt::Lost,
             _ => return Err(self.bad_reply("issue", &reply)),
         };
         if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
@@ -697,6 +735,19 @@ impl Drop for Incoming<'_> {
     }
 }
 
+/// A new request id: 128 bits, unique across processes and machines (a
+/// per-process random SipHash key, from the OS, over a counter).
+fn request_id() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYS: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let (a, b) = (KEYS.hash_one((n, 0u8)), KEYS.hash_one((n, 1u8)));
+    format!("{a:016x}{b:016x}")
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
@@ -783,12 +834,19 @@ impl Backend for RedisLockStore {
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
         let key = self.key_for(id);
+        // The ticket is the release's request id: only its owner releases it.
+        let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
         let removed: i64 = self
-            .script(
+            .script_with(
                 |s| &s.release,
                 &key,
+                Some(&request),
                 id,
-                &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+                &[
+                    &ticket.number.to_string(),
+                    &epoch_arg(ticket).to_string(),
+                    &self.request_ttl_ms(),
+                ],
                 false,
             )
             .await?
