@@ -617,7 +617,8 @@ fn connections_killed_every_quarter_second() {
 }
 
 /// (f) The workers reach Redis through a proxy that adds 50-200 ms to
-/// every chunk either way and drops every connection every 0.3-0.6 s.
+/// every request and drops a connection (one of the workers' command or
+/// pub/sub connections, at random) every 0.3-0.6 s.
 #[test]
 fn a_slow_proxy_that_drops_connections() {
     scenario(
@@ -636,7 +637,7 @@ fn a_slow_proxy_that_drops_connections() {
                 run.sleep_until(at);
                 run.mark("at", "proxy-drop");
                 run.faults += 1;
-                proxy.drop_connections();
+                proxy.drop_one_connection();
                 i += 1;
                 at = run.at() + 0.3 + f64::from(i * 71 % 300) / 1000.0;
             }

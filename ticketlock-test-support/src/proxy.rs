@@ -38,8 +38,10 @@ struct Shared {
     upstream: u16,
     /// Latency range per chunk, in microseconds.
     latency: Mutex<(u64, u64)>,
-    /// Bumped to close every open connection.
-    generation: watch::Sender<u64>,
+    /// Bumped to close every open connection (`None`) or one (`Some(id)`).
+    generation: watch::Sender<(u64, Option<u64>)>,
+    /// The ids of the open connections.
+    live: Mutex<std::collections::BTreeSet<u64>>,
     /// Swallow the next reply (server to client) and close its connection.
     swallow_reply: AtomicBool,
     /// Swallow the reply to the next request containing these bytes.
@@ -75,7 +77,22 @@ impl Shared {
 
     fn drop_all(&self) {
         self.drops.fetch_add(1, Ordering::Relaxed);
-        self.generation.send_modify(|g| *g += 1);
+        self.generation.send_modify(|g| *g = (g.0 + 1, None));
+    }
+
+    /// Closes one open connection, chosen at random; false if none is open.
+    fn drop_one(&self) -> bool {
+        let victim = {
+            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            if live.is_empty() {
+                return false;
+            }
+            let i = self.random(0, live.len() as u64 - 1) as usize;
+            live.iter().nth(i).copied()
+        };
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        self.generation.send_modify(|g| *g = (g.0 + 1, victim));
+        true
     }
 }
 
@@ -83,7 +100,7 @@ impl FaultProxy {
     /// Listens on a free loopback port and forwards each connection to
     /// `127.0.0.1:upstream`, faultlessly until told otherwise.
     pub fn start(upstream: u16) -> FaultProxy {
-        let (generation, _) = watch::channel(0);
+        let (generation, _) = watch::channel((0, None));
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -92,6 +109,7 @@ impl FaultProxy {
             upstream,
             latency: Mutex::new((0, 0)),
             generation,
+            live: Mutex::new(std::collections::BTreeSet::new()),
             swallow_reply: AtomicBool::new(false),
             swallow_reply_to: Mutex::new(None),
             down: AtomicBool::new(false),
@@ -136,8 +154,9 @@ impl FaultProxy {
         self.port
     }
 
-    /// Delays every chunk in either direction by a random time in
-    /// `[min, max]` (order within a connection is kept).
+    /// Delays every request (client to server chunk) by a random time in
+    /// `[min, max]`, so each round trip takes that much longer (order
+    /// within a connection is kept).
     pub fn set_latency(&self, min: Duration, max: Duration) {
         *self
             .shared
@@ -151,7 +170,13 @@ impl FaultProxy {
         self.shared.drop_all();
     }
 
-    /// Closes every open connection at random intervals in `[min, max]`;
+    /// Closes one open connection, chosen at random (both sides); false
+    /// when none is open.
+    pub fn drop_one_connection(&self) -> bool {
+        self.shared.drop_one()
+    }
+
+    /// Closes one open connection at random intervals in `[min, max]`;
     /// `None` stops.
     pub fn drop_every(&self, range: Option<(Duration, Duration)>) {
         *self
@@ -224,7 +249,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let id = shared.connections.fetch_add(1, Ordering::Relaxed);
         if shared.down.load(Ordering::SeqCst) {
             drop(client);
             continue;
@@ -239,14 +264,35 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let _ = server.set_nodelay(true);
             let mut closed = shared.generation.subscribe();
             closed.mark_unchanged();
+            shared
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id);
+            let targeted = async {
+                loop {
+                    if closed.changed().await.is_err() {
+                        return;
+                    }
+                    let (_, target) = *closed.borrow_and_update();
+                    if target.is_none_or(|t| t == id) {
+                        return;
+                    }
+                }
+            };
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
             let marked = AtomicBool::new(false);
             tokio::select! {
                 () = pump(cr, sw, &shared, false, &marked) => {}
                 () = pump(sr, cw, &shared, true, &marked) => {}
-                _ = closed.changed() => {}
+                () = targeted => {}
             }
+            shared
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             // Dropping both halves of both sockets closes them.
         });
     }
@@ -285,7 +331,11 @@ async fn pump(
                 marked.store(true, Ordering::SeqCst);
             }
         }
-        let delay = shared.delay();
+        let delay = if replies {
+            Duration::ZERO
+        } else {
+            shared.delay()
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -309,7 +359,7 @@ async fn dropper(shared: Arc<Shared>) {
                     .unwrap_or_else(|e| e.into_inner())
                     .is_some()
                 {
-                    shared.drop_all();
+                    shared.drop_one();
                 }
             }
         }

@@ -94,8 +94,9 @@
 //! - A cluster connection retries a command whose connection dropped: an
 //!   issue may then run twice, leaving a ticket nobody waits for, which
 //!   holds the queue until its lifetime ends (as a crashed process would).
-//! - Sentinels are asked without credentials; `username`, `password` and
-//!   `db` are for the data servers.
+//! - `username`, `password` and `db` are for the data servers;
+//!   `sentinel_username` and `sentinel_password` (Rasa Pro's names) for the
+//!   sentinels.
 //!
 //! # Redis ACL
 //! The least privilege the store needs (with `key_prefix: p`, write
@@ -238,7 +239,7 @@ impl RedisLockStore {
         let probe = async {
             let client = match &target {
                 Target::Standalone(client) => (**client).clone(),
-                Target::Sentinel(sentinel) => match sentinel.primary().await {
+                Target::Sentinel(sentinel) => match sentinel.primary_or_refusal().await {
                     Ok(client) => client,
                     Err(why) => return Ok(Err(why)),
                 },
@@ -260,7 +261,16 @@ impl RedisLockStore {
         };
         match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(why))) => return Err(unavailable(why, None)),
+            Ok(Ok(Err((why, false)))) => return Err(unavailable(why, None)),
+            Ok(Ok(Err((why, true)))) => {
+                return Err(Error::config(
+                    "lock_store.sentinel_password",
+                    format!(
+                        "the sentinels refused the credentials ({why}); check \
+                         sentinel_username and sentinel_password"
+                    ),
+                ));
+            }
             Ok(Err(e)) => {
                 return Err(config_error(&e).unwrap_or_else(|| {
                     let hint = tls_hint(config.use_ssl, &e.to_string());
@@ -402,7 +412,11 @@ impl RedisLockStore {
 
     /// Runs a command within the socket timeout; `key` is the record it
     /// reads, if any.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> Result<T> {
+    async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        cmd: &redis::Cmd,
+        key: &str,
+    ) -> Result<T> {
         self.inner
             .commands
             .run(|mut conn| async move { cmd.query_async(&mut conn).await })
@@ -421,7 +435,7 @@ impl RedisLockStore {
     /// stream, so the acknowledgement of any later grant covers them, and
     /// losing one that nothing acknowledged after it (a release, say) only
     /// brings back a ticket that then expires, never a second holder.
-    async fn script<T: redis::FromRedisValue>(
+    async fn script<T: redis::FromRedisValue + Send>(
         &self,
         script: fn(&Scripts) -> &redis::Script,
         key: &str,
@@ -434,7 +448,7 @@ impl RedisLockStore {
 
     /// [`RedisLockStore::script`] for the scripts that also take a request's
     /// entry (`request`, KEYS[2]; see `scripts/request.lua`).
-    async fn script_with<T: redis::FromRedisValue>(
+    async fn script_with<T: redis::FromRedisValue + Send>(
         &self,
         script: fn(&Scripts) -> &redis::Script,
         key: &str,

@@ -52,3 +52,38 @@ async fn records_are_written_on_the_primary_the_sentinels_name() {
     assert!(raw.starts_with("{\"conversation_id\": \"where\""), "{raw}");
     guard.release().await.unwrap();
 }
+
+/// `sentinel_username` and `sentinel_password` reach the sentinels: a
+/// sentinel user with a wrong password is refused (and the password is not
+/// shown), the right one works. The sentinels keep their open `default`
+/// user for the other tests of the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_credentials_are_sent_to_the_sentinels() {
+    let Some(group) = tokio::task::spawn_blocking(group).await.unwrap() else {
+        return;
+    };
+    for s in group.sentinels() {
+        assert_eq!(
+            s.cli(&["ACL", "SETUSER", "watcher", "on", ">w-pw", "+@all"]),
+            "OK"
+        );
+    }
+    let mut c = config(group);
+    c.socket_timeout = Duration::from_secs(2);
+    c.sentinel_username = Some("watcher".into());
+    c.sentinel_password = Some(ticketlock::Secret::new("not-w-pw"));
+    let e = ticketlock::RedisLockStore::connect(&c).await.unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("not-w-pw"), "{e}");
+    match &e {
+        ticketlock::Error::Config { key, message } => {
+            assert_eq!(key, "lock_store.sentinel_password", "{message}");
+        }
+        other => panic!("not a configuration error: {other:?}"),
+    }
+    c.sentinel_password = Some(ticketlock::Secret::new("w-pw"));
+    let store: ticketlock::LockStore = ticketlock::RedisLockStore::connect(&c)
+        .await
+        .unwrap()
+        .into();
+    store.lock("creds").await.unwrap().release().await.unwrap();
+}

@@ -174,8 +174,9 @@ impl Commands {
     /// to the primary the sentinels name now.
     pub(crate) async fn run<T, F, Fut>(&self, call: F) -> Result<T, Failure>
     where
-        F: Fn(Conn) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+        T: Send,
+        F: Fn(Conn) -> Fut + Sync,
+        Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
     {
         let mut readonly_retried = false;
         // Set by the first connection failure: the end of the retry window.
@@ -186,10 +187,14 @@ impl Commands {
                 None => self.timeout,
                 Some(end) => end.saturating_duration_since(tokio::time::Instant::now()),
             };
-            let attempt = async {
-                let (generation, conn) = self.connection().await?;
-                Ok::<_, Failure>((generation, call(conn).await))
-            };
+            // Boxed: the nested future types of every operation would
+            // otherwise grow past the compiler's query depth in the crates
+            // that use the store.
+            let attempt: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                Box::pin(async {
+                    let (generation, conn) = self.connection().await?;
+                    Ok::<_, Failure>((generation, call(conn).await))
+                });
             let failure = match tokio::time::timeout(budget, attempt).await {
                 Ok(Ok((_, Ok(v)))) => return Ok(v),
                 Ok(Ok((generation, Err(e)))) => {

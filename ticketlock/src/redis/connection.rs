@@ -83,16 +83,28 @@ impl SentinelTarget {
     /// A client for the current primary: asks the sentinels, and checks
     /// that the server they name calls itself a primary (ROLE).
     pub(crate) async fn primary(&self) -> Result<redis::Client, String> {
+        self.primary_or_refusal().await.map_err(|(why, _)| why)
+    }
+
+    /// [`SentinelTarget::primary`], also saying whether the sentinels
+    /// refused the credentials (`sentinel_username`, `sentinel_password`).
+    pub(crate) async fn primary_or_refusal(&self) -> Result<redis::Client, (String, bool)> {
         let mut sentinel = self.sentinel.lock().await;
         match tokio::time::timeout(self.timeout, sentinel.async_get_client()).await {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(format!(
-                "no sentinel named a reachable primary for {:?}: {e}",
-                self.service
+            Ok(Err(e)) => Err((
+                format!(
+                    "no sentinel named a reachable primary for {:?}: {e}",
+                    self.service
+                ),
+                e.kind() == redis::ErrorKind::AuthenticationFailed,
             )),
-            Err(_) => Err(format!(
-                "the sentinels did not name a primary for {:?} within {:?}",
-                self.service, self.timeout
+            Err(_) => Err((
+                format!(
+                    "the sentinels did not name a primary for {:?} within {:?}",
+                    self.service, self.timeout
+                ),
+                false,
             )),
         }
     }
@@ -236,6 +248,12 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
             }
             if let Some(password) = &config.password {
                 builder = builder.set_client_to_redis_password(password.expose());
+            }
+            if let Some(user) = &config.sentinel_username {
+                builder = builder.set_client_to_sentinel_username(user);
+            }
+            if let Some(password) = &config.sentinel_password {
+                builder = builder.set_client_to_sentinel_password(password.expose());
             }
             if let Some(certs) = certs {
                 builder = builder
