@@ -107,9 +107,12 @@
 //! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
 //! ```
 //!
-//! A cluster also needs `+spublish +ssubscribe +sunsubscribe +cluster|slots
-//! +hello` (its pub/sub connection speaks RESP3), and `min_replicas_ack`
-//! needs `+wait`; these additions are not yet proven minimal by a test.
+//! A cluster also needs `+spublish +ssubscribe +sunsubscribe
+//! +cluster|slots`, sentinel mode `+role` on the data servers (the client
+//! checks the primary it was named with ROLE), and `min_replicas_ack`
+//! `+wait`. Each permission and key pattern is shown needed by a test that
+//! removes it (`redis_store.rs`, `redis_cluster.rs`, `redis_sentinel.rs`);
+//! `+hello` is not needed (Redis lets every client send HELLO).
 
 mod commands;
 mod connection;
@@ -261,15 +264,15 @@ impl RedisLockStore {
         };
         match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err((why, false)))) => return Err(unavailable(why, None)),
-            Ok(Ok(Err((why, true)))) => {
-                return Err(Error::config(
-                    "lock_store.sentinel_password",
-                    format!(
-                        "the sentinels refused the credentials ({why}); check \
-                         sentinel_username and sentinel_password"
-                    ),
-                ));
+            Ok(Ok(Err((why, None)))) => return Err(unavailable(why, None)),
+            Ok(Ok(Err((why, Some(key))))) => {
+                let fix = if key == "lock_store.sentinel_password" {
+                    "check sentinel_username and sentinel_password"
+                } else {
+                    "grant the user the ACL rule documented on RedisLockStore (sentinel mode \
+                     adds +role)"
+                };
+                return Err(Error::config(key, format!("{why}; {fix}")));
             }
             Ok(Err(e)) => {
                 return Err(config_error(&e).unwrap_or_else(|| {
@@ -537,7 +540,14 @@ impl RedisLockStore {
         };
         let acked: u32 = match acked {
             redis::Value::Int(n) => u32::try_from(n).unwrap_or(0),
-            redis::Value::ServerError(e) => return Err(self.error(e.into(), key, Reply::Command)),
+            // WAIT refused (say, NOPERM) after the script ran: reported as
+            // not acknowledged, so that an issued ticket is withdrawn.
+            redis::Value::ServerError(e) => {
+                return Ok(Replied {
+                    value,
+                    unacked: Some(self.error(e.into(), key, Reply::Command)),
+                });
+            }
             other => {
                 return Err(self.unavailable(format!("unexpected reply to WAIT: {other:?}"), None));
             }

@@ -86,9 +86,14 @@ impl SentinelTarget {
         self.primary_or_refusal().await.map_err(|(why, _)| why)
     }
 
-    /// [`SentinelTarget::primary`], also saying whether the sentinels
-    /// refused the credentials (`sentinel_username`, `sentinel_password`).
-    pub(crate) async fn primary_or_refusal(&self) -> Result<redis::Client, (String, bool)> {
+    /// [`SentinelTarget::primary`], also naming the setting to fix when
+    /// the failure is one of configuration: the sentinels refused the
+    /// credentials (`sentinel_password`), or the data server's user lacks
+    /// a permission (`username`; ROLE, by which the client checks the
+    /// server it was named is the primary).
+    pub(crate) async fn primary_or_refusal(
+        &self,
+    ) -> Result<redis::Client, (String, Option<&'static str>)> {
         let mut sentinel = self.sentinel.lock().await;
         match tokio::time::timeout(self.timeout, sentinel.async_get_client()).await {
             Ok(Ok(client)) => Ok(client),
@@ -97,14 +102,20 @@ impl SentinelTarget {
                     "no sentinel named a reachable primary for {:?}: {e}",
                     self.service
                 ),
-                e.kind() == redis::ErrorKind::AuthenticationFailed,
+                match e.kind() {
+                    redis::ErrorKind::AuthenticationFailed => Some("lock_store.sentinel_password"),
+                    redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                        Some("lock_store.username")
+                    }
+                    _ => None,
+                },
             )),
             Err(_) => Err((
                 format!(
                     "the sentinels did not name a primary for {:?} within {:?}",
                     self.service, self.timeout
                 ),
-                false,
+                None,
             )),
         }
     }
