@@ -35,10 +35,26 @@
 //!   connection per store, owned by a background task, serves all its
 //!   waiters (`redis/subscriber.rs`). A release by a Rasa process publishes
 //!   nothing: our waiters then see it at their next bounded re-check.
-//! - Connections: one multiplexed, auto-reconnecting connection for
-//!   commands (replaced after a call that timed out, so a half-open
-//!   connection cannot stall the store) plus the pub/sub one. Every call is
-//!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
+//! - Connections: one multiplexed connection for commands plus the pub/sub
+//!   one. Every attempt is bounded by `socket_timeout`. A connection that
+//!   failed or timed out is replaced (never used again), and the call is
+//!   sent again on a fresh one, within one more `socket_timeout`
+//!   (`redis/commands.rs`); only then does it fail with
+//!   [`Error::Unavailable`].
+//! - Request ids: sending a call twice is safe. Issue and release scripts
+//!   also take a request entry (KEYS[2]) beside the record, in its cluster
+//!   slot: `{T}:<key>:rq:<request id>` remembers the ticket an issue made
+//!   (the 128-bit id is drawn per ticket by the client), and
+//!   `{T}:<key>:rl:<epoch>:<number>` that a release removed its ticket; a
+//!   retry answers from it instead of issuing again or reporting the
+//!   ticket gone. `T` is the key's hash tag, or the key itself, or a tag of
+//!   the same slot (`redis/keys.rs`). Entries live two socket timeouts
+//!   plus a second. The record itself is untouched (Rasa's format; Rasa
+//!   rewrites whole records), and the helpers are kept apart in
+//!   `scripts/request.lua`. Renew, try_acquire and the rest are
+//!   idempotent as they are.
+//! - Waiters: a look at the queue that fails does not give the ticket up;
+//!   the waiter looks again while the ticket is alive (`lock.rs`).
 //! - Deployments (`deployment_mode`): `standard`, one server; `cluster`, a
 //!   Redis Cluster reached through `endpoints`: each script is routed by
 //!   its one key (the channel is the same name, so the same slot), MOVED
@@ -80,8 +96,9 @@
 //!   guard) even when nobody else came.
 //!
 //! # Limits
-//! - An issue whose answer came later than `socket_timeout` leaves its
-//!   ticket in the queue until its lifetime ends, as a crashed process does.
+//! - An issue whose first attempt and retry both got no answer in time
+//!   leaves its ticket in the queue until its lifetime ends, as a crashed
+//!   process does.
 //! - Shared with Rasa processes, numbers can be reused by Rasa (its next
 //!   ticket is the last live one's + 1, and its rewrites drop `last_issued`
 //!   and `epoch`): a waiter of ours whose ticket was lost (silent for longer
@@ -91,9 +108,10 @@
 //!   replicas (e.g. a cluster shard of one replica, after its failover)
 //!   grants nothing until a replica is back: run N + 1 replicas to keep
 //!   working through a failover.
-//! - A cluster connection retries a command whose connection dropped: an
-//!   issue may then run twice, leaving a ticket nobody waits for, which
-//!   holds the queue until its lifetime ends (as a crashed process would).
+//! - A duplicate that runs later than its request entry lives (a server
+//!   stalled for longer, or the entry lost with the data) is not
+//!   recognised: a late issue then leaves a ticket nobody waits for, until
+//!   its lifetime ends (as a crashed process would).
 //! - `username`, `password` and `db` are for the data servers;
 //!   `sentinel_username` and `sentinel_password` (Rasa Pro's names) for the
 //!   sentinels.
