@@ -257,12 +257,12 @@ impl RedisLockStore {
         };
         // A plain connection first: the manager would retry a refused
         // password or certificate until the timeout, hiding the reason.
-        let probe = async {
+        let probe = || async {
             let client = match &target {
                 Target::Standalone(client) => (**client).clone(),
                 Target::Sentinel(sentinel) => match sentinel.primary_or_refusal().await {
                     Ok(client) => client,
-                    Err(why) => return Ok(Err(why)),
+                    Err(why) => return Ok::<_, redis::RedisError>(Err(why)),
                 },
                 Target::Cluster(cluster) => {
                     // PING goes to every primary: all must answer.
@@ -280,7 +280,20 @@ impl RedisLockStore {
             redis::cmd("PING").query_async::<String>(&mut c).await?;
             Ok(Ok(()))
         };
-        match tokio::time::timeout(timeout, probe).await {
+        // A connection dropped during the probe (not refused: nothing
+        // listens, or a configuration fault) is tried once more, as every
+        // later call is.
+        let started = tokio::time::Instant::now();
+        let mut probed = tokio::time::timeout(timeout, probe()).await;
+        if let Ok(Err(e)) = &probed
+            && e.is_connection_dropped()
+            && !e.is_connection_refusal()
+            && config_error(e).is_none()
+        {
+            tracing::debug!(error = %e, "redis: probe connection dropped; trying once more");
+            probed = tokio::time::timeout_at(started + timeout * 2, probe()).await;
+        }
+        match probed {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err((why, None)))) => return Err(unavailable(why, None)),
             Ok(Ok(Err((why, Some(key))))) => {
