@@ -200,6 +200,10 @@ impl Commands {
                 Ok(Ok((generation, Err(e)))) => {
                     if Self::lost(&e) {
                         self.replace(generation);
+                    } else if busy(&e) {
+                        // The command did not run (LOADING after a restart,
+                        // a cluster shard without a primary): try again,
+                        // on the same connection.
                     } else if is_readonly(&e) && matches!(self.target, Target::Sentinel(_)) {
                         self.replace(generation);
                         if !readonly_retried {
@@ -239,6 +243,15 @@ impl Commands {
             }
         }
     }
+}
+
+/// An answer that says the server did not run the command but may soon.
+fn busy(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind as S;
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown)
+    )
 }
 
 fn is_readonly(e: &redis::RedisError) -> bool {

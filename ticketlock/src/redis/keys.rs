@@ -299,6 +299,31 @@ mod tests {
             }
 
             #[test]
+            fn request_entries_share_the_slot_and_are_no_record(
+                p in prefix(),
+                id in prop_oneof![id(), "[{}a]{1,8}"],
+                other in id(),
+                number in any::<u64>(),
+            ) {
+                let keys = Keys::new(p.as_deref());
+                let key = keys.key(&id);
+                for entry in [
+                    request_key(&key, &request_suffix("0123456789abcdef0123456789abcdef")),
+                    request_key(&key, &release_suffix(number, Some(number / 3))),
+                    request_key(&key, &release_suffix(number, None)),
+                ] {
+                    prop_assert_eq!(key_slot(&entry), key_slot(&key), "{:?}", entry);
+                    // No store's record key, and not another record's entry.
+                    prop_assert!(!entry.starts_with(&keys.key("")), "{:?}", entry);
+                    prop_assert_eq!(keys.conversation_id(entry.as_bytes()), None);
+                    if other != id {
+                        let theirs = request_key(&keys.key(&other), &release_suffix(number, None));
+                        prop_assert_ne!(&entry, &theirs);
+                    }
+                }
+            }
+
+            #[test]
             fn every_id_reads_back_from_its_key(p in prefix(), id in id()) {
                 let keys = Keys::new(p.as_deref());
                 let key = keys.key(&id);
