@@ -282,3 +282,77 @@ async fn every_cluster_addition_to_the_acl_rule_is_needed() {
         .await
         .expect("the documented rule with every cluster addition");
 }
+
+/// Connections to every node killed every 30 ms while tasks lock and
+/// release: calls whose connection died are retried (by the cluster client
+/// and by the store), and request ids keep a retried issue from issuing a
+/// second ticket and a retried release from reporting `Expired`. An extra
+/// ticket would hold its conversation for its lifetime (30 s here), so
+/// every cycle finishing quickly, and no record left, shows there was none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_issue_never_issues_twice_on_a_cluster() {
+    let Some(h) = redis_cluster().await else {
+        return;
+    };
+    let cluster = cluster().unwrap();
+    let store = h.store().clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rounds = std::sync::Arc::new(AtomicU64::new(0));
+    let killer = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(30));
+                for port in &ports {
+                    let _ = std::process::Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "CLIENT", "KILL", "TYPE", "normal"])
+                        .output();
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (store, rounds) = (store.clone(), rounds.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut i = 0;
+            // At least 40 cycles each, and through 20 rounds of kills.
+            while i < 40 || rounds.load(Ordering::Relaxed) < 20 {
+                i += 1;
+                let id = format!("k{}", (t + i) % 3);
+                let started = std::time::Instant::now();
+                let g = store
+                    .lock(&id)
+                    .lifetime(Duration::from_secs(30))
+                    .timeout(Duration::from_secs(20))
+                    .await
+                    .unwrap_or_else(|e| panic!("task {t}, cycle {i}: {e}"));
+                g.release()
+                    .await
+                    .unwrap_or_else(|e| panic!("task {t}, cycle {i}: release: {e}"));
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for t in tasks {
+        slowest = slowest.max(t.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    // A cycle held up by an orphan ticket would take its 30 s lifetime.
+    assert!(
+        slowest < Duration::from_secs(10),
+        "a cycle took {slowest:?}"
+    );
+    for k in 0..3 {
+        assert!(
+            store.get_lock(&format!("k{k}")).await.unwrap().is_none(),
+            "a ticket was left in k{k}"
+        );
+    }
+}
