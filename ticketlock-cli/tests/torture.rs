@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ticketlock::{Error, LockStore, LockStoreConfig};
-use ticketlock_test_support::{RedisOptions, RedisServer};
+use ticketlock_test_support::{FaultProxy, RedisOptions, RedisServer};
 
 /// One torture at a time: they share two cores, and their timing bounds
 /// assume the machine is not running four of them at once.
@@ -115,9 +115,21 @@ impl Torture {
     /// Starts `ticketlock torture --json` on `server` for `secs` seconds;
     /// `query` is added to the URL (e.g. `socket_timeout=0.5`).
     fn start(server: &RedisServer, query: &str, secs: f64, args: &[&str]) -> Torture {
+        Torture::start_on(server, &server.url(), query, secs, args)
+    }
+
+    /// [`Torture::start`] with the workers connecting to `base` (e.g. a
+    /// proxy in front of `server`).
+    fn start_on(
+        server: &RedisServer,
+        base: &str,
+        query: &str,
+        secs: f64,
+        args: &[&str],
+    ) -> Torture {
         let fault_path = server.dir().join(format!("faults-{}", now_ns()));
         let fault_log = File::create(&fault_path).unwrap();
-        let url = format!("{}/0?key_prefix=torture&{query}", server.url());
+        let url = format!("{base}/0?key_prefix=torture&{query}");
         let child = Command::new(env!("CARGO_BIN_EXE_ticketlock"))
             .arg("torture")
             .args(["--redis", &url, "--json", "--tasks", &TASKS.to_string()])
@@ -395,11 +407,19 @@ fn redis_restart_without_persistence() {
             let outcome = run.finish(server);
             let r = &outcome.report;
             assert_sound(r, (secs * 2.0) as u64);
-            assert!(unavailable_seen(r) > 0, "no client saw Redis down: {r}");
+            // Calls are retried on fresh connections within a socket
+            // timeout, which usually spans the restart: clients rarely see
+            // `unavailable` at all.
             assert_eq!(total(r, "failed"), 0, "every message recovered: {r}");
             assert_eq!(n(r, "workers"), 3, "no process was restarted");
             assert!(n(r, "recovery.checked") >= 3, "{r}");
             assert_eq!(n(r, "injected.data-loss"), outcome.faults, "{r}");
+            // Every holder inside at a data loss learns it at its release
+            // (the call is retried on a fresh connection until Redis
+            // answers): expired, never a bare unavailable.
+            assert!(n(r, "sections_across_faults") > 0, "no holder inside: {r}");
+            assert!(n(r, "leases.lost_at_release") > 0, "{r}");
+            assert_eq!(total(&r["leases"], "release_errors"), 0, "{r}");
             // Overlaps only across the data loss (the checker refuses others);
             // a refused downstream write only from a holder that lost its lease.
             assert_eq!(n(r, "overlaps.explained_by_lease_overrun"), 0, "{r}");
@@ -424,8 +444,9 @@ fn redis_restart_with_persistence() {
         let outcome = run.finish(server);
         let r = &outcome.report;
         assert_sound(r, (secs * 2.0) as u64);
-        assert!(unavailable_seen(r) > 0, "no client saw Redis down: {r}");
         assert_eq!(total(r, "failed"), 0, "{r}");
+        // The records survived: every release found its ticket.
+        assert_eq!(n(r, "leases.lost_at_release"), 0, "{r}");
         assert!(
             n(r, "sections_across_faults") > 0,
             "no holder was inside at a restart: {r}"
@@ -483,9 +504,9 @@ fn redis_stalled_past_the_socket_timeout() {
 }
 
 /// (d) The server drops every client connection (CLIENT KILL TYPE normal,
-/// then TYPE pubsub), again and again: commands in flight fail with
-/// `unavailable` and are retried, wake-ups lost with the subscription are
-/// made up for, and nothing overlaps or fails.
+/// then TYPE pubsub), again and again: commands in flight are retried on a
+/// fresh connection, wake-ups lost with the subscription are made up for,
+/// and nothing overlaps or fails.
 #[test]
 fn client_connections_dropped_by_the_server() {
     scenario(
@@ -516,6 +537,115 @@ fn client_connections_dropped_by_the_server() {
                 "{r}"
             );
             assert!(n(r, "injected.client-kill-pubsub") >= 1, "{r}");
+            outcome
+        },
+    );
+}
+
+/// Sections of 20 ms (lifetime 3 s, socket timeout 1 s) on 3
+/// conversations, as in issue 9's measurement.
+const SHORT_SECTIONS: [&str; 8] = [
+    "--lifetime",
+    "3",
+    "--work-min-ms",
+    "20",
+    "--work-max-ms",
+    "20",
+    "--conversations",
+    "3",
+];
+
+/// Checks issue 9's figures under connection faults: nothing failed or was
+/// lost (every message handled once), no release failed, at least 95% of
+/// the messages entered on their first try, and no conversation stalled
+/// longer than one socket timeout plus one retry (another socket timeout)
+/// and a hand-over (0.5 s).
+fn assert_connection_faults_absorbed(r: &Value, socket_timeout_s: f64) {
+    assert_eq!(total(r, "failed"), 0, "{r}");
+    assert_eq!(n(r, "messages"), n(r, "handled"), "{r}");
+    assert_eq!(
+        n(r, "overlaps.witness") + n(r, "overlaps.intervals"),
+        0,
+        "{r}"
+    );
+    assert_eq!(n(r, "leases.lost_at_release"), 0, "{r}");
+    assert_eq!(total(&r["leases"], "release_errors"), 0, "{r}");
+    let retried = total(r, "retries");
+    assert!(
+        retried * 20 <= n(r, "messages"),
+        "{retried} retries for {} messages: fewer than 95% on the first try: {r}",
+        n(r, "messages")
+    );
+    let bound = 2000.0 * socket_timeout_s + 500.0;
+    assert!(f(r, "stalls.max_ms") < bound, "stall over {bound} ms: {r}");
+}
+
+/// (d') Every client connection killed every 0.2-0.3 s (CLIENT KILL TYPE
+/// normal; pub/sub connections too): calls whose connection died are
+/// retried on a fresh one and answer what their first attempt did, so
+/// sections complete on their first try.
+#[test]
+fn connections_killed_every_quarter_second() {
+    scenario(
+        "client_kill_quarter_second",
+        4.0,
+        RedisOptions::default(),
+        |server, secs| {
+            let mut run = Torture::start(server, "socket_timeout=1", secs, &SHORT_SECTIONS);
+            let mut at = 0.4;
+            let mut i = 0u32;
+            while at + 0.5 < run.secs {
+                run.sleep_until(at);
+                run.mark("at", "client-kill-normal");
+                run.faults += 1;
+                let killed = server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+                assert!(killed.parse::<u64>().is_ok(), "CLIENT KILL said {killed:?}");
+                if i % 4 == 3 {
+                    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+                }
+                i += 1;
+                at = run.at() + 0.2 + f64::from(i * 37 % 100) / 1000.0;
+            }
+            let outcome = run.finish(server);
+            let r = &outcome.report;
+            assert_sound(r, (secs * 10.0) as u64);
+            assert_connection_faults_absorbed(r, 1.0);
+            assert!(n(r, "injected.client-kill-normal") >= 8, "{r}");
+            outcome
+        },
+    );
+}
+
+/// (f) The workers reach Redis through a proxy that adds 50-200 ms to
+/// every request and drops a connection (one of the workers' command or
+/// pub/sub connections, at random) every 0.3-0.6 s.
+#[test]
+fn a_slow_proxy_that_drops_connections() {
+    scenario(
+        "proxy_latency_and_drops",
+        5.0,
+        RedisOptions::default(),
+        |server, secs| {
+            let proxy = FaultProxy::start(server.port());
+            proxy.set_latency(Duration::from_millis(50), Duration::from_millis(200));
+            let base = format!("redis://127.0.0.1:{}", proxy.port());
+            let mut run =
+                Torture::start_on(server, &base, "socket_timeout=1", secs, &SHORT_SECTIONS);
+            let mut at = 0.6;
+            let mut i = 0u32;
+            while at + 0.6 < run.secs {
+                run.sleep_until(at);
+                run.mark("at", "proxy-drop");
+                run.faults += 1;
+                proxy.drop_one_connection();
+                i += 1;
+                at = run.at() + 0.3 + f64::from(i * 71 % 300) / 1000.0;
+            }
+            let outcome = run.finish(server);
+            let r = &outcome.report;
+            assert_sound(r, (secs * 2.0) as u64);
+            assert_connection_faults_absorbed(r, 1.0);
+            assert!(proxy.counts().0 >= 5, "{:?}", proxy.counts());
             outcome
         },
     );

@@ -1,8 +1,9 @@
 //! The torture suite on a local Redis Cluster (3 primaries, 3 replicas) and
 //! a local Sentinel group (1 primary, 2 replicas, 3 sentinels), started by
 //! the tests: every message handled once, in ticket order, no overlap, no
-//! fencing violation. Faults on these deployments (a primary killed) are
-//! covered by the library's `redis_failover` tests.
+//! fencing violation; and on a Sentinel group whose primary is killed in
+//! the middle of the run, in safe mode (`min_replicas_ack=1`), with the
+//! failover window given to the checker.
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -29,15 +30,39 @@ fn total(report: &Value, map: &str) -> u64 {
 /// Runs `ticketlock torture` for 3 s on the store at `url` and checks the
 /// report.
 fn torture(url: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ticketlock"))
-        .args(["torture", "--redis", url, "--json", "--tasks", "4"])
-        .args(["--duration", "3", "--stall-slack", "1"])
+    let child = start(url, 3.0, None);
+    check(
+        child.wait_with_output().expect("run ticketlock torture"),
+        true,
+    );
+}
+
+/// Starts `ticketlock torture` for `secs` on the store at `url`.
+fn start(url: &str, secs: f64, fault_log: Option<&std::path::Path>) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketlock"));
+    cmd.args(["torture", "--redis", url, "--json", "--tasks", "4"])
+        .args(["--duration", &secs.to_string(), "--stall-slack", "1"])
         .env_remove("TICKET_LOCK_LIFETIME")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run ticketlock torture");
+        .stderr(Stdio::piped());
+    if let Some(log) = fault_log {
+        cmd.arg("--fault-log").arg(log);
+    }
+    cmd.spawn().expect("run ticketlock torture")
+}
+
+/// CLOCK_MONOTONIC in ns: the torture's clock, for the fault log.
+fn now_ns() -> u64 {
+    let ts =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// Checks a torture's report: sound (the checker's verdict: no overlap,
+/// order or fencing violation, nothing lost silently) and, if `exact`,
+/// every message handled.
+fn check(out: std::process::Output, exact: bool) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
@@ -60,8 +85,11 @@ fn torture(url: &str) {
         assert_eq!(n(&report, zero), 0, "{zero}: {report}");
     }
     assert_eq!(total(&report, "failed"), 0, "{report}");
-    assert_eq!(n(&report, "messages"), n(&report, "handled"), "{report}");
+    if exact {
+        assert_eq!(n(&report, "messages"), n(&report, "handled"), "{report}");
+    }
     assert!(n(&report, "sections") >= 100, "{report}");
+    report
 }
 
 #[test]
@@ -89,4 +117,50 @@ fn torture_on_a_sentinel_group() {
         "redis://{first}/0?deployment_mode=sentinel&endpoints={endpoints}&sentinel_service={}&key_prefix=torture&socket_timeout=2",
         group.service()
     ));
+}
+
+/// The primary of a Sentinel group killed 1.5 s into a 6 s run, in safe
+/// mode: the store follows the failover without a restart, and nothing
+/// overlaps, fails or goes back (fencing), as the checker verifies with
+/// the failover as a fault window (from the kill until the sentinels name
+/// the new primary).
+#[test]
+fn torture_through_a_sentinel_failover() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut group) = SentinelGroup::start() else {
+        return;
+    };
+    let endpoints = group.endpoints().join(",");
+    let first = group.endpoints()[0].clone();
+    let url = format!(
+        "redis://{first}/0?deployment_mode=sentinel&endpoints={endpoints}&sentinel_service={}\
+         &key_prefix=torture&socket_timeout=2&min_replicas_ack=1&min_replicas_ack_timeout=0.5",
+        group.service()
+    );
+    let log_path = std::env::temp_dir().join(format!("ticketlock-failover-{}", now_ns()));
+    let mut log = std::fs::File::create(&log_path).unwrap();
+    let started = std::time::Instant::now();
+    let child = start(&url, 6.0, Some(&log_path));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let old = group.primary();
+    use std::io::Write as _;
+    writeln!(log, "{} begin failover", now_ns()).unwrap();
+    log.flush().unwrap();
+    group.server_mut(old).kill();
+    let new = group.wait_for_failover(old);
+    writeln!(log, "{} end failover", now_ns()).unwrap();
+    log.flush().unwrap();
+    eprintln!(
+        "failover from server {old} to {new} done {:?} into the run",
+        started.elapsed()
+    );
+    // Not exact: a message still being retried at the end of the run is
+    // neither handled nor failed (seen once in five runs).
+    let report = check(
+        child.wait_with_output().expect("run ticketlock torture"),
+        false,
+    );
+    assert_eq!(n(&report, "injected.failover"), 1, "{report}");
+    assert!(n(&report, "recovery.checked") >= 3, "{report}");
+    let _ = std::fs::remove_file(&log_path);
 }

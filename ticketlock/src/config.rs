@@ -113,6 +113,12 @@ pub struct RedisConfig {
     pub endpoints: Vec<String>,
     /// The sentinel service (master) name.
     pub sentinel_service: Option<String>,
+    /// ACL user name on the sentinels (Rasa Pro's `sentinel_username`);
+    /// `username` is for the data servers.
+    pub sentinel_username: Option<String>,
+    /// Password on the sentinels (Rasa Pro's `sentinel_password`); never
+    /// shown.
+    pub sentinel_password: Option<Secret>,
     /// Ours, not Rasa's: after each change to a record, wait until this
     /// many replicas acknowledged it (Redis `WAIT`), and fail the operation
     /// with [`crate::Error::Unavailable`] when fewer did within
@@ -143,6 +149,8 @@ impl Default for RedisConfig {
             deployment_mode: DeploymentMode::Standard,
             endpoints: Vec::new(),
             sentinel_service: None,
+            sentinel_username: None,
+            sentinel_password: None,
             min_replicas_ack: 0,
             min_replicas_ack_timeout: DEFAULT_MIN_REPLICAS_ACK_TIMEOUT,
         }

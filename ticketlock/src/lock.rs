@@ -456,7 +456,7 @@ impl QueuedTicket {
         let served_at_once = self.is_served();
         let waited = async {
             let id = &*self.conversation_id;
-            on_backend!(&self.store, b => wait(b, id, ticket, self.attempt, &o))
+            on_backend!(&self.store, b => wait(b, id, ticket, self.attempt, self.started, &o))
         }
         .instrument(self.span.clone());
         let outcome = match o.timeout {
@@ -591,14 +591,26 @@ pub(crate) fn queue_full(id: &str, limit: usize) -> Error {
     }
 }
 
+/// How long a waiter pauses before looking again after a look failed with
+/// [`Error::Unavailable`] (each look already retried on a fresh connection).
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Waits until `attempt` is no longer [`Attempt::Queued`]: on push wake-ups,
 /// at the holder's expiry, and at least every `wait_time` (and every third
 /// of the lifetime, which keeps the waiting ticket alive).
+///
+/// A look that fails with [`Error::Unavailable`] (the store is down or the
+/// connection dropped) does not give the ticket up: the waiter looks again
+/// after [`RETRY_PAUSE`] for as long as the ticket is alive, i.e. until a
+/// lifetime after the last look that reached the store (measured from
+/// before it was sent, so on the safe side), and only then reports the
+/// error. `issued_at` is when the request that issued the ticket started.
 async fn wait<B: Backend>(
     b: &B,
     id: &str,
     ticket: TicketId,
     mut attempt: Attempt,
+    issued_at: Instant,
     o: &LockOptions,
 ) -> Result<Attempt> {
     let mut watch: Option<Watch> = None;
@@ -606,6 +618,7 @@ async fn wait<B: Backend>(
         .wait_time
         .min(o.lifetime / 3)
         .max(Duration::from_millis(1));
+    let mut alive_until = issued_at + o.lifetime;
     loop {
         let Attempt::Queued {
             ahead,
@@ -635,7 +648,30 @@ async fn wait<B: Backend>(
                 }
             }
         }
-        attempt = b.try_acquire(id, ticket, o.lifetime).await?;
+        let sent = Instant::now();
+        attempt = match b.try_acquire(id, ticket, o.lifetime).await {
+            Ok(attempt) => {
+                alive_until = sent + o.lifetime;
+                attempt
+            }
+            Err(e @ Error::Unavailable { .. }) => {
+                if Instant::now() + RETRY_PAUSE >= alive_until {
+                    return Err(e);
+                }
+                tracing::debug!(
+                    conversation_id = id,
+                    ticket = ticket.number,
+                    error = %e,
+                    "look at the queue failed; keeping the ticket and looking again"
+                );
+                // Look again after the pause (or at a wake-up).
+                Attempt::Queued {
+                    ahead: 0,
+                    holder_remaining: Some(RETRY_PAUSE),
+                }
+            }
+            Err(e) => return Err(e),
+        };
     }
 }
 

@@ -35,10 +35,26 @@
 //!   connection per store, owned by a background task, serves all its
 //!   waiters (`redis/subscriber.rs`). A release by a Rasa process publishes
 //!   nothing: our waiters then see it at their next bounded re-check.
-//! - Connections: one multiplexed, auto-reconnecting connection for
-//!   commands (replaced after a call that timed out, so a half-open
-//!   connection cannot stall the store) plus the pub/sub one. Every call is
-//!   bounded by `socket_timeout` and fails with [`Error::Unavailable`].
+//! - Connections: one multiplexed connection for commands plus the pub/sub
+//!   one. Every attempt is bounded by `socket_timeout`. A connection that
+//!   failed or timed out is replaced (never used again), and the call is
+//!   sent again on a fresh one, within one more `socket_timeout`
+//!   (`redis/commands.rs`); only then does it fail with
+//!   [`Error::Unavailable`].
+//! - Request ids: sending a call twice is safe. Issue and release scripts
+//!   also take a request entry (KEYS[2]) beside the record, in its cluster
+//!   slot: `{T}:<key>:rq:<request id>` remembers the ticket an issue made
+//!   (the 128-bit id is drawn per ticket by the client), and
+//!   `{T}:<key>:rl:<epoch>:<number>` that a release removed its ticket; a
+//!   retry answers from it instead of issuing again or reporting the
+//!   ticket gone. `T` is the key's hash tag, or the key itself, or a tag of
+//!   the same slot (`redis/keys.rs`). Entries live two socket timeouts
+//!   plus a second. The record itself is untouched (Rasa's format; Rasa
+//!   rewrites whole records), and the helpers are kept apart in
+//!   `scripts/request.lua`. Renew, try_acquire and the rest are
+//!   idempotent as they are.
+//! - Waiters: a look at the queue that fails does not give the ticket up;
+//!   the waiter looks again while the ticket is alive (`lock.rs`).
 //! - Deployments (`deployment_mode`): `standard`, one server; `cluster`, a
 //!   Redis Cluster reached through `endpoints`: each script is routed by
 //!   its one key (the channel is the same name, so the same slot), MOVED
@@ -80,8 +96,9 @@
 //!   guard) even when nobody else came.
 //!
 //! # Limits
-//! - An issue whose answer came later than `socket_timeout` leaves its
-//!   ticket in the queue until its lifetime ends, as a crashed process does.
+//! - An issue whose first attempt and retry both got no answer in time
+//!   leaves its ticket in the queue until its lifetime ends, as a crashed
+//!   process does.
 //! - Shared with Rasa processes, numbers can be reused by Rasa (its next
 //!   ticket is the last live one's + 1, and its rewrites drop `last_issued`
 //!   and `epoch`): a waiter of ours whose ticket was lost (silent for longer
@@ -91,23 +108,29 @@
 //!   replicas (e.g. a cluster shard of one replica, after its failover)
 //!   grants nothing until a replica is back: run N + 1 replicas to keep
 //!   working through a failover.
-//! - A cluster connection retries a command whose connection dropped: an
-//!   issue may then run twice, leaving a ticket nobody waits for, which
-//!   holds the queue until its lifetime ends (as a crashed process would).
-//! - Sentinels are asked without credentials; `username`, `password` and
-//!   `db` are for the data servers.
+//! - A duplicate that runs later than its request entry lives (a server
+//!   stalled for longer, or the entry lost with the data) is not
+//!   recognised: a late issue then leaves a ticket nobody waits for, until
+//!   its lifetime ends (as a crashed process would).
+//! - `username`, `password` and `db` are for the data servers;
+//!   `sentinel_username` and `sentinel_password` (Rasa Pro's names) for the
+//!   sentinels.
 //!
 //! # Redis ACL
 //! The least privilege the store needs (with `key_prefix: p`, write
-//! `~p:lock:*` and `&p:lock:*`):
+//! `~p:lock:* ~{*}:p:lock:*` and `&p:lock:*`; the second key pattern is
+//! for the request-id entries, see "Request ids" above):
 //!
 //! ```text
-//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
 //! ```
 //!
-//! A cluster also needs `+spublish +ssubscribe +sunsubscribe +cluster|slots
-//! +hello` (its pub/sub connection speaks RESP3), and `min_replicas_ack`
-//! needs `+wait`; these additions are not yet proven minimal by a test.
+//! A cluster also needs `+spublish +ssubscribe +sunsubscribe
+//! +cluster|slots`, sentinel mode `+role` on the data servers (the client
+//! checks the primary it was named with ROLE), and `min_replicas_ack`
+//! `+wait`. Each permission and key pattern is shown needed by a test that
+//! removes it (`redis_store.rs`, `redis_cluster.rs`, `redis_sentinel.rs`);
+//! `+hello` is not needed (Redis lets every client send HELLO).
 
 mod commands;
 mod connection;
@@ -128,7 +151,7 @@ use commands::{Commands, Conn, Failure};
 use connection::Target;
 use keys::Keys;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use scripts::{ACQUIRED, CORRUPT, FULL, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
+use scripts::{ACQUIRED, CORRUPT, FULL, GONE, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
 use subscriber::{Subscribed, Subscriber};
 
 /// A lock store in Redis, shared by every process that points at the same
@@ -234,12 +257,12 @@ impl RedisLockStore {
         };
         // A plain connection first: the manager would retry a refused
         // password or certificate until the timeout, hiding the reason.
-        let probe = async {
+        let probe = || async {
             let client = match &target {
                 Target::Standalone(client) => (**client).clone(),
-                Target::Sentinel(sentinel) => match sentinel.primary().await {
+                Target::Sentinel(sentinel) => match sentinel.primary_or_refusal().await {
                     Ok(client) => client,
-                    Err(why) => return Ok(Err(why)),
+                    Err(why) => return Ok::<_, redis::RedisError>(Err(why)),
                 },
                 Target::Cluster(cluster) => {
                     // PING goes to every primary: all must answer.
@@ -257,9 +280,31 @@ impl RedisLockStore {
             redis::cmd("PING").query_async::<String>(&mut c).await?;
             Ok(Ok(()))
         };
-        match tokio::time::timeout(timeout, probe).await {
+        // A connection dropped during the probe (not refused: nothing
+        // listens, or a configuration fault) is tried once more, as every
+        // later call is.
+        let started = tokio::time::Instant::now();
+        let mut probed = tokio::time::timeout(timeout, probe()).await;
+        if let Ok(Err(e)) = &probed
+            && e.is_connection_dropped()
+            && !e.is_connection_refusal()
+            && config_error(e).is_none()
+        {
+            tracing::debug!(error = %e, "redis: probe connection dropped; trying once more");
+            probed = tokio::time::timeout_at(started + timeout * 2, probe()).await;
+        }
+        match probed {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(why))) => return Err(unavailable(why, None)),
+            Ok(Ok(Err((why, None)))) => return Err(unavailable(why, None)),
+            Ok(Ok(Err((why, Some(key))))) => {
+                let fix = if key == "lock_store.sentinel_password" {
+                    "check sentinel_username and sentinel_password"
+                } else {
+                    "grant the user the ACL rule documented on RedisLockStore (sentinel mode \
+                     adds +role)"
+                };
+                return Err(Error::config(key, format!("{why}; {fix}")));
+            }
             Ok(Err(e)) => {
                 return Err(config_error(&e).unwrap_or_else(|| {
                     let hint = tls_hint(config.use_ssl, &e.to_string());
@@ -401,7 +446,11 @@ impl RedisLockStore {
 
     /// Runs a command within the socket timeout; `key` is the record it
     /// reads, if any.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> Result<T> {
+    async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        cmd: &redis::Cmd,
+        key: &str,
+    ) -> Result<T> {
         self.inner
             .commands
             .run(|mut conn| async move { cmd.query_async(&mut conn).await })
@@ -420,10 +469,24 @@ impl RedisLockStore {
     /// stream, so the acknowledgement of any later grant covers them, and
     /// losing one that nothing acknowledged after it (a release, say) only
     /// brings back a ticket that then expires, never a second holder.
-    async fn script<T: redis::FromRedisValue>(
+    async fn script<T: redis::FromRedisValue + Send>(
         &self,
         script: fn(&Scripts) -> &redis::Script,
         key: &str,
+        id: &str,
+        args: &[&str],
+        grants: bool,
+    ) -> Result<Replied<T>> {
+        self.script_with(script, key, None, id, args, grants).await
+    }
+
+    /// [`RedisLockStore::script`] for the scripts that also take a request's
+    /// entry (`request`, KEYS[2]; see `scripts/request.lua`).
+    async fn script_with<T: redis::FromRedisValue + Send>(
+        &self,
+        script: fn(&Scripts) -> &redis::Script,
+        key: &str,
+        request: Option<&str>,
         id: &str,
         args: &[&str],
         grants: bool,
@@ -432,6 +495,9 @@ impl RedisLockStore {
         let mut id_json = String::with_capacity(id.len() + 2);
         push_python_str(&mut id_json, id);
         let mut invocation = script.key(key);
+        if let Some(request) = request {
+            invocation.key(request);
+        }
         invocation.arg(&id_json);
         for a in args {
             invocation.arg(*a);
@@ -454,7 +520,12 @@ impl RedisLockStore {
         };
         // EVALSHA by hand: the invocation cannot go in a pipeline.
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash()).arg(1).arg(key).arg(&id_json);
+        evalsha.arg(script.get_hash());
+        match request {
+            Some(request) => evalsha.arg(2).arg(key).arg(request),
+            None => evalsha.arg(1).arg(key),
+        };
+        evalsha.arg(&id_json);
         for a in args {
             evalsha.arg(*a);
         }
@@ -500,7 +571,14 @@ impl RedisLockStore {
         };
         let acked: u32 = match acked {
             redis::Value::Int(n) => u32::try_from(n).unwrap_or(0),
-            redis::Value::ServerError(e) => return Err(self.error(e.into(), key, Reply::Command)),
+            // WAIT refused (say, NOPERM) after the script ran: reported as
+            // not acknowledged, so that an issued ticket is withdrawn.
+            redis::Value::ServerError(e) => {
+                return Ok(Replied {
+                    value,
+                    unacked: Some(self.error(e.into(), key, Reply::Command)),
+                });
+            }
             other => {
                 return Err(self.unavailable(format!("unexpected reply to WAIT: {other:?}"), None));
             }
@@ -518,20 +596,34 @@ impl RedisLockStore {
         Ok(Replied { value, unacked })
     }
 
-    /// One round trip of `issue`: see [`Backend::issue`].
+    /// How long a request's entry is kept (`scripts/request.lua`): past
+    /// every retry of the request (each attempt and the retry window are
+    /// bounded by the socket timeout), with a second to spare for a call
+    /// that sat in a busy server's queue.
+    fn request_ttl_ms(&self) -> String {
+        let ms = self.inner.timeout.saturating_mul(2).as_millis() + 1000;
+        ms.to_string()
+    }
+
+    /// One round trip of `issue` (retried on a fresh connection after a
+    /// connection error: the request id makes the retry answer with the
+    /// ticket the first attempt made): see [`Backend::issue`].
     async fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         let key = self.key_for(id);
+        let request = keys::request_key(&key, &keys::request_suffix(&request_id()));
         let Replied {
             value: reply,
             unacked,
         } = self
-            .script::<Vec<i64>>(
+            .script_with::<Vec<i64>>(
                 |s| &s.issue,
                 &key,
+                Some(&request),
                 id,
                 &[
                     &micros(lifetime).to_string(),
                     &self.max_queue_len.to_string(),
+                    &self.request_ttl_ms(),
                 ],
                 true,
             )
@@ -555,6 +647,7 @@ impl RedisLockStore {
                 ahead: a as u64,
                 holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
             },
+            GONE => Attempt::Lost,
             _ => return Err(self.bad_reply("issue", &reply)),
         };
         if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
@@ -697,6 +790,19 @@ impl Drop for Incoming<'_> {
     }
 }
 
+/// A new request id: 128 bits, unique across processes and machines (a
+/// per-process random SipHash key, from the OS, over a counter).
+fn request_id() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYS: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let (a, b) = (KEYS.hash_one((n, 0u8)), KEYS.hash_one((n, 1u8)));
+    format!("{a:016x}{b:016x}")
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
@@ -783,12 +889,19 @@ impl Backend for RedisLockStore {
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
         let key = self.key_for(id);
+        // The ticket is the release's request id: only its owner releases it.
+        let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
         let removed: i64 = self
-            .script(
+            .script_with(
                 |s| &s.release,
                 &key,
+                Some(&request),
                 id,
-                &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+                &[
+                    &ticket.number.to_string(),
+                    &epoch_arg(ticket).to_string(),
+                    &self.request_ttl_ms(),
+                ],
                 false,
             )
             .await?

@@ -429,7 +429,8 @@ async fn every_id_reaches_exactly_its_own_record() {
         assert_eq!(lock.conversation_id(), id);
         assert_eq!(lock.tickets().len(), 1);
     }
-    let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    let mut keys = records_only(keys);
     keys.sort();
     let mut expected: Vec<Vec<u8>> = ids
         .iter()
@@ -455,6 +456,7 @@ async fn every_id_reaches_exactly_its_own_record() {
         assert_eq!(released.is_ok(), !gone, "{id:?}");
     }
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    let keys = records_only(keys);
     assert!(keys.is_empty(), "{keys:?}");
 }
 
@@ -932,12 +934,14 @@ async fn a_killed_server_gives_unavailable_in_time_and_the_store_recovers() {
     store.lock("c").await.unwrap().release().await.unwrap();
     let held = store.lock("held").await.unwrap();
     server.kill();
+    // Within the socket timeout and the retry on a fresh connection (one
+    // more socket timeout).
     for _ in 0..3 {
         let start = Instant::now();
         let e = store.lock("c").await.unwrap_err();
         assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
         assert!(
-            start.elapsed() < Duration::from_millis(1500),
+            start.elapsed() < Duration::from_millis(2500),
             "{:?}",
             start.elapsed()
         );
@@ -949,7 +953,7 @@ async fn a_killed_server_gives_unavailable_in_time_and_the_store_recovers() {
     }
     let start = Instant::now();
     assert!(matches!(held.renew().await, Err(Error::Unavailable { .. })));
-    assert!(start.elapsed() < Duration::from_millis(1500));
+    assert!(start.elapsed() < Duration::from_millis(2500));
 
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -998,8 +1002,9 @@ async fn a_stalled_server_gives_unavailable_within_the_timeout() {
         };
         let took = start.elapsed();
         assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        // The socket timeout, then once more on a fresh connection.
         assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_millis(1500),
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(2500),
             "{took:?}"
         );
     }
@@ -1109,7 +1114,7 @@ async fn passwords_stay_out_of_errors_and_debug_output() {
 }
 
 /// The least-privilege ACL rule documented on `RedisLockStore`.
-const ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select";
+const ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_restricted_to_the_documented_acl_rule_can_do_everything() {
@@ -1253,14 +1258,15 @@ async fn key_prefix_and_database_separate_stores() {
     ];
     assert!(guards.iter().all(|g| g.ticket() == 0));
     let mut db1 = connection(&server, 1);
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut db1).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut db1).unwrap();
+    let mut keys = records_only(keys);
     keys.sort();
     assert_eq!(keys, ["bot7:lock:c", "lock:c"]);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query(&mut connection(&server, 2))
         .unwrap();
-    assert_eq!(keys, ["lock:c"]);
+    assert_eq!(records_only(keys), ["lock:c"]);
     assert_eq!(plain.conversations().await.unwrap(), ["c"]);
     assert_eq!(prefixed.conversations().await.unwrap(), ["c"]);
     for g in guards {
@@ -1583,7 +1589,11 @@ async fn every_permission_of_the_acl_rule_is_needed() {
     let server = server!();
     let mut admin = connection(&server, 1);
     let rule: Vec<&str> = ACL_RULE.split(' ').collect();
-    for (i, dropped) in rule.iter().enumerate().filter(|(_, r)| r.starts_with('+')) {
+    for (i, dropped) in rule
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.starts_with('+') || r.starts_with('~'))
+    {
         let user = format!("u{i}");
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER").arg(&user);
@@ -1650,4 +1660,13 @@ async fn flush_waits_for_the_releases_of_dropped_guards() {
     tokio::time::timeout(Duration::from_millis(100), store.flush())
         .await
         .unwrap();
+}
+
+/// The keys that are not request-id entries (`{..}:..`): those expire by
+/// themselves a few seconds after their request (see
+/// `redis_store.rs::request_entries_expire_by_themselves`).
+fn records_only<K: AsRef<[u8]>>(keys: Vec<K>) -> Vec<K> {
+    keys.into_iter()
+        .filter(|k| !k.as_ref().starts_with(b"{"))
+        .collect()
 }

@@ -340,6 +340,19 @@ pub(crate) fn combination(
              set min_replicas_ack to the number of replicas that must acknowledge each change",
         ));
     }
+    if cfg.deployment_mode != DeploymentMode::Sentinel {
+        for (name, set) in [
+            ("sentinel_username", cfg.sentinel_username.is_some()),
+            ("sentinel_password", cfg.sentinel_password.is_some()),
+        ] {
+            if set {
+                warnings.push(Warning::new(
+                    key(name),
+                    "ignored outside sentinel mode; set deployment_mode: sentinel to use it",
+                ));
+            }
+        }
+    }
     if cfg.sentinel_service.is_some() && cfg.deployment_mode != DeploymentMode::Sentinel {
         warnings.push(Warning::new(
             key("sentinel_service"),

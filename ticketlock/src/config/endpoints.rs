@@ -45,6 +45,8 @@ const SETTINGS: &[&str] = &[
     "deployment_mode",
     "endpoints",
     "sentinel_service",
+    "sentinel_username",
+    "sentinel_password",
     "min_replicas_ack",
     "min_replicas_ack_timeout",
 ];
@@ -77,6 +79,7 @@ impl LockStoreConfig {
     /// | `deployment_mode` | `standard`, `cluster` or `sentinel` | `standard` |
     /// | `endpoints` | list of `host:port` (cluster nodes or sentinels) | none |
     /// | `sentinel_service` | name of the master the sentinels watch | none |
+    /// | `sentinel_username`, `sentinel_password` | ACL user and password on the sentinels (Rasa Pro) | none |
     /// | `min_replicas_ack` | ours, not Rasa's: replicas that must acknowledge each change (Redis `WAIT`); 0 does not wait | 0 |
     /// | `min_replicas_ack_timeout` | ours: seconds to wait for them, shorter than `socket_timeout` | 1 |
     ///
@@ -692,6 +695,10 @@ impl<'a, 'i, 'e> Section<'a, 'i, 'e> {
         }
         cfg.endpoints = self.endpoints()?;
         cfg.sentinel_service = self.read("sentinel_service", Field::string)?;
+        cfg.sentinel_username = self.read("sentinel_username", Field::string)?;
+        cfg.sentinel_password = self
+            .read("sentinel_password", Field::string)?
+            .map(Secret::new);
         if let Some(n) = self.read("min_replicas_ack", Field::replicas)? {
             cfg.min_replicas_ack = n;
         }
@@ -922,6 +929,8 @@ lock_store:
             deployment_mode: DeploymentMode::Standard,
             endpoints: Vec::new(),
             sentinel_service: None,
+            sentinel_username: None,
+            sentinel_password: None,
             min_replicas_ack: 2,
             min_replicas_ack_timeout: Duration::from_millis(250),
         };

@@ -32,6 +32,8 @@ const PARAMS: &[&str] = &[
     "deployment_mode",
     "endpoints",
     "sentinel_service",
+    "sentinel_username",
+    "sentinel_password",
     "min_replicas_ack",
     "min_replicas_ack_timeout",
 ];
@@ -87,6 +89,7 @@ impl LockStoreConfig {
     /// | `deployment_mode` | `standard` (default), `cluster` or `sentinel` |
     /// | `endpoints` | comma-separated `host:port` of cluster nodes or sentinels |
     /// | `sentinel_service` | name of the master the sentinels watch |
+    /// | `sentinel_username`, `sentinel_password` | ACL user and password on the sentinels (Rasa Pro); the password is shown as `***` |
     /// | `min_replicas_ack` | ours, not Rasa's: replicas that must acknowledge each change (0: do not wait) |
     /// | `min_replicas_ack_timeout` | ours: seconds to wait for them (default 1), shorter than `socket_timeout` |
     ///
@@ -176,6 +179,12 @@ impl RedisConfig {
         }
         if let Some(service) = &self.sentinel_service {
             query.append_pair("sentinel_service", service);
+        }
+        if let Some(user) = &self.sentinel_username {
+            query.append_pair("sentinel_username", user);
+        }
+        if self.sentinel_password.is_some() {
+            query.append_pair("sentinel_password", "***");
         }
         if self.min_replicas_ack > 0 {
             query.append_pair("min_replicas_ack", &self.min_replicas_ack.to_string());
@@ -335,6 +344,8 @@ pub(crate) fn parse(input: &str) -> Result<(LockStoreConfig, Vec<Warning>)> {
                     .map_err(bad)?;
             }
             "sentinel_service" => cfg.sentinel_service = non_empty(),
+            "sentinel_username" => cfg.sentinel_username = non_empty(),
+            "sentinel_password" => cfg.sentinel_password = non_empty().map(Secret::new),
             "min_replicas_ack" => {
                 cfg.min_replicas_ack = check::replicas_str(&value).map_err(bad)?;
             }
@@ -634,16 +645,20 @@ mod tests {
             deployment_mode: DeploymentMode::Sentinel,
             endpoints: vec!["s1:26379".into(), "[::1]:26380".into()],
             sentinel_service: Some("my master".into()),
+            sentinel_username: Some("watcher".into()),
+            sentinel_password: Some(Secret::new("s-hunter3")),
             min_replicas_ack: 1,
             min_replicas_ack_timeout: Duration::from_millis(300),
         };
         let shown = full.display_url();
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter3"), "{shown}");
         let LockStoreConfig::Redis(back) = LockStoreConfig::from_url(&shown).unwrap() else {
             panic!("{shown}")
         };
         let masked = RedisConfig {
             password: Some(Secret::new("***")),
+            sentinel_password: Some(Secret::new("***")),
             ..full
         };
         assert_eq!(back, masked, "{shown}");
@@ -776,6 +791,8 @@ mod tests {
                             deployment_mode,
                             endpoints,
                             sentinel_service,
+                            sentinel_username: None,
+                            sentinel_password: None,
                             min_replicas_ack,
                             min_replicas_ack_timeout,
                         }

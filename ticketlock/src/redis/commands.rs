@@ -1,12 +1,13 @@
 //! The command connection of a store, whatever the deployment: one
 //! multiplexed connection to a server or the primary the sentinels name, or
 //! a cluster connection that routes each command by its key (and follows
-//! MOVED and ASK itself). Every call is bounded by the socket timeout;
-//! a connection that failed in a way reconnecting cannot fix in place is
-//! replaced: after a timeout (a half-open connection would stall every
-//! later call), in sentinel mode after a connection error or a READONLY
-//! answer (the primary moved: ask the sentinels again), and in a cluster
-//! after a connection error (the slot map may be stale after a failover).
+//! MOVED and ASK itself). Every attempt is bounded by the socket timeout.
+//! A connection that failed is replaced, never used again: after a timeout
+//! (a half-open connection would stall every later call), after a
+//! connection error (in sentinel mode the primary may have moved, in a
+//! cluster the slot map may be stale), and in sentinel mode after a
+//! READONLY answer. The failed call is then sent again on a fresh
+//! connection, within one more socket timeout (see [`Commands::run`]).
 //!
 //! With `min_replicas_ack`, a script that changes a record is sent in one
 //! pipeline with `WAIT n timeout` (not allowed inside scripts): same
@@ -149,59 +150,108 @@ impl Commands {
         }
     }
 
-    /// Whether `e` means the connection must be replaced rather than
-    /// reconnected in place: in sentinel mode the primary may have moved;
-    /// in a cluster, the slot map may be stale (a fresh connection asks the
-    /// seed nodes again).
-    fn must_replace(&self, e: &redis::RedisError) -> bool {
-        let lost = !matches!(e.kind(), redis::ErrorKind::Server(_));
-        match self.target {
-            Target::Standalone(_) => false,
-            Target::Cluster(_) => lost,
-            Target::Sentinel(_) => lost || is_readonly(e),
-        }
+    /// Whether the connection itself failed (dropped, refused, reset, a
+    /// cluster node not reachable): a fresh connection may succeed, and
+    /// every operation of the store may be sent again (see [`Commands::run`]).
+    fn lost(e: &redis::RedisError) -> bool {
+        e.is_io_error()
+            || e.is_connection_dropped()
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
     }
 
-    /// Runs `call` on the connection within the timeout, replacing the
-    /// connection as the failure requires. A command that surely did not
-    /// run (answered READONLY by a demoted server, or whose connection was
-    /// refused) is sent once more on the new connection: after a failover,
-    /// the first call then reaches the new primary instead of failing.
+    /// Runs `call` on the connection within the timeout.
+    ///
+    /// After a connection error or a timeout the connection is replaced
+    /// (a half-open or dropped connection is never used again), and the
+    /// call is sent again on a fresh one: at once, then, while the server
+    /// refuses connections (restarting), with a short backoff, all within
+    /// one more socket timeout. Every operation of the store may be sent
+    /// twice: issue and release carry a request id (`scripts/request.lua`)
+    /// that makes a retry answer what the first attempt did, and the
+    /// others are idempotent (try_acquire and renew extend to a lifetime
+    /// from now again; reads read). A READONLY answer (sentinel mode, a
+    /// demoted primary: the command did not run) also sends it once more,
+    /// to the primary the sentinels name now.
     pub(crate) async fn run<T, F, Fut>(&self, call: F) -> Result<T, Failure>
     where
-        F: Fn(Conn) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+        T: Send,
+        F: Fn(Conn) -> Fut + Sync,
+        Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
     {
-        let mut retried = false;
+        let mut readonly_retried = false;
+        // Set by the first connection failure: the end of the retry window.
+        let mut window: Option<tokio::time::Instant> = None;
+        let mut backoff = Duration::from_millis(10);
         loop {
-            let (generation, conn) = self.connection().await?;
-            match tokio::time::timeout(self.timeout, call(conn)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => {
-                    if self.must_replace(&e) {
+            let budget = match window {
+                None => self.timeout,
+                Some(end) => end.saturating_duration_since(tokio::time::Instant::now()),
+            };
+            // Boxed: the nested future types of every operation would
+            // otherwise grow past the compiler's query depth in the crates
+            // that use the store.
+            let attempt: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                Box::pin(async {
+                    let (generation, conn) = self.connection().await?;
+                    Ok::<_, Failure>((generation, call(conn).await))
+                });
+            let failure = match tokio::time::timeout(budget, attempt).await {
+                Ok(Ok((_, Ok(v)))) => return Ok(v),
+                Ok(Ok((generation, Err(e)))) => {
+                    if Self::lost(&e) {
                         self.replace(generation);
-                        if !retried && (is_readonly(&e) || not_sent(&e)) {
-                            retried = true;
+                    } else if busy(&e) {
+                        // The command did not run (LOADING after a restart,
+                        // a cluster shard without a primary): try again,
+                        // on the same connection.
+                    } else if is_readonly(&e) && matches!(self.target, Target::Sentinel(_)) {
+                        self.replace(generation);
+                        if !readonly_retried {
+                            readonly_retried = true;
                             continue;
                         }
+                        return Err(Failure::Redis(e));
+                    } else {
+                        return Err(Failure::Redis(e));
                     }
-                    return Err(Failure::Redis(e));
+                    Failure::Redis(e)
                 }
+                // No primary found (sentinel mode): worth another look.
+                Ok(Err(f)) => f,
                 Err(_) => {
+                    let (generation, _) = self.current();
                     self.replace(generation);
-                    return Err(Failure::Timeout);
+                    Failure::Timeout
+                }
+            };
+            let now = tokio::time::Instant::now();
+            match window {
+                None => {
+                    tracing::debug!(
+                        "redis: call failed on its connection; retrying on a fresh one"
+                    );
+                    window = Some(now + self.timeout);
+                }
+                Some(end) => {
+                    let pause = backoff.min(end.saturating_duration_since(now));
+                    if pause.is_zero() || matches!(failure, Failure::Timeout) {
+                        return Err(failure);
+                    }
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
                 }
             }
         }
     }
 }
 
-/// Whether the command surely was not sent: the server was never reached.
-/// (A broken pipe is not proof: the client reports it also for a request
-/// in flight when the server closed the connection, maybe after running
-/// it.)
-fn not_sent(e: &redis::RedisError) -> bool {
-    e.is_connection_refusal()
+/// An answer that says the server did not run the command but may soon.
+fn busy(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind as S;
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown)
+    )
 }
 
 fn is_readonly(e: &redis::RedisError) -> bool {

@@ -83,16 +83,39 @@ impl SentinelTarget {
     /// A client for the current primary: asks the sentinels, and checks
     /// that the server they name calls itself a primary (ROLE).
     pub(crate) async fn primary(&self) -> Result<redis::Client, String> {
+        self.primary_or_refusal().await.map_err(|(why, _)| why)
+    }
+
+    /// [`SentinelTarget::primary`], also naming the setting to fix when
+    /// the failure is one of configuration: the sentinels refused the
+    /// credentials (`sentinel_password`), or the data server's user lacks
+    /// a permission (`username`; ROLE, by which the client checks the
+    /// server it was named is the primary).
+    pub(crate) async fn primary_or_refusal(
+        &self,
+    ) -> Result<redis::Client, (String, Option<&'static str>)> {
         let mut sentinel = self.sentinel.lock().await;
         match tokio::time::timeout(self.timeout, sentinel.async_get_client()).await {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(format!(
-                "no sentinel named a reachable primary for {:?}: {e}",
-                self.service
+            Ok(Err(e)) => Err((
+                format!(
+                    "no sentinel named a reachable primary for {:?}: {e}",
+                    self.service
+                ),
+                match e.kind() {
+                    redis::ErrorKind::AuthenticationFailed => Some("lock_store.sentinel_password"),
+                    redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                        Some("lock_store.username")
+                    }
+                    _ => None,
+                },
             )),
-            Err(_) => Err(format!(
-                "the sentinels did not name a primary for {:?} within {:?}",
-                self.service, self.timeout
+            Err(_) => Err((
+                format!(
+                    "the sentinels did not name a primary for {:?} within {:?}",
+                    self.service, self.timeout
+                ),
+                None,
             )),
         }
     }
@@ -236,6 +259,12 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
             }
             if let Some(password) = &config.password {
                 builder = builder.set_client_to_redis_password(password.expose());
+            }
+            if let Some(user) = &config.sentinel_username {
+                builder = builder.set_client_to_sentinel_username(user);
+            }
+            if let Some(password) = &config.sentinel_password {
+                builder = builder.set_client_to_sentinel_password(password.expose());
             }
             if let Some(certs) = certs {
                 builder = builder

@@ -64,9 +64,100 @@ impl Keys {
     }
 }
 
+/// The key of the request-id entry `suffix` (see [`request_suffix`] and
+/// [`release_suffix`]) of the record at `record_key`: `{T}:<record key>:<suffix>`,
+/// where `T` is a hash tag that places it in the record's cluster slot, so
+/// one script can touch both. It starts with `{`, which no record key of a
+/// store does (prefixes with braces are refused), so no id names it; the
+/// record key inside keeps entries of different records apart, and the
+/// fixed-form suffix at the end keeps entries of one record apart.
+///
+/// `T` is the record key's own hash tag when it has one (an id such as
+/// `a{user7}`), else the whole key when that holds no `}` (`{lock:abc}`
+/// places a key in the slot of `lock:abc`), else a short tag of the same
+/// slot, found by search.
+pub(crate) fn request_key(record_key: &str, suffix: &str) -> String {
+    let tag = slot_tag(record_key);
+    let mut key = String::with_capacity(tag.len() + record_key.len() + suffix.len() + 4);
+    key.push('{');
+    key.push_str(&tag);
+    key.push_str("}:");
+    key.push_str(record_key);
+    key.push(':');
+    key.push_str(suffix);
+    key
+}
+
+/// The suffix of an issue's entry: its request id (32 hex digits).
+pub(crate) fn request_suffix(request_id: &str) -> String {
+    format!("rq:{request_id}")
+}
+
+/// The suffix of a release's entry: the ticket it released (`-` for a
+/// ticket without an epoch).
+pub(crate) fn release_suffix(number: u64, epoch: Option<u64>) -> String {
+    match epoch {
+        Some(e) => format!("rl:{e}:{number}"),
+        None => format!("rl:-:{number}"),
+    }
+}
+
+/// The part of `key` Redis Cluster hashes: the text between the first `{`
+/// and the first `}` after it, if not empty; else `None` (the whole key).
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
+}
+
+/// A hash tag whose slot is `key`'s.
+fn slot_tag(key: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(tag) = hash_tag(key) {
+        return tag.into();
+    }
+    if !key.contains('}') {
+        return key.into();
+    }
+    // `{key}` would end at the key's own `}`: search a number of the slot
+    // (16,384 slots; a few thousand tries on average, only for such ids).
+    let slot = slot(key.as_bytes());
+    (0u64..)
+        .map(|n| n.to_string())
+        .find(|t| self::slot(t.as_bytes()) == slot)
+        .expect("every slot has a decimal tag")
+        .into()
+}
+
+/// Redis Cluster's slot of a hashed key part: CRC16 (XMODEM) mod 16384.
+fn slot(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// The slot Redis Cluster places `key` in.
+#[cfg(test)]
+fn key_slot(key: &str) -> u16 {
+    slot(hash_tag(key).unwrap_or(key).as_bytes())
+}
+
 /// Why `prefix` could make a store share keys with another one, if it can.
 pub(crate) fn prefix_problem(prefix: &str) -> Option<&'static str> {
-    if prefix == "lock" {
+    if prefix.contains(['{', '}']) {
+        Some(
+            "contains a brace, so its keys could be the request-id entries of another store \
+             (which start with `{`); use letters and digits only, e.g. myapp",
+        )
+    } else if prefix == "lock" {
         Some(
             "`lock` gives keys `lock:lock:<id>`, which a store without a prefix also uses \
              for ids that start with `lock:`; choose another prefix, e.g. myapp",
@@ -131,6 +222,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn request_entries_share_their_records_slot() {
+        // Known slots (CLUSTER KEYSLOT): "foo" 12182, "{user1000}.following" 3443.
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("{user1000}.following"), 3443);
+        assert_eq!(key_slot("a{}b"), slot(b"a{}b"));
+        let keys = Keys::new(Some("p"));
+        for id in [
+            "abc", "a{x}b", "a}b", "{", "}", "{}", "}{", "a{}b}c", "é}", "x{y",
+        ] {
+            let key = keys.key(id);
+            let entry = request_key(&key, &request_suffix("00ff"));
+            assert_eq!(key_slot(&entry), key_slot(&key), "{id:?}: {entry:?}");
+            assert!(entry.starts_with('{'), "{entry:?}");
+            assert_eq!(keys.conversation_id(entry.as_bytes()), None);
+        }
+        assert_eq!(
+            request_key("lock:abc", &release_suffix(3, Some(17))),
+            "{lock:abc}:lock:abc:rl:17:3"
+        );
+        assert_eq!(
+            request_key("lock:a{t}", &release_suffix(3, None)),
+            "{t}:lock:a{t}:rl:-:3"
+        );
+        assert!(prefix_problem("a{b}").is_some());
+        assert!(prefix_problem("}").is_some());
+    }
+
     mod props {
         use proptest::prelude::*;
 
@@ -176,6 +295,31 @@ mod tests {
                 if head(&p1) != head(&p2) {
                     let other = k2.key(&id2);
                     prop_assert_eq!(k1.conversation_id(other.as_bytes()), None);
+                }
+            }
+
+            #[test]
+            fn request_entries_share_the_slot_and_are_no_record(
+                p in prefix(),
+                id in prop_oneof![id(), "[{}a]{1,8}"],
+                other in id(),
+                number in any::<u64>(),
+            ) {
+                let keys = Keys::new(p.as_deref());
+                let key = keys.key(&id);
+                for entry in [
+                    request_key(&key, &request_suffix("0123456789abcdef0123456789abcdef")),
+                    request_key(&key, &release_suffix(number, Some(number / 3))),
+                    request_key(&key, &release_suffix(number, None)),
+                ] {
+                    prop_assert_eq!(key_slot(&entry), key_slot(&key), "{:?}", entry);
+                    // No store's record key, and not another record's entry.
+                    prop_assert!(!entry.starts_with(&keys.key("")), "{:?}", entry);
+                    prop_assert_eq!(keys.conversation_id(entry.as_bytes()), None);
+                    if other != id {
+                        let theirs = request_key(&keys.key(&other), &release_suffix(number, None));
+                        prop_assert_ne!(&entry, &theirs);
+                    }
                 }
             }
 

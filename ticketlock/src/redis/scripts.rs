@@ -6,6 +6,10 @@
 //! and loaded again when the server answers NOSCRIPT (after a restart,
 //! SCRIPT FLUSH, or on a cluster node that has not seen it yet).
 //!
+//! Issue and release also take the request's entry (KEYS[2]), read and
+//! written by the helpers of `scripts/request.lua`, so that a retried call
+//! answers what its first attempt did.
+//!
 //! Two flavours: `PUBLISH` for a standalone server (any version Rasa
 //! supports) and `SPUBLISH` for a cluster, where sharded pub/sub (Redis 7)
 //! keeps each wake-up on the shard that owns the key instead of
@@ -29,12 +33,29 @@ macro_rules! script {
     };
 }
 
+/// A script that also takes a request's entry (KEYS[2]): the request-id
+/// helpers (`scripts/request.lua`) come between the head and the operation.
+macro_rules! request_script {
+    ($publish:literal, $file:literal) => {
+        Script::new(concat!(
+            "local PUBLISH = '",
+            $publish,
+            "'\n",
+            include_str!("scripts/common.lua"),
+            "\n",
+            include_str!("scripts/request.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+}
+
 macro_rules! scripts {
     ($publish:literal) => {
         Scripts {
-            issue: script!($publish, "scripts/issue.lua"),
+            issue: request_script!($publish, "scripts/issue.lua"),
             try_acquire: script!($publish, "scripts/try_acquire.lua"),
-            release: script!($publish, "scripts/release.lua"),
+            release: request_script!($publish, "scripts/release.lua"),
             renew: script!($publish, "scripts/renew.lua"),
             check: script!($publish, "scripts/check.lua"),
             update: script!($publish, "scripts/update.lua"),
@@ -69,3 +90,5 @@ pub(crate) const ACQUIRED: i64 = 0;
 pub(crate) const QUEUED: i64 = 1;
 /// What the issue script answers when the queue is full.
 pub(crate) const FULL: i64 = 2;
+/// What the issue script answers to a retry whose ticket is gone.
+pub(crate) const GONE: i64 = 3;
