@@ -1,6 +1,7 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod config;
@@ -8,6 +9,7 @@ mod error;
 mod guard;
 mod lock;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 mod store;
 mod ticket;
@@ -23,6 +25,16 @@ pub use lock::{
     DEFAULT_MAX_QUEUE_LEN, LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME, QueuedTicket,
 };
 pub use memory::InMemoryLockStore;
+#[cfg(feature = "redis")]
 pub use redis::RedisLockStore;
+#[cfg(any(feature = "tls-rustls", feature = "tls-rustls-aws-lc"))]
+pub use redis::install_tls_provider;
 pub use store::{LockStore, StoreSource};
 pub use ticket::{RecordError, Ticket, TicketLock};
+
+// The repository's front page: its examples are compiled as doctests too.
+// Under `cfg(doctest)` only, so the published package (which does not
+// contain it) builds without it.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct RepositoryReadme;

@@ -20,6 +20,7 @@ macro_rules! on_backend {
     ($store:expr, $b:ident => $fut:expr) => {
         match &$store.kind {
             $crate::store::Kind::InMemory($b) => $fut.await,
+            #[cfg(feature = "redis")]
             $crate::store::Kind::Redis($b) => Box::pin($fut).await,
         }
     };

@@ -114,6 +114,10 @@ mod connection;
 mod keys;
 mod scripts;
 mod subscriber;
+mod tls;
+
+#[cfg(any(feature = "tls-rustls", feature = "tls-rustls-aws-lc"))]
+pub use tls::install_tls_provider;
 
 use std::sync::Arc;
 use std::time::Duration;
