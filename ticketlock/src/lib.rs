@@ -4,15 +4,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+pub mod blocking;
 mod config;
 mod error;
 mod guard;
 mod lock;
 mod memory;
+pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
+mod stats;
 mod store;
 mod ticket;
+mod try_lock;
 
 pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
 pub use config::{
@@ -29,6 +33,7 @@ pub use memory::InMemoryLockStore;
 pub use redis::RedisLockStore;
 #[cfg(any(feature = "tls-rustls", feature = "tls-rustls-aws-lc"))]
 pub use redis::install_tls_provider;
+pub use stats::Stats;
 pub use store::{LockStore, StoreSource};
 pub use ticket::{RecordError, Ticket, TicketLock};
 

@@ -74,7 +74,7 @@ impl LockOptions {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.lifetime < MIN_LIFETIME {
             return Err(Error::config(
                 "lock_lifetime",
@@ -107,9 +107,9 @@ impl LockOptions {
 #[must_use = "a lock request does nothing until it is awaited"]
 #[derive(Debug)]
 pub struct LockRequest<'a> {
-    store: &'a LockStore,
-    conversation_id: &'a str,
-    options: LockOptions,
+    pub(crate) store: &'a LockStore,
+    pub(crate) conversation_id: &'a str,
+    pub(crate) options: LockOptions,
 }
 
 impl<'a> LockRequest<'a> {
@@ -201,6 +201,7 @@ impl LockRequest<'_> {
             None => issue.await?,
         };
         span.record("ticket", issued.ticket.number);
+        crate::metrics::issued(&issued.attempt);
         span.in_scope(|| tracing::debug!(attempt = ?issued.attempt, "ticket issued"));
         Ok(Taken {
             issued,
@@ -224,7 +225,12 @@ impl Taken {
         conversation_id: String,
         options: LockOptions,
     ) -> QueuedTicket {
+        let waiting = !matches!(self.issued.attempt, Attempt::Acquired { .. });
+        if waiting {
+            crate::metrics::waiting(store, 1);
+        }
         QueuedTicket {
+            waiting,
             span: self.span,
             store: store.clone(),
             conversation_id,
@@ -267,6 +273,7 @@ impl<'a> IntoFuture for LockRequest<'a> {
                         waited: taken.started.elapsed(),
                     };
                     taken.span.in_scope(|| acquired_event(&id, &held));
+                    crate::metrics::acquired(&held);
                     Ok(LockGuard::new(self.store.clone(), id, held, self.options))
                 }
                 _ => {
@@ -292,6 +299,8 @@ pub struct QueuedTicket {
     options: LockOptions,
     started: Instant,
     armed: bool,
+    /// Counted as waiting (not served when issued).
+    waiting: bool,
 }
 
 impl QueuedTicket {
@@ -339,6 +348,7 @@ impl QueuedTicket {
             // there, and its ticket would hold up the queue until it
             // expired.
             let error = timeout_error(id, self.started);
+            crate::metrics::not_acquired("timed_out", self.started.elapsed());
             self.span
                 .in_scope(|| tracing::debug!("acquire timed out; withdrawing the ticket"));
             if let Err(e) = on_backend!(&self.store, b => b.release(id, ticket)) {
@@ -362,11 +372,13 @@ impl QueuedTicket {
                     waited: self.started.elapsed(),
                 };
                 acquired_event(id, &held);
+                crate::metrics::acquired(&held);
                 // Disarmed above: the id moves to the guard.
                 let id = std::mem::take(&mut self.conversation_id);
                 Ok(LockGuard::new(self.store.clone(), id, held, o))
             }
             _ => {
+                crate::metrics::not_acquired("lost", self.started.elapsed());
                 tracing::warn!(
                     conversation_id = id,
                     ticket = ticket.number,
@@ -393,6 +405,9 @@ fn acquired_event(id: &str, held: &Held) {
 
 impl Drop for QueuedTicket {
     fn drop(&mut self) {
+        if self.waiting {
+            crate::metrics::waiting(&self.store, -1);
+        }
         if self.armed {
             let (id, ticket) = (self.conversation_id.as_str(), self.ticket);
             tracing::debug!(
@@ -463,6 +478,8 @@ async fn wait<B: Backend>(
     o: &LockOptions,
 ) -> Result<Attempt> {
     let mut watch: Option<Watch> = None;
+    // When a push last woke this waiter: the start of a hand-off.
+    let mut pushed_at: Option<Instant> = None;
     let longest = o
         .wait_time
         .min(o.lifetime / 3)
@@ -489,14 +506,23 @@ async fn wait<B: Backend>(
             }
             Some(w) => {
                 let pause = holder_remaining.map_or(longest, |r| longest.min(r + EXPIRY_SLACK));
-                tokio::select! {
+                let pushed = tokio::select! {
                     biased;
-                    () = w.changed() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
+                    () = w.changed() => true,
+                    () = tokio::time::sleep(pause) => false,
+                };
+                crate::metrics::wakeup(match (pushed, pause < longest) {
+                    (true, _) => "push",
+                    (false, true) => "holder_expiry",
+                    (false, false) => "wait_time",
+                });
+                pushed_at = pushed.then(Instant::now);
             }
         }
         attempt = b.try_acquire(id, ticket, o.lifetime).await?;
+        if let (Some(at), Attempt::Acquired { .. }) = (pushed_at, attempt) {
+            crate::metrics::handoff(at.elapsed());
+        }
     }
 }
 

@@ -113,6 +113,7 @@ mod commands;
 mod connection;
 mod keys;
 mod scripts;
+mod from_client;
 mod subscriber;
 mod tls;
 
@@ -173,6 +174,8 @@ struct Inner {
     /// Background round trips (issues whose caller left, releases from
     /// destructors) that [`Backend::flush`] waits for.
     in_flight: InFlight,
+    /// This process's held and waiting counts, for `LockStore::stats`.
+    counters: crate::stats::Counters,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -223,11 +226,16 @@ impl RedisLockStore {
     /// server refuses) and [`Error::Unavailable`] when the server cannot be
     /// reached within `socket_timeout`.
     pub async fn connect(config: &RedisConfig) -> Result<RedisLockStore> {
+        Self::open(connection::connector(config)?, config).await
+    }
+
+    /// [`RedisLockStore::connect`] with the clients already built.
+    async fn open(connector: connection::Connector, config: &RedisConfig) -> Result<Self> {
         let connection::Connector {
             target,
             manager,
             describe,
-        } = connection::connector(config)?;
+        } = connector;
         let timeout = config.socket_timeout;
         let unavailable = |message: String, source: Option<redis::RedisError>| {
             Error::unavailable(
@@ -297,6 +305,7 @@ impl RedisLockStore {
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
                 in_flight: InFlight::default(),
+                counters: Default::default(),
                 _stop: stop,
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,

@@ -54,6 +54,16 @@ pub(crate) struct ClusterTarget {
 }
 
 impl ClusterTarget {
+    /// The cluster of seed `nodes`, whose infos carry credentials and TLS.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn new(nodes: Vec<ConnectionInfo>, timeout: Duration) -> Self {
+        ClusterTarget {
+            nodes,
+            certs: None,
+            timeout,
+        }
+    }
+
     /// A client for the cluster; with `push`, a RESP3 one whose pushes
     /// (sharded messages, subscription changes, disconnections) go there.
     pub(crate) fn client(
