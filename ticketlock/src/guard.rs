@@ -123,8 +123,11 @@ impl LockGuard {
     pub async fn renew_for(&self, lifetime: Duration) -> Result<()> {
         let (id, ticket) = (self.conversation_id.as_str(), self.held.ticket);
         let renewed = on_backend!(&self.store, b => b.renew(id, ticket, lifetime));
-        crate::metrics::renewal(renewed.is_ok());
+        if renewed.is_err() {
+            crate::metrics::renewal(false);
+        }
         if renewed? {
+            crate::metrics::renewal(true);
             tracing::debug!(
                 conversation_id = id,
                 ticket = ticket.number,
