@@ -26,10 +26,12 @@ use tokio_postgres::NoTls;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/1".into());
-    let store: LockStore = RedisLockStore::from_connection_info(redis_url.as_str(), &RedisConfig::default())
-        .await?
-        .into();
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/1".into());
+    let store: LockStore =
+        RedisLockStore::from_connection_info(redis_url.as_str(), &RedisConfig::default())
+            .await?
+            .into();
     let database = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".into());
     let (db, connection) = tokio_postgres::connect(&database, NoTls).await?;

@@ -65,7 +65,9 @@ async fn main() -> ticketlock::Result<()> {
                 key: key.to_string(),
                 step,
             };
-            tx.send((job, ticket)).await.expect("the workers are running");
+            tx.send((job, ticket))
+                .await
+                .expect("the workers are running");
         }
     }
     drop(tx);
@@ -75,7 +77,11 @@ async fn main() -> ticketlock::Result<()> {
 
     let done = done.lock().unwrap();
     for key in ["invoice-1", "invoice-2", "invoice-3"] {
-        let steps: Vec<u32> = done.iter().filter(|(k, _)| k == key).map(|(_, s)| *s).collect();
+        let steps: Vec<u32> = done
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, s)| *s)
+            .collect();
         assert_eq!(steps, (0..10).collect::<Vec<_>>(), "{key} ran out of order");
         println!("{key}: steps {steps:?}, in dispatch order");
     }

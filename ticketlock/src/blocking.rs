@@ -121,15 +121,21 @@ impl LockStore {
     /// store's default options. Fair: holders of a conversation enter in
     /// the order their tickets were issued. See [`crate::LockStore::lock`].
     pub fn lock(&self, conversation_id: &str) -> Result<LockGuard> {
-        self.lock_with(conversation_id, LockOptions::new(self.store.default_lifetime()))
+        self.lock_with(
+            conversation_id,
+            LockOptions::new(self.store.default_lifetime()),
+        )
     }
 
     /// [`LockStore::lock`] with `options` (lifetime, timeout,
     /// auto-renewal; renewal runs on the store's thread).
     pub fn lock_with(&self, conversation_id: &str, options: LockOptions) -> Result<LockGuard> {
-        let guard = self
-            .driver
-            .block_on(self.store.lock(conversation_id).options(options).into_future())?;
+        let guard = self.driver.block_on(
+            self.store
+                .lock(conversation_id)
+                .options(options)
+                .into_future(),
+        )?;
         Ok(self.guard(guard))
     }
 

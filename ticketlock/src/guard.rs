@@ -247,9 +247,9 @@ fn spawn_renewer(
                 Ok(true) => {
                     crate::metrics::renewal(true);
                     tracing::trace!(
-                    conversation_id = id,
-                    ticket = ticket.number,
-                    "lease renewed"
+                        conversation_id = id,
+                        ticket = ticket.number,
+                        "lease renewed"
                     )
                 }
                 Ok(false) => {

@@ -111,9 +111,9 @@
 
 mod commands;
 mod connection;
+mod from_client;
 mod keys;
 mod scripts;
-mod from_client;
 mod subscriber;
 mod tls;
 

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+use crate::RedisLockStore;
 use crate::backend::{Backend, TicketId};
 use crate::config::{DEFAULT_LIFETIME, LockStoreConfig, lifetime_from_env};
 use crate::lock::{LockOptions, LockRequest, validate_id};
-#[cfg(feature = "redis")]
-use crate::RedisLockStore;
 use crate::{InMemoryLockStore, Result, TicketLock};
 
 /// Calls `$body` with `$b` bound to the store's backend.

@@ -97,7 +97,11 @@ fn waits_holds_hand_offs_and_gauges_are_recorded() {
         let holder = store.lock("c").await.unwrap();
         seen.take(&s);
         assert_eq!(seen.histogram(m::TICKETS_AHEAD), vec![0.0]);
-        assert_eq!(seen.histogram("ticketlock_wait_seconds{outcome=acquired}").len(), 1);
+        assert_eq!(
+            seen.histogram("ticketlock_wait_seconds{outcome=acquired}")
+                .len(),
+            1
+        );
         assert_eq!(seen.gauge(m::LOCKS_HELD), 1.0);
 
         let waiter = store.lock("c").wait_time(HOUR).enqueue().await.unwrap();
@@ -153,7 +157,10 @@ fn wake_ups_are_counted_by_cause() {
         std::mem::forget(gone);
         let next = store.lock("expiry").wait_time(HOUR).await.unwrap();
         seen.take(&s);
-        assert_eq!(seen.counter("ticketlock_wakeups_total{cause=holder_expiry}"), 1);
+        assert_eq!(
+            seen.counter("ticketlock_wakeups_total{cause=holder_expiry}"),
+            1
+        );
         assert_eq!(seen.counter("ticketlock_wakeups_total{cause=push}"), 0);
         next.release().await.unwrap();
 
@@ -199,7 +206,10 @@ fn renewals_lost_leases_and_try_locks_are_counted() {
         assert_eq!(seen.counter(m::RENEWAL_FAILURES_TOTAL), 0);
         assert_eq!(seen.counter(m::LEASES_LOST_TOTAL), 1);
         assert_eq!(seen.counter("ticketlock_try_locks_total{outcome=busy}"), 1);
-        assert_eq!(seen.counter("ticketlock_try_locks_total{outcome=acquired}"), 1);
+        assert_eq!(
+            seen.counter("ticketlock_try_locks_total{outcome=acquired}"),
+            1
+        );
         drop(free);
     });
 }
@@ -248,7 +258,10 @@ fn unavailable_errors_and_reconnects_are_counted() {
         }
         // Subscribed once registered: the watch waits for the confirmation.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(seen.counter("ticketlock_reconnects_total{connection=pubsub}"), 0);
+        assert_eq!(
+            seen.counter("ticketlock_reconnects_total{connection=pubsub}"),
+            0
+        );
         let mut server = server;
         server.restart();
         loop {

@@ -9,7 +9,10 @@ use ticketlock::{Error, RedisConfig, RedisLockStore};
 #[tokio::test(flavor = "current_thread")]
 async fn tls_without_an_installed_provider_is_a_configuration_error_until_the_application_installs_one()
  {
-    assert!(rustls_default_is_missing(), "a provider was installed before the test");
+    assert!(
+        rustls_default_is_missing(),
+        "a provider was installed before the test"
+    );
     // A closed loopback port: nothing to reach, only the setup is checked.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

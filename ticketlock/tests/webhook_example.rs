@@ -43,8 +43,7 @@ async fn each_senders_messages_are_handled_one_at_a_time_in_posting_order() {
                 for m in 0..MESSAGES {
                     // Alternate replicas: the order must hold across them.
                     let router = routers[(s + m) % 2].clone();
-                    let body =
-                        format!(r#"{{"sender": "sender-{s}", "text": "message {m:02}"}}"#);
+                    let body = format!(r#"{{"sender": "sender-{s}", "text": "message {m:02}"}}"#);
                     let request = Request::post("/webhook")
                         .header("content-type", "application/json")
                         .body(Body::from(body))
@@ -63,7 +62,14 @@ async fn each_senders_messages_are_handled_one_at_a_time_in_posting_order() {
     for s in 0..SENDERS {
         let sender = format!("sender-{s}");
         let want: Vec<String> = (0..MESSAGES).map(|m| format!("message {m:02}")).collect();
-        let handled = || a.handled.lock().unwrap().get(&sender).cloned().unwrap_or_default();
+        let handled = || {
+            a.handled
+                .lock()
+                .unwrap()
+                .get(&sender)
+                .cloned()
+                .unwrap_or_default()
+        };
         while handled().len() < MESSAGES {
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -15,13 +15,13 @@ use redis::aio::ConnectionManagerConfig;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::io::tcp::TcpSettings;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, RedisConnectionInfo};
 #[cfg(any(
     feature = "tls-rustls",
     feature = "tls-rustls-aws-lc",
     feature = "tls-native"
 ))]
 use redis::{ClientTlsConfig, TlsCertificates};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, RedisConnectionInfo};
 
 use super::keys;
 use super::tls::{self, Certs};

@@ -77,7 +77,10 @@ pub(crate) fn certificates(config: &RedisConfig) -> Result<Certs> {
 }
 
 /// A client for one server over TLS.
-pub(crate) fn client(info: redis::ConnectionInfo, certs: Certs) -> redis::RedisResult<redis::Client> {
+pub(crate) fn client(
+    info: redis::ConnectionInfo,
+    certs: Certs,
+) -> redis::RedisResult<redis::Client> {
     #[cfg(any(
         feature = "tls-rustls",
         feature = "tls-rustls-aws-lc",

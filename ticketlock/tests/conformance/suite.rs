@@ -799,7 +799,10 @@ pub async fn try_lock_never_waits_and_leaves_no_ticket(h: &impl Harness) {
     let token = first.fencing_token();
     first.release().await.unwrap();
     // The waiter is ahead: busy, though nobody holds the lock this instant.
-    assert!(peer.try_lock(id).await.unwrap().is_none(), "a waiter is ahead");
+    assert!(
+        peer.try_lock(id).await.unwrap().is_none(),
+        "a waiter is ahead"
+    );
     let second = timeout(PROMPT, waiter.acquired()).await.unwrap().unwrap();
     assert_eq!(numbers(&store, id).await, vec![second.ticket()]);
     assert!(second.fencing_token() > token);
@@ -817,8 +820,18 @@ pub async fn stats_count_held_locks_and_waiting_tickets(h: &impl Harness) {
     let base = store.stats();
     let a = store.lock("stats-a").await.unwrap();
     let b = store.lock("stats-b").await.unwrap();
-    let w1 = store.lock("stats-a").wait_time(HOUR).enqueue().await.unwrap();
-    let w2 = store.lock("stats-a").wait_time(HOUR).enqueue().await.unwrap();
+    let w1 = store
+        .lock("stats-a")
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    let w2 = store
+        .lock("stats-a")
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
     let now = store.stats();
     assert_eq!(now.held - base.held, 2, "{now:?}");
     assert_eq!(now.waiting - base.waiting, 2, "{now:?}");
