@@ -32,6 +32,7 @@ pub trait Harness: Send + Sync + 'static {
     fn peer(&self) -> impl Future<Output = LockStore> + Send;
 }
 
+#[cfg(feature = "redis")]
 /// A Redis store made from a configuration (a cluster, a sentinel group);
 /// its peers connect anew, as another process would.
 pub struct Configured {
@@ -39,6 +40,7 @@ pub struct Configured {
     pub store: LockStore,
 }
 
+#[cfg(feature = "redis")]
 impl Configured {
     /// Connects to the deployment `config` names.
     pub async fn connect(config: ticketlock::RedisConfig) -> Configured {
@@ -50,6 +52,7 @@ impl Configured {
     }
 }
 
+#[cfg(feature = "redis")]
 impl Harness for Configured {
     fn store(&self) -> LockStore {
         self.store.clone()
