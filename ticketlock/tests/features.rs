@@ -2,7 +2,7 @@
 //! with a configuration error naming the feature. Which test runs depends
 //! on the build's features (CI runs the library with no default features).
 
-#![allow(unused_imports)]
+#![allow(unused_imports, dead_code)]
 
 use ticketlock::{DeploymentMode, Error, LockStore, LockStoreConfig, RedisConfig};
 
