@@ -13,6 +13,8 @@ mod torture;
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
+    // A program chooses its process-wide TLS provider; the library never does.
+    ticketlock::install_tls_provider();
     match cli::Cli::try_parse() {
         Ok(cli) => app::run(cli),
         Err(e) => exit::usage(&e),

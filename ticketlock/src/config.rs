@@ -10,6 +10,7 @@ mod endpoints;
 mod lifetime;
 mod url;
 
+#[cfg(feature = "redis")]
 pub(crate) use check::split_endpoint;
 pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
 

@@ -114,6 +114,7 @@ impl Error {
         message: impl Into<String>,
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        crate::metrics::unavailable();
         Error::Unavailable {
             backend: backend.into(),
             message: message.into(),

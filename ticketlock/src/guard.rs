@@ -25,6 +25,8 @@ pub struct LockGuard {
     lost: Lost,
     renewer: Option<tokio::task::JoinHandle<()>>,
     released: bool,
+    #[cfg(feature = "metrics")]
+    acquired_at: tokio::time::Instant,
 }
 
 /// Whether the guard learnt that its lease ran out: shared with the renewer
@@ -63,6 +65,7 @@ impl LockGuard {
         } else {
             (Lost::Inline(AtomicBool::new(false)), None)
         };
+        crate::metrics::guard_made(&store);
         LockGuard {
             store,
             conversation_id,
@@ -71,6 +74,8 @@ impl LockGuard {
             lost,
             renewer,
             released: false,
+            #[cfg(feature = "metrics")]
+            acquired_at: tokio::time::Instant::now(),
         }
     }
 
@@ -119,7 +124,12 @@ impl LockGuard {
     /// Extends the lease to `lifetime` from now; see [`LockGuard::renew`].
     pub async fn renew_for(&self, lifetime: Duration) -> Result<()> {
         let (id, ticket) = (&*self.conversation_id, self.held.ticket);
-        if on_backend!(&self.store, b => b.renew(id, ticket, lifetime))? {
+        let renewed = on_backend!(&self.store, b => b.renew(id, ticket, lifetime));
+        if renewed.is_err() {
+            crate::metrics::renewal(false);
+        }
+        if renewed? {
+            crate::metrics::renewal(true);
             tracing::debug!(
                 conversation_id = id,
                 ticket = ticket.number,
@@ -127,7 +137,7 @@ impl LockGuard {
             );
             Ok(())
         } else {
-            self.lost.flag().store(true, Ordering::Relaxed);
+            mark_lost(self.lost.flag());
             tracing::warn!(
                 conversation_id = id,
                 ticket = ticket.number,
@@ -142,7 +152,7 @@ impl LockGuard {
         let (id, ticket) = (&*self.conversation_id, self.held.ticket);
         let held = on_backend!(&self.store, b => b.check(id, ticket))?;
         if !held {
-            self.lost.flag().store(true, Ordering::Relaxed);
+            mark_lost(self.lost.flag());
         }
         Ok(held)
     }
@@ -173,6 +183,7 @@ impl LockGuard {
         if was_there {
             Ok(())
         } else {
+            mark_lost(self.lost.flag());
             Err(self.expired())
         }
     }
@@ -194,6 +205,11 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.stop_renewer();
+        #[cfg(feature = "metrics")]
+        let held_for = Some(self.acquired_at.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let held_for = None;
+        crate::metrics::guard_gone(&self.store, held_for);
         if !self.released {
             tracing::debug!(
                 conversation_id = &*self.conversation_id,
@@ -231,13 +247,16 @@ fn spawn_renewer(
         loop {
             tokio::time::sleep(every).await;
             match dispatch!(&store, b => b.renew(id, ticket, lifetime).await) {
-                Ok(true) => tracing::trace!(
-                    conversation_id = id,
-                    ticket = ticket.number,
-                    "lease renewed"
-                ),
+                Ok(true) => {
+                    crate::metrics::renewal(true);
+                    tracing::trace!(
+                        conversation_id = id,
+                        ticket = ticket.number,
+                        "lease renewed"
+                    )
+                }
                 Ok(false) => {
-                    lost.store(true, Ordering::Relaxed);
+                    mark_lost(&lost);
                     tracing::warn!(
                         conversation_id = id,
                         ticket = ticket.number,
@@ -248,9 +267,17 @@ fn spawn_renewer(
                 // A blip: try again at the next period; the lease has two
                 // more periods to run.
                 Err(e) => {
+                    crate::metrics::renewal(false);
                     tracing::warn!(conversation_id = id, ticket = ticket.number, error = %e, "lease renewal failed")
                 }
             }
         }
     })
+}
+
+/// Sets the lost flag; counts the lease as lost the first time.
+fn mark_lost(flag: &AtomicBool) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        crate::metrics::lease_lost();
+    }
 }

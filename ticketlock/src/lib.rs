@@ -1,16 +1,22 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+pub mod blocking;
 mod config;
 mod error;
 mod guard;
 mod lock;
 mod memory;
+pub mod metrics;
+#[cfg(feature = "redis")]
 mod redis;
+mod stats;
 mod store;
 mod ticket;
+mod try_lock;
 
 pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
 pub use config::{
@@ -24,6 +30,17 @@ pub use lock::{
     QueuedTicket,
 };
 pub use memory::InMemoryLockStore;
+#[cfg(feature = "redis")]
 pub use redis::RedisLockStore;
+#[cfg(any(feature = "tls-rustls", feature = "tls-rustls-aws-lc"))]
+pub use redis::install_tls_provider;
+pub use stats::Stats;
 pub use store::{LockStore, StoreSource};
 pub use ticket::{RecordError, Ticket, TicketLock};
+
+// The repository's front page: its examples are compiled as doctests too.
+// Under `cfg(doctest)` only, so the published package (which does not
+// contain it) builds without it.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct RepositoryReadme;

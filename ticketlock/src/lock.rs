@@ -22,6 +22,7 @@ macro_rules! on_backend {
     ($store:expr, $b:ident => $fut:expr) => {
         match &$store.kind {
             $crate::store::Kind::InMemory($b) => $fut.await,
+            #[cfg(feature = "redis")]
             $crate::store::Kind::Redis($b) => Box::pin($fut).await,
         }
     };
@@ -75,7 +76,7 @@ impl LockOptions {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.lifetime < MIN_LIFETIME {
             return Err(Error::config(
                 "lock_lifetime",
@@ -108,9 +109,9 @@ impl LockOptions {
 #[must_use = "a lock request does nothing until it is awaited"]
 #[derive(Debug)]
 pub struct LockRequest<'a> {
-    store: &'a LockStore,
-    conversation_id: &'a str,
-    options: LockOptions,
+    pub(crate) store: &'a LockStore,
+    pub(crate) conversation_id: &'a str,
+    pub(crate) options: LockOptions,
 }
 
 impl<'a> LockRequest<'a> {
@@ -274,6 +275,7 @@ struct Taken {
 impl Taken {
     fn new(issued: Issued, started: Option<Instant>, span: tracing::Span) -> Taken {
         span.record("ticket", issued.ticket.number);
+        crate::metrics::issued(&issued.attempt);
         span.in_scope(|| tracing::debug!(attempt = ?issued.attempt, "ticket issued"));
         Taken {
             issued,
@@ -297,6 +299,7 @@ impl Taken {
             waited: Duration::ZERO,
         };
         self.span.in_scope(|| acquired_event(&id, &held));
+        crate::metrics::acquired(&held);
         LockGuard::new(store.clone(), id, held, options)
     }
 
@@ -306,7 +309,12 @@ impl Taken {
         conversation_id: Arc<str>,
         options: LockOptions,
     ) -> QueuedTicket {
+        let waiting = !matches!(self.issued.attempt, Attempt::Acquired { .. });
+        if waiting {
+            crate::metrics::waiting(store, 1);
+        }
         QueuedTicket {
+            waiting,
             span: self.span,
             store: store.clone(),
             conversation_id,
@@ -378,7 +386,8 @@ impl Future for LockFuture<'_> {
                             return Poll::Ready(result);
                         }
                     }
-                    Kind::Redis(_) => *step = Step::Wait(Box::pin(request.lock_async())),
+                    #[allow(unreachable_patterns)]
+                    _ => *step = Step::Wait(Box::pin(request.lock_async())),
                 }
             }
         }
@@ -422,6 +431,8 @@ pub struct QueuedTicket {
     /// (which counts from there), else its issue.
     started: Instant,
     armed: bool,
+    /// Counted as waiting (not served when issued).
+    waiting: bool,
 }
 
 impl QueuedTicket {
@@ -470,6 +481,7 @@ impl QueuedTicket {
             // there, and its ticket would hold up the queue until it
             // expired.
             let error = timeout_error(id, self.started);
+            crate::metrics::not_acquired("timed_out", self.started.elapsed());
             self.span
                 .in_scope(|| tracing::debug!("acquire timed out; withdrawing the ticket"));
             if let Err(e) = on_backend!(&self.store, b => b.release(id, ticket)) {
@@ -497,6 +509,7 @@ impl QueuedTicket {
                     },
                 };
                 acquired_event(id, &held);
+                crate::metrics::acquired(&held);
                 Ok(LockGuard::new(
                     self.store.clone(),
                     self.conversation_id.clone(),
@@ -505,6 +518,7 @@ impl QueuedTicket {
                 ))
             }
             _ => {
+                crate::metrics::not_acquired("lost", self.started.elapsed());
                 tracing::warn!(
                     conversation_id = id,
                     ticket = ticket.number,
@@ -531,6 +545,9 @@ fn acquired_event(id: &str, held: &Held) {
 
 impl Drop for QueuedTicket {
     fn drop(&mut self) {
+        if self.waiting {
+            crate::metrics::waiting(&self.store, -1);
+        }
         if self.armed {
             let (id, ticket) = (&*self.conversation_id, self.ticket);
             tracing::debug!(
@@ -614,6 +631,8 @@ async fn wait<B: Backend>(
     o: &LockOptions,
 ) -> Result<Attempt> {
     let mut watch: Option<Watch> = None;
+    // When a push last woke this waiter: the start of a hand-off.
+    let mut pushed_at: Option<Instant> = None;
     let longest = o
         .wait_time
         .min(o.lifetime / 3)
@@ -641,11 +660,17 @@ async fn wait<B: Backend>(
             }
             Some(w) => {
                 let pause = holder_remaining.map_or(longest, |r| longest.min(r + EXPIRY_SLACK));
-                tokio::select! {
+                let pushed = tokio::select! {
                     biased;
-                    () = w.changed() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
+                    () = w.changed() => true,
+                    () = tokio::time::sleep(pause) => false,
+                };
+                crate::metrics::wakeup(match (pushed, pause < longest) {
+                    (true, _) => "push",
+                    (false, true) => "holder_expiry",
+                    (false, false) => "wait_time",
+                });
+                pushed_at = pushed.then(Instant::now);
             }
         }
         let sent = Instant::now();
@@ -672,6 +697,9 @@ async fn wait<B: Backend>(
             }
             Err(e) => return Err(e),
         };
+        if let (Some(at), Attempt::Acquired { .. }) = (pushed_at, attempt) {
+            crate::metrics::handoff(at.elapsed());
+        }
     }
 }
 

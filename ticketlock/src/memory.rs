@@ -791,6 +791,27 @@ impl Backend for InMemoryLockStore {
     }
 }
 
+impl InMemoryLockStore {
+    /// The store's held locks and waiting tickets now: a walk over the
+    /// table, one shard lock at a time (no other cost on any path).
+    pub(crate) fn stats(&self) -> crate::Stats {
+        let now = self.now();
+        let (mut held, mut waiting) = (0, 0);
+        for shard in self.shared.shards.iter() {
+            for entry in lock(&shard.map).iter() {
+                let q = &entry.tickets;
+                if q.front().is_some_and(|t| t.expires > now) {
+                    held += 1;
+                }
+                waiting += (1..q.len())
+                    .filter(|&i| q.get(i).is_some_and(|t| t.expires > now))
+                    .count() as u64;
+            }
+        }
+        crate::Stats::new(held, waiting)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

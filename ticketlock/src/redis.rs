@@ -134,9 +134,14 @@
 
 mod commands;
 mod connection;
+mod from_client;
 mod keys;
 mod scripts;
 mod subscriber;
+mod tls;
+
+#[cfg(any(feature = "tls-rustls", feature = "tls-rustls-aws-lc"))]
+pub use tls::install_tls_provider;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,6 +197,8 @@ struct Inner {
     /// Background round trips (issues whose caller left, releases from
     /// destructors) that [`Backend::flush`] waits for.
     in_flight: InFlight,
+    /// This process's held and waiting counts, for `LockStore::stats`.
+    counters: crate::stats::Counters,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -242,11 +249,16 @@ impl RedisLockStore {
     /// server refuses) and [`Error::Unavailable`] when the server cannot be
     /// reached within `socket_timeout`.
     pub async fn connect(config: &RedisConfig) -> Result<RedisLockStore> {
+        Self::open(connection::connector(config)?, config).await
+    }
+
+    /// [`RedisLockStore::connect`] with the clients already built.
+    async fn open(connector: connection::Connector, config: &RedisConfig) -> Result<Self> {
         let connection::Connector {
             target,
             manager,
             describe,
-        } = connection::connector(config)?;
+        } = connector;
         let timeout = config.socket_timeout;
         let unavailable = |message: String, source: Option<redis::RedisError>| {
             Error::unavailable(
@@ -338,6 +350,7 @@ impl RedisLockStore {
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
                 in_flight: InFlight::default(),
+                counters: Default::default(),
                 _stop: stop,
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,

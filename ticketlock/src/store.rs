@@ -3,16 +3,19 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+use crate::RedisLockStore;
 use crate::backend::{Backend, TicketId};
 use crate::config::{DEFAULT_LIFETIME, LockStoreConfig, lifetime_from_env};
 use crate::lock::{LockOptions, LockRequest, validate_id};
-use crate::{InMemoryLockStore, RedisLockStore, Result, TicketLock};
+use crate::{InMemoryLockStore, Result, TicketLock};
 
 /// Calls `$body` with `$b` bound to the store's backend.
 macro_rules! dispatch {
     ($store:expr, $b:ident => $body:expr) => {
         match &$store.kind {
             $crate::store::Kind::InMemory($b) => $body,
+            #[cfg(feature = "redis")]
             $crate::store::Kind::Redis($b) => $body,
         }
     };
@@ -22,6 +25,7 @@ pub(crate) use dispatch;
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
     InMemory(InMemoryLockStore),
+    #[cfg(feature = "redis")]
     Redis(RedisLockStore),
 }
 
@@ -67,6 +71,7 @@ impl From<InMemoryLockStore> for StoreSource {
     }
 }
 
+#[cfg(feature = "redis")]
 impl From<RedisLockStore> for StoreSource {
     fn from(s: RedisLockStore) -> Self {
         StoreSource::Store(s.into())
@@ -94,6 +99,7 @@ impl From<InMemoryLockStore> for LockStore {
     }
 }
 
+#[cfg(feature = "redis")]
 impl From<RedisLockStore> for LockStore {
     fn from(s: RedisLockStore) -> Self {
         LockStore {
@@ -120,8 +126,17 @@ impl LockStore {
             StoreSource::Default | StoreSource::Config(LockStoreConfig::InMemory) => {
                 LockStore::in_memory()
             }
+            #[cfg(feature = "redis")]
             StoreSource::Config(LockStoreConfig::Redis(config)) => {
                 RedisLockStore::connect(&config).await?.into()
+            }
+            #[cfg(not(feature = "redis"))]
+            StoreSource::Config(LockStoreConfig::Redis(_)) => {
+                return Err(crate::Error::config(
+                    "lock_store.type",
+                    "this build of ticketlock has no Redis support; enable its cargo \
+                     feature `redis`, or use type: in_memory",
+                ));
             }
         };
         Ok(store.with_default_lifetime(lifetime))
@@ -149,6 +164,7 @@ impl LockStore {
     pub fn with_max_queue_len(mut self, max_queue_len: usize) -> Self {
         self.kind = match self.kind {
             Kind::InMemory(s) => Kind::InMemory(s.with_max_queue_len(max_queue_len)),
+            #[cfg(feature = "redis")]
             Kind::Redis(s) => Kind::Redis(s.with_max_queue_len(max_queue_len)),
         };
         self
@@ -163,15 +179,18 @@ impl LockStore {
     pub fn as_in_memory(&self) -> Option<&InMemoryLockStore> {
         match &self.kind {
             Kind::InMemory(s) => Some(s),
-            Kind::Redis(_) => None,
+            #[allow(unreachable_patterns)] // other backends, by feature
+            _ => None,
         }
     }
 
     /// The Redis backend, if this is one.
+    #[cfg(feature = "redis")]
     pub fn as_redis(&self) -> Option<&RedisLockStore> {
         match &self.kind {
             Kind::Redis(s) => Some(s),
-            Kind::InMemory(_) => None,
+            #[allow(unreachable_patterns)] // other backends, by feature
+            _ => None,
         }
     }
 

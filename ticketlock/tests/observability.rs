@@ -2,6 +2,7 @@
 //! carrying the conversation and the ticket, and no line per look at the
 //! queue, on both stores.
 
+#[cfg(feature = "redis")]
 #[path = "redis_store/server.rs"]
 mod server;
 
@@ -103,6 +104,7 @@ async fn memory_store_events_carry_conversation_and_ticket() {
     check(&scenario(LockStore::in_memory()).await);
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "current_thread")]
 async fn redis_store_events_carry_conversation_and_ticket() {
     let Some((_server, store)) = server::redis_lock_store().await else {

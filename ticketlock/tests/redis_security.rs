@@ -25,6 +25,8 @@ async fn connect_with(server: &RedisServer, c: RedisConfig) -> LockStore {
 }
 
 fn tls_config(server: &RedisServer) -> RedisConfig {
+    // The application's choice: the library never installs one.
+    ticketlock::install_tls_provider();
     let certs = server.tls_files().unwrap();
     let mut c = config(server);
     c.use_ssl = true;
@@ -72,6 +74,7 @@ async fn a_server_certificate_signed_by_another_ca_is_refused() {
 
 /// A connection to the TLS server that trusts its CA, for inspection.
 fn tls_connection(server: &RedisServer) -> redis::Connection {
+    ticketlock::install_tls_provider();
     let certs = server.tls_files().unwrap();
     let info = redis::ConnectionAddr::TcpTls {
         host: server.host().into(),

@@ -1190,6 +1190,8 @@ async fn a_user_restricted_to_the_documented_acl_rule_can_do_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_with_a_ca_and_a_client_certificate() {
+    // The application's choice: the library never installs one.
+    ticketlock::install_tls_provider();
     let server = server!(RedisOptions {
         tls: true,
         ..Default::default()

@@ -132,6 +132,7 @@ fn split_endpoint_raw(v: &str) -> Option<(&str, &str)> {
 
 /// Splits a checked `endpoints` entry into the host (IPv6 without brackets)
 /// and the port.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis backend
 pub(crate) fn split_endpoint(v: &str) -> Option<(&str, u16)> {
     let (host, port) = split_endpoint_raw(v)?;
     let host = host

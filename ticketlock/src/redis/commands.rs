@@ -146,6 +146,7 @@ impl Commands {
         let mut guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if guard.0 == generation {
             *guard = (generation + 1, None);
+            crate::metrics::reconnect("command");
             tracing::debug!("redis: command connection dropped; the next call makes a new one");
         }
     }

@@ -2,6 +2,11 @@
 //! are (one server, a cluster, or a primary found through sentinels),
 //! database, credentials and TLS.
 
+#[cfg(any(
+    feature = "tls-rustls",
+    feature = "tls-rustls-aws-lc",
+    feature = "tls-native"
+))]
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +15,16 @@ use redis::aio::ConnectionManagerConfig;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::io::tcp::TcpSettings;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{
-    ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo,
-    RedisConnectionInfo, TlsCertificates, TlsMode,
-};
+#[cfg(any(
+    feature = "tls-rustls",
+    feature = "tls-rustls-aws-lc",
+    feature = "tls-native"
+))]
+use redis::{ClientTlsConfig, TlsCertificates};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, RedisConnectionInfo};
 
 use super::keys;
+use super::tls::{self, Certs};
 use crate::config::split_endpoint;
 use crate::{DeploymentMode, Error, RedisConfig, Result};
 
@@ -40,11 +49,21 @@ pub(crate) enum Target {
 /// The seed nodes of a cluster and how to talk to them.
 pub(crate) struct ClusterTarget {
     nodes: Vec<ConnectionInfo>,
-    certs: Option<TlsCertificates>,
+    certs: Option<Certs>,
     timeout: Duration,
 }
 
 impl ClusterTarget {
+    /// The cluster of seed `nodes`, whose infos carry credentials and TLS.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn new(nodes: Vec<ConnectionInfo>, timeout: Duration) -> Self {
+        ClusterTarget {
+            nodes,
+            certs: None,
+            timeout,
+        }
+    }
+
     /// A client for the cluster; with `push`, a RESP3 one whose pushes
     /// (sharded messages, subscription changes, disconnections) go there.
     pub(crate) fn client(
@@ -61,7 +80,7 @@ impl ClusterTarget {
             .min_retry_wait(10)
             .max_retry_wait(500);
         if let Some(certs) = &self.certs {
-            builder = builder.certs(certs.clone());
+            builder = tls::cluster(builder, certs);
         }
         if let Some(push) = push {
             builder = builder
@@ -124,6 +143,7 @@ impl SentinelTarget {
 /// Checks the configuration and builds the clients (no I/O but reading
 /// the TLS files).
 pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
+    deployment_built(config.deployment_mode)?;
     if config.deployment_mode == DeploymentMode::Standard && config.host.is_empty() {
         return Err(Error::config(
             "lock_store.host",
@@ -161,10 +181,9 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
         );
     }
     let certs = if config.use_ssl {
-        // rustls needs a process-wide crypto provider; install ring's unless
-        // the application installed one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Some(certificates(config)?)
+        // Checks the build and the process can speak TLS (rustls: the
+        // application's crypto provider; none is installed here).
+        Some(tls::certificates(config)?)
     } else {
         None
     };
@@ -189,7 +208,7 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
                 .set_redis_settings(redis_info)
                 .set_tcp_settings(tcp);
             let client = match certs {
-                Some(certs) => redis::Client::build_with_tls(info, certs).map_err(|e| {
+                Some(certs) => tls::client(info, certs).map_err(|e| {
                     Error::config(
                         "lock_store.ssl_ca_certs",
                         format!("unusable TLS files: {e}"),
@@ -267,11 +286,7 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
                 builder = builder.set_client_to_sentinel_password(password.expose());
             }
             if let Some(certs) = certs {
-                builder = builder
-                    .set_client_to_redis_tls_mode(TlsMode::Secure)
-                    .set_client_to_sentinel_tls_mode(TlsMode::Secure)
-                    .set_client_to_sentinel_certificates(certs.clone())
-                    .set_client_to_redis_certificates(certs);
+                builder = tls::sentinel(builder, certs);
             }
             let sentinel = builder
                 .build()
@@ -339,7 +354,12 @@ fn endpoints(config: &RedisConfig) -> Result<Vec<(&str, u16)>> {
         .collect()
 }
 
-fn certificates(config: &RedisConfig) -> Result<TlsCertificates> {
+#[cfg(any(
+    feature = "tls-rustls",
+    feature = "tls-rustls-aws-lc",
+    feature = "tls-native"
+))]
+pub(crate) fn certificates(config: &RedisConfig) -> Result<TlsCertificates> {
     let root_cert = config
         .ssl_ca_certs
         .as_deref()
@@ -370,6 +390,11 @@ fn certificates(config: &RedisConfig) -> Result<TlsCertificates> {
     })
 }
 
+#[cfg(any(
+    feature = "tls-rustls",
+    feature = "tls-rustls-aws-lc",
+    feature = "tls-native"
+))]
 fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
         Error::config(
@@ -380,4 +405,20 @@ fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
             ),
         )
     })
+}
+
+/// Refuses a deployment mode whose cargo feature this build lacks.
+fn deployment_built(mode: DeploymentMode) -> Result<()> {
+    let feature = match mode {
+        DeploymentMode::Cluster if !cfg!(feature = "cluster") => "cluster",
+        DeploymentMode::Sentinel if !cfg!(feature = "sentinel") => "sentinel",
+        _ => return Ok(()),
+    };
+    Err(Error::config(
+        "lock_store.deployment_mode",
+        format!(
+            "this build of ticketlock has no {feature} support; enable its cargo feature \
+             `{feature}`, or use deployment_mode: standard"
+        ),
+    ))
 }

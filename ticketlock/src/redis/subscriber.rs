@@ -237,6 +237,9 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
             match connect(&target, shared.timeout).await {
                 Ok(c) => {
                     tracing::debug!("pub/sub connection established");
+                    if resync {
+                        crate::metrics::reconnect("pubsub");
+                    }
                     conn = Some(c);
                     backoff = Duration::from_millis(25);
                 }

@@ -32,6 +32,7 @@ pub trait Harness: Send + Sync + 'static {
     fn peer(&self) -> impl Future<Output = LockStore> + Send;
 }
 
+#[cfg(feature = "redis")]
 /// A Redis store made from a configuration (a cluster, a sentinel group);
 /// its peers connect anew, as another process would.
 pub struct Configured {
@@ -39,6 +40,7 @@ pub struct Configured {
     pub store: LockStore,
 }
 
+#[cfg(feature = "redis")]
 impl Configured {
     /// Connects to the deployment `config` names.
     pub async fn connect(config: ticketlock::RedisConfig) -> Configured {
@@ -50,6 +52,7 @@ impl Configured {
     }
 }
 
+#[cfg(feature = "redis")]
 impl Harness for Configured {
     fn store(&self) -> LockStore {
         self.store.clone()
@@ -91,6 +94,8 @@ macro_rules! conformance_tests {
             save_lock_round_trips_a_rasa_record,
             save_lock_refuses_tickets_other_clients_cannot_read,
             queue_length_is_bounded,
+            try_lock_never_waits_and_leaves_no_ticket,
+            stats_count_held_locks_and_waiting_tickets,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -783,4 +788,63 @@ fn ticketlock_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+/// `try_lock` takes a free lock in one step, and answers `None` for a held
+/// lock or one with waiters, leaving no ticket behind.
+pub async fn try_lock_never_waits_and_leaves_no_ticket(h: &impl Harness) {
+    let (store, peer) = (h.store(), h.peer().await);
+    let id = "try-lock";
+    let first = store.try_lock(id).await.unwrap().expect("a free lock");
+    assert!(peer.try_lock(id).await.unwrap().is_none(), "held");
+    assert_eq!(numbers(&store, id).await, vec![first.ticket()]);
+    let waiter = store.lock(id).wait_time(HOUR).enqueue().await.unwrap();
+    let token = first.fencing_token();
+    first.release().await.unwrap();
+    // The waiter is ahead: busy, though nobody holds the lock this instant.
+    assert!(
+        peer.try_lock(id).await.unwrap().is_none(),
+        "a waiter is ahead"
+    );
+    let second = timeout(PROMPT, waiter.acquired()).await.unwrap().unwrap();
+    assert_eq!(numbers(&store, id).await, vec![second.ticket()]);
+    assert!(second.fencing_token() > token);
+    let token = second.fencing_token();
+    second.release().await.unwrap();
+    let third = peer.try_lock(id).await.unwrap().expect("free again");
+    assert!(third.fencing_token() > token);
+    third.release().await.unwrap();
+    assert!(store.get_lock(id).await.unwrap().is_none(), "nothing left");
+}
+
+/// `stats()` counts the guards alive and the tickets not served yet.
+pub async fn stats_count_held_locks_and_waiting_tickets(h: &impl Harness) {
+    let store = h.store();
+    let base = store.stats();
+    let a = store.lock("stats-a").await.unwrap();
+    let b = store.lock("stats-b").await.unwrap();
+    let w1 = store
+        .lock("stats-a")
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    let w2 = store
+        .lock("stats-a")
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    let now = store.stats();
+    assert_eq!(now.held - base.held, 2, "{now:?}");
+    assert_eq!(now.waiting - base.waiting, 2, "{now:?}");
+    drop(w2);
+    a.release().await.unwrap();
+    let next = timeout(PROMPT, w1.acquired()).await.unwrap().unwrap();
+    let now = store.stats();
+    assert_eq!((now.held - base.held, now.waiting - base.waiting), (2, 0));
+    next.release().await.unwrap();
+    b.release().await.unwrap();
+    store.flush().await;
+    assert_eq!(store.stats(), base);
 }
