@@ -25,6 +25,9 @@
 //! by `redis-cli --cluster create`, and a primary with two replicas watched
 //! by three `redis-server --sentinel`s; members can be killed and restarted.
 //!
+//! [`PostgresServer`] does the same for PostgreSQL: a throwaway cluster
+//! made by `initdb`, served on a free port (Debian package `postgresql`).
+//!
 //! Servers need `redis-server` and `redis-cli` (Debian packages
 //! `redis-server` and `redis-tools`). Without `redis-server`,
 //! [`RedisServer::start`] returns `None` so a developer's test run skips, unless
@@ -33,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+mod postgres;
 mod resp;
 mod run;
 mod sentinel;
@@ -40,6 +44,7 @@ mod server;
 mod tls;
 
 pub use cluster::RedisCluster;
+pub use postgres::{POSTGRES_USER, PostgresServer};
 pub use sentinel::SentinelGroup;
 pub use server::{RedisOptions, RedisServer};
 pub use tls::TlsFiles;

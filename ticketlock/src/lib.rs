@@ -8,6 +8,8 @@ mod error;
 mod guard;
 mod lock;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod redis;
 mod store;
 mod ticket;
@@ -15,7 +17,8 @@ mod ticket;
 pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
 pub use config::{
     DEFAULT_LIFETIME, DEFAULT_MIN_REPLICAS_ACK_TIMEOUT, DeploymentMode, LIFETIME_ENV,
-    LockStoreConfig, RedisConfig, RedisStoreType, Secret, lifetime_from_env,
+    LockStoreConfig, PostgresConfig, PostgresSslMode, RedisConfig, RedisStoreType, Secret,
+    lifetime_from_env,
 };
 pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;
@@ -23,6 +26,8 @@ pub use lock::{
     DEFAULT_MAX_QUEUE_LEN, LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME, QueuedTicket,
 };
 pub use memory::InMemoryLockStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresLockStore;
 pub use redis::RedisLockStore;
 pub use store::{LockStore, StoreSource};
 pub use ticket::{RecordError, Ticket, TicketLock};

@@ -14,6 +14,8 @@ macro_rules! dispatch {
         match &$store.kind {
             $crate::store::Kind::InMemory($b) => $body,
             $crate::store::Kind::Redis($b) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::store::Kind::Postgres($b) => $body,
         }
     };
 }
@@ -23,6 +25,8 @@ pub(crate) use dispatch;
 pub(crate) enum Kind {
     InMemory(InMemoryLockStore),
     Redis(RedisLockStore),
+    #[cfg(feature = "postgres")]
+    Postgres(crate::PostgresLockStore),
 }
 
 /// A conversation lock store: fair FIFO locks per conversation id.
@@ -70,6 +74,23 @@ impl From<InMemoryLockStore> for StoreSource {
 impl From<RedisLockStore> for StoreSource {
     fn from(s: RedisLockStore) -> Self {
         StoreSource::Store(s.into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::PostgresLockStore> for StoreSource {
+    fn from(s: crate::PostgresLockStore) -> Self {
+        StoreSource::Store(s.into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::PostgresLockStore> for LockStore {
+    fn from(s: crate::PostgresLockStore) -> Self {
+        LockStore {
+            kind: Kind::Postgres(s),
+            lifetime: DEFAULT_LIFETIME,
+        }
     }
 }
 
@@ -123,6 +144,17 @@ impl LockStore {
             StoreSource::Config(LockStoreConfig::Redis(config)) => {
                 RedisLockStore::connect(&config).await?.into()
             }
+            #[cfg(feature = "postgres")]
+            StoreSource::Config(LockStoreConfig::Postgres(config)) => {
+                crate::PostgresLockStore::connect(&config).await?.into()
+            }
+            #[cfg(not(feature = "postgres"))]
+            StoreSource::Config(LockStoreConfig::Postgres(_)) => {
+                return Err(crate::Error::config(
+                    "lock_store.type",
+                    "this build of ticketlock has no PostgreSQL store; enable the crate's                      `postgres` feature",
+                ));
+            }
         };
         Ok(store.with_default_lifetime(lifetime))
     }
@@ -150,6 +182,8 @@ impl LockStore {
         self.kind = match self.kind {
             Kind::InMemory(s) => Kind::InMemory(s.with_max_queue_len(max_queue_len)),
             Kind::Redis(s) => Kind::Redis(s.with_max_queue_len(max_queue_len)),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(s) => Kind::Postgres(s.with_max_queue_len(max_queue_len)),
         };
         self
     }
@@ -163,7 +197,7 @@ impl LockStore {
     pub fn as_in_memory(&self) -> Option<&InMemoryLockStore> {
         match &self.kind {
             Kind::InMemory(s) => Some(s),
-            Kind::Redis(_) => None,
+            _ => None,
         }
     }
 
@@ -171,7 +205,16 @@ impl LockStore {
     pub fn as_redis(&self) -> Option<&RedisLockStore> {
         match &self.kind {
             Kind::Redis(s) => Some(s),
-            Kind::InMemory(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL backend, if this is one.
+    #[cfg(feature = "postgres")]
+    pub fn as_postgres(&self) -> Option<&crate::PostgresLockStore> {
+        match &self.kind {
+            Kind::Postgres(s) => Some(s),
+            _ => None,
         }
     }
 
