@@ -30,16 +30,28 @@ const FILES: &[&str] = &[
     include_str!("sql/delete.sql"),
 ];
 
-/// The installed version: `None` when the schema is missing.
+/// A checksum of the SQL this build installs (FNV-1a, as a bigint).
+fn checksum() -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in FILES.iter().flat_map(|f| f.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The installed version and checksum: `None` when the schema is missing.
 pub(crate) async fn installed(
     client: &tokio_postgres::Client,
     c: &Connector,
-) -> Result<Option<i32>> {
+) -> Result<Option<(i32, i64)>> {
     match client
-        .query_typed_opt("SELECT max(version) FROM ticketlock_schema", &[])
+        .query_typed_opt(
+            "SELECT version, checksum FROM ticketlock_schema LIMIT 1",
+            &[],
+        )
         .await
     {
-        Ok(row) => Ok(row.and_then(|r| r.get::<_, Option<i32>>(0))),
+        Ok(row) => Ok(row.map(|r| (r.get(0), r.get(1)))),
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
         Err(e) => Err(c.error(e)),
     }
@@ -47,12 +59,11 @@ pub(crate) async fn installed(
 
 /// Creates or upgrades the schema. Returns whether anything was done.
 pub(crate) async fn migrate(client: &tokio_postgres::Client, c: &Connector) -> Result<bool> {
-    let current = installed(client, c).await?;
-    if let Some(v) = current {
+    if let Some((v, sum)) = installed(client, c).await? {
         if v > VERSION {
             return Err(newer(v));
         }
-        if v == VERSION {
+        if v == VERSION && sum == checksum() {
             return Ok(false);
         }
     }
@@ -62,7 +73,8 @@ pub(crate) async fn migrate(client: &tokio_postgres::Client, c: &Connector) -> R
         sql.push_str(";\n");
     }
     sql.push_str(&format!(
-        "DELETE FROM ticketlock_schema;\nINSERT INTO ticketlock_schema VALUES ({VERSION});\nCOMMIT;"
+        "DELETE FROM ticketlock_schema;\nINSERT INTO ticketlock_schema VALUES ({VERSION}, {});\nCOMMIT;",
+        checksum()
     ));
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(true),
@@ -99,8 +111,8 @@ fn newer(v: i32) -> Error {
 /// Checks the schema on connecting, creating it when missing or older.
 pub(crate) async fn ensure(client: &tokio_postgres::Client, c: &Connector) -> Result<()> {
     match installed(client, c).await? {
-        Some(v) if v == VERSION => Ok(()),
-        Some(v) if v > VERSION => Err(newer(v)),
+        Some((v, sum)) if v == VERSION && sum == checksum() => Ok(()),
+        Some((v, _)) if v > VERSION => Err(newer(v)),
         _ => migrate(client, c).await.map(drop),
     }
 }

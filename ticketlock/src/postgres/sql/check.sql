@@ -1,8 +1,9 @@
--- Whether a ticket is the first live one. Reads only (no row lock: a
+-- Whether a ticket is the first live one. Reads only (no row lock: the
 -- snapshot of one statement is consistent).
 CREATE OR REPLACE FUNCTION ticketlock_check(p_id text, p_number bigint, p_epoch bigint)
-RETURNS boolean LANGUAGE sql AS $$
-    SELECT coalesce((
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN coalesce((
         SELECT t.number = p_number
         FROM ticketlock_conversations c
         JOIN ticketlock_tickets t ON t.epoch = c.epoch
@@ -10,5 +11,5 @@ RETURNS boolean LANGUAGE sql AS $$
             AND (p_epoch < 0 OR c.epoch = p_epoch)
             AND NOT (ticketlock_now() > t.expires)
         ORDER BY t.number LIMIT 1
-    ), false)
-$$;
+    ), false);
+END $$;

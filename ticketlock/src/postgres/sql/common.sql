@@ -24,20 +24,29 @@ BEGIN
     RETURN c;
 END $$;
 
+-- The helpers are PL/pgSQL, not SQL functions: PL/pgSQL keeps each
+-- statement's plan for the session, where a SQL function that cannot be
+-- inlined is planned again on every call.
+
 -- The number of the first ticket of the queue, or NULL.
 CREATE OR REPLACE FUNCTION ticketlock_head(p_epoch bigint) RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT number FROM ticketlock_tickets WHERE epoch = p_epoch ORDER BY number LIMIT 1
-$$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (SELECT t.number FROM ticketlock_tickets t
+            WHERE t.epoch = p_epoch ORDER BY t.number LIMIT 1);
+END $$;
 
 -- Drops the expired tickets (expired when now > expires, as in Rasa);
 -- returns how many went.
 CREATE OR REPLACE FUNCTION ticketlock_prune(p_epoch bigint, p_now double precision)
-RETURNS integer LANGUAGE sql AS $$
-    WITH gone AS (
-        DELETE FROM ticketlock_tickets WHERE epoch = p_epoch AND expires < p_now RETURNING 1
-    ) SELECT count(*)::integer FROM gone
-$$;
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_gone integer;
+BEGIN
+    DELETE FROM ticketlock_tickets t WHERE t.epoch = p_epoch AND t.expires < p_now;
+    GET DIAGNOSTICS v_gone = ROW_COUNT;
+    RETURN v_gone;
+END $$;
 
 -- After tickets went or were added: stores the count and the expiry bound,
 -- drops the conversation when no ticket is left, and tells the new head
@@ -52,6 +61,7 @@ DECLARE
 BEGIN
     IF p_queued <= 0 THEN
         DELETE FROM ticketlock_conversations WHERE epoch = p_epoch;
+        DELETE FROM ticketlock_tickets WHERE epoch = p_epoch;
         RETURN;
     END IF;
     UPDATE ticketlock_conversations
@@ -64,19 +74,25 @@ BEGIN
 END $$;
 
 -- Removes a few conversations whose every ticket expired over a second ago
--- (rows nobody came back to): expired rows go without a cron job. Rows
--- another transaction holds are skipped, and so is the caller's own
--- (p_digest): its numbers must go on.
+-- (rows nobody came back to): expired rows go without a cron job. Called
+-- by each issue that makes a row, so rows cannot pile up faster than they
+-- go. Rows another transaction holds are skipped, and so is the caller's
+-- own (p_digest).
 CREATE OR REPLACE FUNCTION ticketlock_sweep(p_now double precision, p_digest bytea)
-RETURNS void LANGUAGE sql AS $$
-    DELETE FROM ticketlock_conversations WHERE epoch IN (
-        SELECT epoch FROM ticketlock_conversations
-            WHERE expires < p_now - 1 AND digest <> p_digest
-            ORDER BY expires LIMIT 4 FOR UPDATE SKIP LOCKED
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    WITH gone AS (
+        DELETE FROM ticketlock_conversations WHERE epoch IN (
+            SELECT c.epoch FROM ticketlock_conversations c
+                WHERE c.expires < p_now - 1 AND c.digest <> p_digest
+                ORDER BY c.expires LIMIT 4 FOR UPDATE SKIP LOCKED
+        ) RETURNING epoch
     )
-$$;
+    DELETE FROM ticketlock_tickets t USING gone WHERE t.epoch = gone.epoch;
+END $$;
 
--- The microseconds until `p_expires`, at least 0.
+-- The microseconds until `p_expires`, at least 0 (a plain expression:
+-- inlined).
 CREATE OR REPLACE FUNCTION ticketlock_remaining_us(p_expires double precision, p_now double precision)
 RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
     SELECT greatest(0, ceil((p_expires - p_now) * 1e6))::bigint

@@ -8,8 +8,10 @@ BEGIN
     DELETE FROM ticketlock_conversations
         WHERE digest = ticketlock_digest(p_id) AND conversation_id = p_id
         RETURNING epoch INTO v_epoch;
-    IF FOUND THEN
-        PERFORM pg_notify('ticketlock', v_epoch || ' *');
+    IF NOT FOUND THEN
+        RETURN false;
     END IF;
-    RETURN FOUND;
+    DELETE FROM ticketlock_tickets WHERE epoch = v_epoch;
+    PERFORM pg_notify('ticketlock', v_epoch || ' *');
+    RETURN true;
 END $$;

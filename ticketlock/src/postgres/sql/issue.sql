@@ -15,7 +15,6 @@ DECLARE
     v_pruned integer;
     v_head_expires double precision;
 BEGIN
-    PERFORM ticketlock_sweep(v_now, ticketlock_digest(p_id));
     remaining_us := -1;
     FOR attempt IN 1..5 LOOP
         c := ticketlock_find(p_id);
@@ -26,6 +25,7 @@ BEGIN
             ON CONFLICT (digest) DO NOTHING
             RETURNING t.epoch INTO epoch;
         IF FOUND THEN
+            PERFORM ticketlock_sweep(v_now, ticketlock_digest(p_id));
             number := 0;
             status := 0;
             value := nextval('ticketlock_fence');

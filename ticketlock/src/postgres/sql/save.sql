@@ -13,6 +13,7 @@ BEGIN
     IF cardinality(p_numbers) = 0 THEN
         IF c.epoch IS NOT NULL THEN
             DELETE FROM ticketlock_conversations WHERE epoch = c.epoch;
+            DELETE FROM ticketlock_tickets t WHERE t.epoch = c.epoch;
             PERFORM pg_notify('ticketlock', c.epoch || ' *');
         END IF;
         RETURN;

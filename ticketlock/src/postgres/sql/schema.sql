@@ -22,9 +22,11 @@ CREATE INDEX IF NOT EXISTS ticketlock_conversations_expires
     ON ticketlock_conversations (expires);
 
 -- One row per ticket; `expires` in Unix seconds as Rasa writes it; `fence`
--- set when the ticket first holds the lock.
+-- set when the ticket first holds the lock. The functions delete a
+-- conversation's tickets with its row (no foreign key: its check would
+-- cost every insert a lookup of a row the caller already holds locked).
 CREATE TABLE IF NOT EXISTS ticketlock_tickets (
-    epoch bigint NOT NULL REFERENCES ticketlock_conversations ON DELETE CASCADE,
+    epoch bigint NOT NULL,
     number bigint NOT NULL,
     expires double precision NOT NULL,
     fence bigint,
@@ -32,4 +34,6 @@ CREATE TABLE IF NOT EXISTS ticketlock_tickets (
 );
 CREATE INDEX IF NOT EXISTS ticketlock_tickets_expires ON ticketlock_tickets (epoch, expires);
 
-CREATE TABLE IF NOT EXISTS ticketlock_schema (version integer NOT NULL);
+-- The version of the tables, and a checksum of the functions' source, so
+-- that a build with other functions replaces them.
+CREATE TABLE IF NOT EXISTS ticketlock_schema (version integer NOT NULL, checksum bigint NOT NULL);
