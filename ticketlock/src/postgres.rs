@@ -231,7 +231,7 @@ impl PostgresLockStore {
     pub async fn server_time(&self) -> Result<f64> {
         self.inner
             .pool
-            .run(|c| async move {
+            .run_idempotent(|c| async move {
                 let row = c.query_typed_one("SELECT ticketlock_now()", &[]).await?;
                 Ok(row.get(0))
             })
@@ -244,7 +244,7 @@ impl PostgresLockStore {
     {
         self.inner
             .pool
-            .run(|c| async move { Ok(c.query_typed_one(sql, params).await?.get(0)) })
+            .run_idempotent(|c| async move { Ok(c.query_typed_one(sql, params).await?.get(0)) })
             .await
     }
 
@@ -396,7 +396,7 @@ impl Backend for PostgresLockStore {
         let row = self
             .inner
             .pool
-            .run(|c| async move {
+            .run_idempotent(|c| async move {
                 c.query_typed_one(
                     TRY_ACQUIRE,
                     &[
@@ -484,7 +484,7 @@ impl Backend for PostgresLockStore {
                 let found: Option<i64> = self
                     .inner
                     .pool
-                    .run(|c| async move {
+                    .run_idempotent(|c| async move {
                         Ok(c.query_typed_opt(EPOCH, &[(&id, Type::TEXT)])
                             .await?
                             .map(|r| r.get(0)))
@@ -515,7 +515,7 @@ impl Backend for PostgresLockStore {
         let row = self
             .inner
             .pool
-            .run(|c| async move { c.query_typed_opt(GET, &[(&id, Type::TEXT)]).await })
+            .run_idempotent(|c| async move { c.query_typed_opt(GET, &[(&id, Type::TEXT)]).await })
             .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -563,7 +563,7 @@ impl Backend for PostgresLockStore {
             .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         self.inner
             .pool
-            .run(|c| {
+            .run_idempotent(|c| {
                 let (numbers, expires) = (&numbers, &expires);
                 async move {
                     c.query_typed(
@@ -603,7 +603,7 @@ impl Backend for PostgresLockStore {
     async fn conversations(&self) -> Result<Vec<String>> {
         self.inner
             .pool
-            .run(|c| async move {
+            .run_idempotent(|c| async move {
                 Ok(c.query_typed(LIST, &[])
                     .await?
                     .iter()

@@ -212,6 +212,18 @@ pub(crate) fn map_error(describe: &str, e: tokio_postgres::Error) -> Error {
     Error::unavailable(describe, message, Some(Box::new(e)))
 }
 
+/// Whether `e` says the connection is gone (closed, or ended by the
+/// server: shutdown, `pg_terminate_backend`).
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            c == &SqlState::ADMIN_SHUTDOWN
+                || c == &SqlState::CRASH_SHUTDOWN
+                || c == &SqlState::CANNOT_CONNECT_NOW
+                || c.code().starts_with("08")
+        })
+}
+
 /// One pooled client and the task driving its connection.
 struct Slot {
     client: Arc<Client>,
@@ -283,20 +295,48 @@ impl Pool {
     /// answer lost after), and an issue must not run twice.
     pub async fn run<T, F, Fut>(&self, call: F) -> Result<T>
     where
-        F: FnOnce(Arc<Client>) -> Fut,
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        self.run_inner(false, call).await
+    }
+
+    /// As [`Pool::run`], for a call that may run twice with the effect of
+    /// once (release, renew, try_acquire, reads...): when its connection
+    /// was lost under it (server restart, `pg_terminate_backend`), it is
+    /// sent once more on a fresh connection, within the same timeout.
+    pub async fn run_idempotent<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        self.run_inner(true, call).await
+    }
+
+    async fn run_inner<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T>
+    where
+        F: Fn(Arc<Client>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
         let timeout = self.connector.timeout;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let attempt = async {
-            let client = self.client(i).await?;
-            match call(client.clone()).await {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    if client.is_closed() {
-                        self.discard(i, &client).await;
+            let mut again = idempotent;
+            loop {
+                let client = self.client(i).await?;
+                match call(client.clone()).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        let lost = connection_lost(&e) || client.is_closed();
+                        if lost {
+                            self.discard(i, &client).await;
+                        }
+                        if lost && again {
+                            again = false;
+                            continue;
+                        }
+                        return Err(self.connector.error(e));
                     }
-                    Err(self.connector.error(e))
                 }
             }
         };
