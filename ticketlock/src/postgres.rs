@@ -29,9 +29,9 @@
 //!   with the server's default `synchronous_commit` a lease survives a
 //!   crash of the server.
 //! - Expired rows are cleaned without a cron job: by the operations on
-//!   their conversation, and each issue also removes up to four rows of
-//!   other conversations whose every ticket expired over a second ago
-//!   (`SKIP LOCKED`, so it never waits for them).
+//!   their conversation, and every eighth issue that makes a row also
+//!   removes up to 32 rows of other conversations whose every ticket
+//!   expired over a second ago (`SKIP LOCKED`, so it never waits for them).
 //! - Wake-ups: a function whose change gives a queue a new head calls
 //!   `pg_notify('ticketlock', '<epoch> <head>')` (`*` after save and
 //!   delete), which PostgreSQL delivers at commit. One connection per store

@@ -109,7 +109,11 @@ async fn stale_rows_of_other_conversations_are_swept_by_issues() {
         server.psql("SELECT count(*) FROM ticketlock_conversations"),
         "3"
     );
-    store.lock("fresh").await.unwrap().release().await.unwrap();
+    // Every eighth new row sweeps.
+    for i in 0..8 {
+        let g = store.lock(&format!("fresh-{i}")).await.unwrap();
+        g.release().await.unwrap();
+    }
     assert_eq!(
         server.psql("SELECT count(*) FROM ticketlock_conversations"),
         "0"

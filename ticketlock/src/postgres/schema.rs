@@ -17,6 +17,19 @@ pub(crate) const VERSION: i32 = 1;
 /// An arbitrary key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x7469_636b_6574_6c6b; // "ticketlk"
 
+/// Drops this schema's functions first: `CREATE OR REPLACE` cannot
+/// change a function's parameters or result.
+const DROP_FUNCTIONS: &str = r"DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.proname LIKE 'ticketlock\_%' AND n.nspname = current_schema()
+    LOOP
+        EXECUTE 'DROP FUNCTION ' || f;
+    END LOOP;
+END $$";
+
 const FILES: &[&str] = &[
     include_str!("sql/schema.sql"),
     include_str!("sql/common.sql"),
@@ -67,7 +80,8 @@ pub(crate) async fn migrate(client: &tokio_postgres::Client, c: &Connector) -> R
             return Ok(false);
         }
     }
-    let mut sql = format!("BEGIN;\nSELECT pg_advisory_xact_lock({MIGRATION_LOCK});\n");
+    let mut sql =
+        format!("BEGIN;\nSELECT pg_advisory_xact_lock({MIGRATION_LOCK});\n{DROP_FUNCTIONS};\n");
     for f in FILES {
         sql.push_str(f);
         sql.push_str(";\n");

@@ -1,5 +1,6 @@
--- Helpers of the operations: the clock, finding a conversation, and settling
--- a queue after tickets went.
+-- Helpers of the operations: the clock, finding a conversation, pruning and
+-- settling a queue after tickets went. (A ticket expires when now >
+-- expires, as in Rasa.)
 
 -- The server's clock in Unix seconds (every expiry is by this clock).
 CREATE OR REPLACE FUNCTION ticketlock_now() RETURNS double precision
@@ -36,24 +37,14 @@ BEGIN
             WHERE t.epoch = p_epoch ORDER BY t.number LIMIT 1);
 END $$;
 
--- Drops the expired tickets (expired when now > expires, as in Rasa);
--- returns how many went.
-CREATE OR REPLACE FUNCTION ticketlock_prune(p_epoch bigint, p_now double precision)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    v_gone integer;
-BEGIN
-    DELETE FROM ticketlock_tickets t WHERE t.epoch = p_epoch AND t.expires < p_now;
-    GET DIAGNOSTICS v_gone = ROW_COUNT;
-    RETURN v_gone;
-END $$;
-
--- After tickets went or were added: stores the count and the expiry bound,
--- drops the conversation when no ticket is left, and tells the new head
--- when the head changed (unless it is p_quiet, the caller entering now).
--- NOTIFY is delivered at commit, so a woken waiter sees this change.
+-- After tickets went (the lowest number removed: p_lowest): stores the
+-- count and the expiry bound, drops the conversation when no ticket is
+-- left, and tells the new head when the head changed, i.e. when a ticket
+-- below it went (the old head was the lowest number), unless it is
+-- p_quiet, the caller entering now. NOTIFY is delivered at commit, so a
+-- woken waiter sees this change.
 CREATE OR REPLACE FUNCTION ticketlock_settle(
-    p_epoch bigint, p_queued integer, p_old_head bigint, p_quiet bigint,
+    p_epoch bigint, p_queued integer, p_lowest bigint, p_quiet bigint,
     p_expires double precision
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -68,16 +59,28 @@ BEGIN
         SET queued = p_queued, expires = greatest(expires, p_expires)
         WHERE epoch = p_epoch;
     v_head := ticketlock_head(p_epoch);
-    IF v_head IS DISTINCT FROM p_old_head AND v_head IS DISTINCT FROM p_quiet THEN
+    IF p_lowest < v_head AND v_head IS DISTINCT FROM p_quiet THEN
         PERFORM pg_notify('ticketlock', p_epoch || ' ' || v_head);
     END IF;
 END $$;
 
+-- Drops the expired tickets of a conversation; returns how many went and
+-- the lowest number among them.
+CREATE OR REPLACE FUNCTION ticketlock_prune(
+    p_epoch bigint, p_now double precision, OUT gone integer, OUT lowest bigint
+) LANGUAGE plpgsql AS $$
+BEGIN
+    WITH g AS (
+        DELETE FROM ticketlock_tickets t WHERE t.epoch = p_epoch AND t.expires < p_now
+            RETURNING t.number
+    ) SELECT count(*), min(g.number) INTO gone, lowest FROM g;
+END $$;
+
 -- Removes a few conversations whose every ticket expired over a second ago
 -- (rows nobody came back to): expired rows go without a cron job. Called
--- by each issue that makes a row, so rows cannot pile up faster than they
--- go. Rows another transaction holds are skipped, and so is the caller's
--- own (p_digest).
+-- by every eighth issue that makes a row, removing up to 32, so rows cannot
+-- pile up faster than they go. Rows another transaction holds are skipped,
+-- and so is the caller's own (p_digest).
 CREATE OR REPLACE FUNCTION ticketlock_sweep(p_now double precision, p_digest bytea)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -85,7 +88,7 @@ BEGIN
         DELETE FROM ticketlock_conversations WHERE epoch IN (
             SELECT c.epoch FROM ticketlock_conversations c
                 WHERE c.expires < p_now - 1 AND c.digest <> p_digest
-                ORDER BY c.expires LIMIT 4 FOR UPDATE SKIP LOCKED
+                ORDER BY c.expires LIMIT 32 FOR UPDATE SKIP LOCKED
         ) RETURNING epoch
     )
     DELETE FROM ticketlock_tickets t USING gone WHERE t.epoch = gone.epoch;

@@ -5,6 +5,8 @@
 -- WAL-logged ahead of use). A conversation row's epoch and every holder's
 -- fencing token are drawn from it.
 CREATE SEQUENCE IF NOT EXISTS ticketlock_fence AS bigint;
+-- Counts new conversation rows modulo 8: every eighth sweeps stale rows.
+CREATE SEQUENCE IF NOT EXISTS ticketlock_sweeps AS integer MAXVALUE 8 CYCLE;
 
 -- One row per conversation that has a queue. The id is found by its
 -- SHA-256 (ids may be longer than a b-tree entry can hold) and compared in

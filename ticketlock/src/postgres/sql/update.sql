@@ -5,16 +5,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_now double precision := ticketlock_now();
     c ticketlock_conversations := ticketlock_find(p_id);
-    v_old_head bigint;
     v_pruned integer;
+    v_lowest bigint;
 BEGIN
     IF c.epoch IS NULL THEN
         RETURN 0;
     END IF;
-    v_old_head := ticketlock_head(c.epoch);
-    v_pruned := ticketlock_prune(c.epoch, v_now);
+    SELECT * INTO v_pruned, v_lowest FROM ticketlock_prune(c.epoch, v_now);
     IF v_pruned > 0 THEN
-        PERFORM ticketlock_settle(c.epoch, c.queued - v_pruned, v_old_head, NULL, v_now);
+        PERFORM ticketlock_settle(c.epoch, c.queued - v_pruned, v_lowest, NULL, v_now);
     END IF;
     RETURN v_pruned;
 END $$;
