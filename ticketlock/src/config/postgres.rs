@@ -201,12 +201,15 @@ pub(crate) fn parse_url_warn(input: &str) -> Result<(PostgresConfig, Vec<Warning
             url.scheme()
         )));
     }
-    let mut c = PostgresConfig::default();
-    c.host = match url.host() {
+    let host = match url.host() {
         Some(Host::Domain(d)) if !d.is_empty() => decode(d, "host")?,
         Some(Host::Ipv4(a)) => a.to_string(),
         Some(Host::Ipv6(a)) => a.to_string(),
         _ => "localhost".into(),
+    };
+    let mut c = PostgresConfig {
+        host,
+        ..PostgresConfig::default()
     };
     if let Some(port) = url.port() {
         if port == 0 {
