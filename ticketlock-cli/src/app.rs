@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::{bench, demo, exec, exit, records, torture};
+use crate::{bench, demo, exec, exit, migrate, records, torture};
 
 /// Runs the subcommand and turns its outcome into the process's exit code;
 /// an error is reported as one `ticketlock: <message>` line on stderr.
@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::List(args) => records::list::run(args).await,
             Command::Clear(args) => records::clear::run(args).await,
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => migrate::run(args).await,
             Command::Torture(args) => torture::run(args).await,
         }
     });

@@ -26,6 +26,7 @@ mod handoff;
 mod keyed;
 mod locker;
 mod memory;
+mod postgres;
 mod progress;
 mod report;
 mod wire;
@@ -49,6 +50,10 @@ pub struct BenchArgs {
     /// The Redis server, for `--store redis`: redis://[user:password@]host:port/db.
     #[arg(long, value_name = "URL", conflicts_with = "endpoints")]
     pub redis: Option<String>,
+    /// A PostgreSQL server: runs the PostgreSQL bench (throughput against
+    /// bare transactions, hand-off, queue depth) instead of the workloads.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["redis", "endpoints"])]
+    pub postgres: Option<String>,
     /// Rasa's endpoints.yml whose `lock_store:` names the Redis server, for
     /// `--store redis`.
     #[arg(long, value_name = "FILE")]
@@ -133,6 +138,9 @@ impl StoreKind {
 
 /// Runs the bench that `args` describe and prints its report on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.postgres {
+        return postgres::run(&args, url).await;
+    }
     let plans = Plan::sweep(&args)?;
     if let Ok(which) = std::env::var(memory::CHILD_ENV) {
         return memory_child(&plans[0], &which).await;

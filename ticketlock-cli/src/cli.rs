@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::records::{clear, inspect, list};
-use crate::{bench, demo, exec, torture};
+use crate::{bench, demo, exec, migrate, torture};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
 #[derive(Debug, Parser)]
@@ -40,6 +40,8 @@ pub enum Command {
     Clear(clear::ClearArgs),
     /// Measure a store against its baseline (throughput, contention, hand-off, memory).
     Bench(bench::BenchArgs),
+    /// Create or upgrade the PostgreSQL store's schema.
+    Migrate(migrate::MigrateArgs),
     /// Torture test: P processes x T tasks on K conversations of one Redis,
     /// every critical section checked; see RELIABILITY.md.
     #[command(hide = true)]

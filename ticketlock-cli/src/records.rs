@@ -9,11 +9,14 @@
 pub mod clear;
 pub mod inspect;
 pub mod list;
+mod source;
+
+pub use source::Records;
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use ticketlock::{LockStore, RedisLockStore, Ticket, TicketLock};
+use ticketlock::{LockStore, Ticket, TicketLock};
 
 use crate::exit;
 use crate::store::StoreArgs;
@@ -30,28 +33,27 @@ async fn open(args: &StoreArgs, tool: &str) -> anyhow::Result<LockStore> {
             exit::USAGE,
             format!(
                 "{tool}: no store given: a fresh process's in-memory store has no records; \
-                 give --redis URL or --endpoints FILE (with a redis lock_store)"
+                 give --redis URL, --postgres URL or --endpoints FILE (with a redis or \
+                 postgresql lock_store)"
             ),
         ));
     }
     let store = args.open().await?;
-    if store.as_redis().is_none() {
+    if Records::of(&store).is_none() {
         return Err(exit::coded(
             exit::USAGE,
             format!(
                 "{tool}: the configured lock store is the in-memory one, whose records live only \
-                 inside the process that uses it; configure a redis lock_store"
+                 inside the process that uses it; configure a redis or postgresql lock_store"
             ),
         ));
     }
     Ok(store)
 }
 
-/// The Redis backend of a store [`open`] accepted.
-fn redis(store: &LockStore) -> anyhow::Result<&RedisLockStore> {
-    store
-        .as_redis()
-        .ok_or_else(|| exit::coded(exit::SOFTWARE, "the store is not a Redis store"))
+/// The records of a store [`open`] accepted.
+fn redis(store: &LockStore) -> anyhow::Result<Records> {
+    Records::of(store).ok_or_else(|| exit::coded(exit::SOFTWARE, "the store is not a shared store"))
 }
 
 /// Where a ticket stands at a given time.
@@ -165,7 +167,7 @@ fn printable(s: &str) -> String {
 }
 
 /// The key pattern of every record of `store`, for messages.
-fn pattern(store: &RedisLockStore) -> String {
+fn pattern(store: &Records) -> String {
     format!("{}*", store.key_for(""))
 }
 

@@ -10,18 +10,34 @@ use ticketlock::{LockStore, LockStoreConfig};
 #[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {
     /// Rasa endpoints file whose `lock_store:` section configures the store.
-    #[arg(long, value_name = "FILE", conflicts_with = "redis")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["redis", "postgres"])]
     pub endpoints: Option<PathBuf>,
 
     /// Redis URL of the store: redis://[user:password@]host[:port][/db], or
     /// rediss:// for TLS.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "postgres")]
     pub redis: Option<String>,
+
+    /// PostgreSQL URL of the store:
+    /// postgresql://[user:password@]host[:port][/db][?sslmode=require].
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 impl StoreArgs {
     /// The configuration the flags name (in-memory without flags).
     pub fn config(&self) -> ticketlock::Result<LockStoreConfig> {
+        if let Some(url) = &self.postgres {
+            return match LockStoreConfig::from_url(url)? {
+                c @ LockStoreConfig::Postgres(_) => Ok(c),
+                _ => Err(ticketlock::Error::Config {
+                    key: "--postgres".into(),
+                    message: "not a postgresql:// URL; write \
+                              postgresql://user:password@host:port/db"
+                        .into(),
+                }),
+            };
+        }
         match (&self.endpoints, &self.redis) {
             (Some(path), _) => LockStoreConfig::from_endpoints_file(path),
             (None, Some(url)) => LockStoreConfig::from_url(url),
@@ -31,7 +47,7 @@ impl StoreArgs {
 
     /// Whether a store was named at all.
     pub fn given(&self) -> bool {
-        self.endpoints.is_some() || self.redis.is_some()
+        self.endpoints.is_some() || self.redis.is_some() || self.postgres.is_some()
     }
 
     /// Builds the store (reads `TICKET_LOCK_LIFETIME` for the default

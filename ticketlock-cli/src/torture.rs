@@ -92,6 +92,8 @@ use crate::store::StoreArgs;
 /// The environment variable that hands the Redis URL to the workers (not
 /// their command line, which `ps` shows to every user).
 const REDIS_URL_ENV: &str = "TICKETLOCK_TORTURE_REDIS";
+/// As [`REDIS_URL_ENV`], for `--postgres`.
+const POSTGRES_URL_ENV: &str = "TICKETLOCK_TORTURE_POSTGRES";
 
 /// Options of `ticketlock torture`.
 #[derive(Debug, Clone, Args)]

@@ -27,6 +27,8 @@
 //!
 //! [`FaultProxy`] sits between a client and a server on loopback and
 //! injects network faults: latency, dropped connections, swallowed replies.
+//! [`PostgresServer`] does the same for PostgreSQL: a throwaway cluster
+//! made by `initdb`, served on a free port (Debian package `postgresql`).
 //!
 //! Servers need `redis-server` and `redis-cli` (Debian packages
 //! `redis-server` and `redis-tools`). Without `redis-server`,
@@ -37,6 +39,7 @@
 
 mod cluster;
 mod proxy;
+mod postgres;
 mod resp;
 mod run;
 mod sentinel;
@@ -45,6 +48,7 @@ mod tls;
 
 pub use cluster::RedisCluster;
 pub use proxy::FaultProxy;
+pub use postgres::{POSTGRES_USER, PostgresServer};
 pub use sentinel::SentinelGroup;
 pub use server::{RedisOptions, RedisServer};
 pub use tls::TlsFiles;

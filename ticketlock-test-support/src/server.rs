@@ -587,9 +587,14 @@ fn acl_setuser_args(line: &str) -> Vec<&str> {
 /// the server does, and checks that the pid is still a redis-server before
 /// killing it, so a reused pid is never hit.
 fn spawn_watchdog(pid: u32) {
+    spawn_watchdog_for(pid, "redis-server");
+}
+
+/// [`spawn_watchdog`] for a process whose `/proc/PID/comm` is `comm`.
+pub(crate) fn spawn_watchdog_for(pid: u32, comm: &str) {
     const WATCH: &str = r#"
 while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
-if ! kill -0 "$1" 2>/dev/null && [ "$(cat /proc/"$2"/comm 2>/dev/null)" = redis-server ]; then
+if ! kill -0 "$1" 2>/dev/null && [ "$(cat /proc/"$2"/comm 2>/dev/null)" = "$3" ]; then
   kill -9 "$2"
 fi
 "#;
@@ -597,6 +602,7 @@ fi
         .args(["-c", WATCH, "watchdog"])
         .arg(std::process::id().to_string())
         .arg(pid.to_string())
+        .arg(comm)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -8,11 +8,16 @@ use std::time::Duration;
 mod check;
 mod endpoints;
 mod lifetime;
+mod postgres;
 mod url;
 
 #[cfg(feature = "redis")]
 pub(crate) use check::split_endpoint;
 pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
+pub use postgres::{PostgresConfig, PostgresSslMode};
+pub(crate) use postgres::{
+    QUERY_SETTINGS as POSTGRES_QUERY_SETTINGS, parse_url_warn as parse_postgres_url,
+};
 
 /// Which store to build, and how.
 // Built once per store: the size of the Redis variant does not matter.
@@ -25,6 +30,9 @@ pub enum LockStoreConfig {
     InMemory,
     /// A Redis store (`type: redis` or `type: concurrent_redis`).
     Redis(RedisConfig),
+    /// A PostgreSQL store (`type: postgresql`, or a `postgresql://` URL).
+    /// Needs the crate's `postgres` feature.
+    Postgres(PostgresConfig),
 }
 
 /// Which Rasa store type a Redis configuration named.

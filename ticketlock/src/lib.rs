@@ -10,6 +10,8 @@ mod error;
 mod guard;
 mod lock;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
@@ -21,7 +23,8 @@ mod try_lock;
 pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
 pub use config::{
     DEFAULT_LIFETIME, DEFAULT_MIN_REPLICAS_ACK_TIMEOUT, DeploymentMode, LIFETIME_ENV,
-    LockStoreConfig, RedisConfig, RedisStoreType, Secret, lifetime_from_env,
+    LockStoreConfig, PostgresConfig, PostgresSslMode, RedisConfig, RedisStoreType, Secret,
+    lifetime_from_env,
 };
 pub use error::{Error, LockError, Result};
 pub use guard::LockGuard;
@@ -30,6 +33,8 @@ pub use lock::{
     QueuedTicket,
 };
 pub use memory::InMemoryLockStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresLockStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisLockStore;
 #[cfg(any(feature = "tls-rustls", feature = "tls-rustls-aws-lc"))]

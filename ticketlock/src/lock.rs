@@ -15,7 +15,7 @@ use crate::store::{Kind, dispatch};
 use crate::{Error, InMemoryLockStore, LockGuard, LockStore, Result};
 
 /// Awaits the future `$fut` made from the store's backend `$b`: in place for
-/// the in-memory store, boxed for Redis. A Redis operation's future is large
+/// the in-memory store, boxed for Redis and PostgreSQL. A Redis operation's future is large
 /// (a script call, a timer); in place it would sit in the state of every
 /// lock request and guard, and be copied with it, in memory too.
 macro_rules! on_backend {
@@ -24,6 +24,8 @@ macro_rules! on_backend {
             $crate::store::Kind::InMemory($b) => $fut.await,
             #[cfg(feature = "redis")]
             $crate::store::Kind::Redis($b) => Box::pin($fut).await,
+            #[cfg(feature = "postgres")]
+            $crate::store::Kind::Postgres($b) => Box::pin($fut).await,
         }
     };
 }

@@ -17,6 +17,8 @@ macro_rules! dispatch {
             $crate::store::Kind::InMemory($b) => $body,
             #[cfg(feature = "redis")]
             $crate::store::Kind::Redis($b) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::store::Kind::Postgres($b) => $body,
         }
     };
 }
@@ -27,6 +29,8 @@ pub(crate) enum Kind {
     InMemory(InMemoryLockStore),
     #[cfg(feature = "redis")]
     Redis(RedisLockStore),
+    #[cfg(feature = "postgres")]
+    Postgres(crate::PostgresLockStore),
 }
 
 /// A conversation lock store: fair FIFO locks per conversation id.
@@ -75,6 +79,23 @@ impl From<InMemoryLockStore> for StoreSource {
 impl From<RedisLockStore> for StoreSource {
     fn from(s: RedisLockStore) -> Self {
         StoreSource::Store(s.into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::PostgresLockStore> for StoreSource {
+    fn from(s: crate::PostgresLockStore) -> Self {
+        StoreSource::Store(s.into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::PostgresLockStore> for LockStore {
+    fn from(s: crate::PostgresLockStore) -> Self {
+        LockStore {
+            kind: Kind::Postgres(s),
+            lifetime: DEFAULT_LIFETIME,
+        }
     }
 }
 
@@ -138,6 +159,18 @@ impl LockStore {
                      feature `redis`, or use type: in_memory",
                 ));
             }
+            #[cfg(feature = "postgres")]
+            StoreSource::Config(LockStoreConfig::Postgres(config)) => {
+                crate::PostgresLockStore::connect(&config).await?.into()
+            }
+            #[cfg(not(feature = "postgres"))]
+            StoreSource::Config(LockStoreConfig::Postgres(_)) => {
+                return Err(crate::Error::config(
+                    "lock_store.type",
+                    "this build of ticketlock has no PostgreSQL store; enable its cargo \
+                     feature `postgres`",
+                ));
+            }
         };
         Ok(store.with_default_lifetime(lifetime))
     }
@@ -166,6 +199,8 @@ impl LockStore {
             Kind::InMemory(s) => Kind::InMemory(s.with_max_queue_len(max_queue_len)),
             #[cfg(feature = "redis")]
             Kind::Redis(s) => Kind::Redis(s.with_max_queue_len(max_queue_len)),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(s) => Kind::Postgres(s.with_max_queue_len(max_queue_len)),
         };
         self
     }
@@ -189,6 +224,16 @@ impl LockStore {
     pub fn as_redis(&self) -> Option<&RedisLockStore> {
         match &self.kind {
             Kind::Redis(s) => Some(s),
+            #[allow(unreachable_patterns)] // other backends, by feature
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL backend, if this is one.
+    #[cfg(feature = "postgres")]
+    pub fn as_postgres(&self) -> Option<&crate::PostgresLockStore> {
+        match &self.kind {
+            Kind::Postgres(s) => Some(s),
             #[allow(unreachable_patterns)] // other backends, by feature
             _ => None,
         }

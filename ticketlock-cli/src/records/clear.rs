@@ -85,7 +85,7 @@ async fn clear_all(args: &ClearArgs) -> anyhow::Result<ExitCode> {
     }
     let store = open(&args.store, "clear").await?;
     let redis = redis(&store)?;
-    let scope = format!("keys {:?} of {}", pattern(redis), store.describe());
+    let scope = format!("keys {:?} of {}", pattern(&redis), store.describe());
     let ids = store.conversations().await?;
     if ids.is_empty() {
         println!("no records to remove ({scope})");

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde::Serialize;
-use ticketlock::{RedisLockStore, TicketLock};
+use ticketlock::TicketLock;
 
-use super::{Status, now_serving, open, pattern, printable, redis, tickets_at};
+use super::{Records, Status, now_serving, open, pattern, printable, redis, tickets_at};
 use crate::exit;
 use crate::store::StoreArgs;
 
@@ -55,7 +55,7 @@ struct Row {
 /// Lists the records; see [`ListArgs`] for the exit status.
 pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = open(&args.store, "list").await?;
-    let redis = redis(&store)?.clone();
+    let redis = redis(&store)?;
     let mut ids = store.conversations().await?;
     ids.sort_unstable();
     let total = ids.len();
@@ -118,7 +118,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The row of `id`, `None` when it has no record (any more).
-async fn read(redis: &RedisLockStore, id: &str, now: f64) -> ticketlock::Result<Option<Row>> {
+async fn read(redis: &Records, id: &str, now: f64) -> ticketlock::Result<Option<Row>> {
     let key = redis.key_for(id);
     let parsed = match redis.raw_record(id).await {
         Ok(None) => return Ok(None),

@@ -34,15 +34,19 @@ const LOG_TAIL: u64 = 1500;
 /// Runs a torture and reports; exit 0 only when every check passed.
 pub async fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
     let config = args.store.config()?;
-    let LockStoreConfig::Redis(redis) = &config else {
-        return Err(exit::coded(
-            exit::USAGE,
-            "torture: needs a Redis store shared by its processes: give --redis URL or \
-             --endpoints FILE with a redis lock_store (the in-memory store lives in one process)",
-        ));
+    let socket_timeout = match &config {
+        LockStoreConfig::Redis(redis) => redis.socket_timeout,
+        LockStoreConfig::Postgres(pg) => pg.socket_timeout,
+        _ => {
+            return Err(exit::coded(
+                exit::USAGE,
+                "torture: needs a store shared by its processes: give --redis URL, --postgres \
+                 URL or --endpoints FILE with a redis or postgresql lock_store (the in-memory \
+                 store lives in one process)",
+            ));
+        }
     };
     validate(&args)?;
-    let socket_timeout = redis.socket_timeout;
     // Fails here, with the store's own message, when Redis is unreachable.
     let store = args.store.open().await?;
     let seed = args.seed.unwrap_or_else(fresh_seed);
@@ -289,6 +293,7 @@ struct Workers {
     /// The fixed part of every worker's command line.
     worker_args: Vec<String>,
     redis_url: Option<String>,
+    postgres_url: Option<String>,
     endpoints: Option<PathBuf>,
     dir: PathBuf,
     deadline: u64,
@@ -334,6 +339,7 @@ impl Workers {
             rx,
             worker_args,
             redis_url: args.store.redis.clone(),
+            postgres_url: args.store.postgres.clone(),
             endpoints: args.store.endpoints.clone(),
             dir,
             deadline,
@@ -368,6 +374,9 @@ impl Workers {
                 cmd.env(REDIS_URL_ENV, url);
             }
             (None, None) => {}
+        }
+        if let Some(url) = &self.postgres_url {
+            cmd.env(super::POSTGRES_URL_ENV, url);
         }
         let mut child = cmd
             .spawn()

@@ -14,7 +14,7 @@ use super::clock::{now_ns, ns};
 use super::event::{Event, Outcome, emit};
 use super::files::Files;
 use super::plan::{Message, Plan};
-use super::{REDIS_URL_ENV, TortureArgs};
+use super::{POSTGRES_URL_ENV, REDIS_URL_ENV, TortureArgs};
 use crate::exit;
 use crate::store::StoreArgs;
 
@@ -53,6 +53,9 @@ pub async fn run(args: TortureArgs, worker: u32) -> anyhow::Result<ExitCode> {
         redis: std::env::var(REDIS_URL_ENV)
             .ok()
             .or_else(|| args.store.redis.clone()),
+        postgres: std::env::var(POSTGRES_URL_ENV)
+            .ok()
+            .or_else(|| args.store.postgres.clone()),
     };
     let (store, connect_attempts) = connect(&store_args, give_up).await?;
     emit(&Event::Ready {

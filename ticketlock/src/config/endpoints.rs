@@ -49,7 +49,15 @@ const SETTINGS: &[&str] = &[
     "sentinel_password",
     "min_replicas_ack",
     "min_replicas_ack_timeout",
+    // The PostgreSQL store's (see endpoints/postgres.rs).
+    "dialect",
+    "query",
+    "sslmode",
+    "sslrootcert",
+    "listen_url",
 ];
+
+mod postgres;
 
 type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
 
@@ -633,12 +641,14 @@ impl<'a, 'i, 'e> Section<'a, 'i, 'e> {
             }
             Some("redis") => RedisStoreType::Redis,
             Some("concurrent_redis") => RedisStoreType::ConcurrentRedis,
+            Some("postgresql" | "postgres") => return self.postgres(false),
+            Some("SQL" | "sql") => return self.postgres(true),
             Some(other) => {
                 return Err(self.err(
                     "type",
                     format!(
                         "{other:?} is not a supported lock store type; write in_memory, \
-                         redis or concurrent_redis (Rasa would import a custom lock store \
+                         redis, concurrent_redis or postgresql (Rasa would import a custom lock store \
                          class from this module path; ticketlock cannot load Python classes)"
                     ),
                 ));

@@ -19,7 +19,8 @@ use crate::{Error, Result};
 const KEY: &str = "url";
 
 const FORMS: &str = "redis://[user[:password]@]host[:port][/db][?setting=value&...], \
-                     rediss://... for TLS, or memory:// for the in-memory store";
+                     rediss://... for TLS, postgresql://user:password@host:port/db for PostgreSQL, \
+                     or memory:// for the in-memory store";
 
 /// The query settings.
 const PARAMS: &[&str] = &[
@@ -212,6 +213,10 @@ pub(crate) fn parse(input: &str) -> Result<(LockStoreConfig, Vec<Warning>)> {
     let input = input.trim();
     if input == "in_memory" || input.eq_ignore_ascii_case("memory://") {
         return Ok((LockStoreConfig::InMemory, Vec::new()));
+    }
+    if input.starts_with("postgresql://") || input.starts_with("postgres://") {
+        let (c, warnings) = super::parse_postgres_url(input)?;
+        return Ok((LockStoreConfig::Postgres(c), warnings));
     }
     let url = Url::parse(input).map_err(|e| {
         let what = match e {

@@ -1,0 +1,17 @@
+-- Deletes the conversation's row and tickets (Rasa's delete_lock); everyone
+-- waiting is told to look again ('*') and finds its ticket gone.
+CREATE OR REPLACE FUNCTION ticketlock_delete(p_id text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_epoch bigint;
+BEGIN
+    DELETE FROM ticketlock_conversations
+        WHERE digest = ticketlock_digest(p_id) AND conversation_id = p_id
+        RETURNING epoch INTO v_epoch;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM ticketlock_tickets WHERE epoch = v_epoch;
+    PERFORM pg_notify('ticketlock', v_epoch || ' *');
+    RETURN true;
+END $$;

@@ -1,0 +1,65 @@
+-- Acquires with a ticket if it is the first live one (its lease then runs
+-- p_lifetime_us from now); otherwise keeps it alive for as long.
+-- p_epoch < 0 matches any incarnation (Rasa's API passes numbers only).
+-- status 0: acquired (value = fencing token, the same for every answer to
+-- one holder); 1: queued (value = tickets ahead, remaining_us = the head's
+-- time left); 2: lost (not in the queue).
+CREATE OR REPLACE FUNCTION ticketlock_try_acquire(
+    p_id text, p_number bigint, p_epoch bigint, p_lifetime_us bigint,
+    OUT status integer, OUT value bigint, OUT remaining_us bigint
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := ticketlock_now();
+    v_expires double precision := v_now + p_lifetime_us / 1e6;
+    c ticketlock_conversations;
+    v_pruned integer;
+    v_lowest bigint;
+    v_fence bigint;
+    v_head bigint;
+    v_head_expires double precision;
+BEGIN
+    remaining_us := -1;
+    status := 2;
+    SELECT * INTO c FROM ticketlock_conversations t
+        WHERE t.digest = ticketlock_digest(p_id) AND t.conversation_id = p_id FOR UPDATE;
+    IF NOT FOUND OR (p_epoch >= 0 AND c.epoch <> p_epoch) THEN
+        RETURN;
+    END IF;
+    WITH gone AS (
+        DELETE FROM ticketlock_tickets t WHERE t.epoch = c.epoch AND t.expires < v_now
+            RETURNING t.number
+    ) SELECT count(*), min(gone.number) INTO v_pruned, v_lowest FROM gone;
+    UPDATE ticketlock_tickets t SET expires = v_expires
+        WHERE t.epoch = c.epoch AND t.number = p_number
+        RETURNING t.fence INTO v_fence;
+    IF NOT FOUND THEN
+        IF v_pruned > 0 THEN
+            PERFORM ticketlock_settle(c.epoch, c.queued - v_pruned, v_lowest, NULL, v_now);
+        END IF;
+        RETURN;
+    END IF;
+    IF v_pruned > 0 OR v_expires > c.expires THEN
+        UPDATE ticketlock_conversations
+            SET queued = c.queued - v_pruned, expires = greatest(expires, v_expires)
+            WHERE epoch = c.epoch;
+    END IF;
+    SELECT t.number, t.expires INTO v_head, v_head_expires FROM ticketlock_tickets t
+        WHERE t.epoch = c.epoch ORDER BY t.number LIMIT 1;
+    IF v_head = p_number THEN
+        IF v_fence IS NULL THEN
+            v_fence := nextval('ticketlock_fence');
+            UPDATE ticketlock_tickets t SET fence = v_fence
+                WHERE t.epoch = c.epoch AND t.number = p_number;
+        END IF;
+        status := 0;
+        value := v_fence;
+        RETURN;
+    END IF;
+    IF v_pruned > 0 AND v_lowest < v_head THEN
+        PERFORM pg_notify('ticketlock', c.epoch || ' ' || v_head);
+    END IF;
+    status := 1;
+    SELECT count(*) INTO value FROM ticketlock_tickets t
+        WHERE t.epoch = c.epoch AND t.number < p_number;
+    remaining_us := ticketlock_remaining_us(v_head_expires, v_now);
+END $$;
