@@ -460,7 +460,10 @@ impl QueuedTicket {
     /// that vanished is passed over when its lifetime ends. Fails with
     /// [`Error::Timeout`] past the request's timeout (the ticket is
     /// withdrawn) and with [`Error::Expired`] when the ticket left the queue
-    /// (its record was deleted, or it was not kept alive).
+    /// (its record was deleted, or it was not kept alive). A look at the
+    /// queue that cannot reach the store is tried again while the ticket
+    /// is alive (a lifetime after the last look that reached it); only then
+    /// does it fail with [`Error::Unavailable`].
     ///
     /// # Cancel safety
     /// Dropping the future at any await point withdraws the ticket.
