@@ -100,6 +100,8 @@ struct Inner {
     pool: Pool,
     listener: Listener,
     in_flight: InFlight,
+    /// This process's guards and waiting tickets, for [`crate::LockStore::stats`].
+    counters: crate::stats::Counters,
     _stop: oneshot::Sender<()>,
 }
 
@@ -176,10 +178,16 @@ impl PostgresLockStore {
                 pool,
                 listener,
                 in_flight: InFlight::default(),
+                counters: Default::default(),
                 _stop: stop_tx,
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
         })
+    }
+
+    /// The counts of this process's guards and waiting tickets.
+    pub(crate) fn counters(&self) -> &crate::stats::Counters {
+        &self.inner.counters
     }
 
     /// Creates or upgrades the schema of the database `config` names

@@ -79,6 +79,8 @@ pub(crate) fn counters(store: &LockStore) -> Option<&Counters> {
     match &store.kind {
         #[cfg(feature = "redis")]
         Kind::Redis(r) => Some(r.counters()),
+        #[cfg(feature = "postgres")]
+        Kind::Postgres(p) => Some(p.counters()),
         #[allow(unreachable_patterns)]
         _ => None,
     }
