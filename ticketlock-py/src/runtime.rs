@@ -1,0 +1,270 @@
+//! The package's own tokio runtime, and the bridge that lets Python
+//! coroutines poll ticketlock's futures.
+//!
+//! Implementation details:
+//!
+//! - **Bridge.** Awaitables are PyO3's own coroutines (`async fn` methods,
+//!   feature `experimental-async`): Python's `send` polls the Rust future on
+//!   the calling thread, so a free lock is taken during the first `send`,
+//!   without a trip through the event loop; a pending future parks on an
+//!   `asyncio.Future` that its waker resolves with `call_soon_threadsafe`.
+//!   `throw` (a cancelled task) and `close` drop the Rust future at once,
+//!   which withdraws the ticket. `pyo3-async-runtimes`' `future_into_py` was
+//!   measured against it (BENCHMARKS.md): it spawns every future on the
+//!   runtime and completes it through the event loop, so even a free lock
+//!   costs a cross-thread hand-off, and its callbacks into Python from
+//!   runtime threads are what can abort an interpreter at exit.
+//! - **Runtime context.** The futures use tokio timers and spawn background
+//!   releases, so every poll and every drop happens inside
+//!   [`tokio::runtime::Handle::enter`] ([`InRuntime`]).
+//! - **Lifecycle.** The runtime (one worker thread: the work is I/O) is made
+//!   on first use. A forked child has the parent's memory but none of its
+//!   threads: `os.register_at_fork` bumps [`GENERATION`], and anything made
+//!   in an older generation (the runtime, stores, guards, pending requests)
+//!   is forgotten rather than dropped, so the child neither joins threads
+//!   that do not exist nor releases its parent's locks. At interpreter exit
+//!   (`atexit`) [`shutdown`] flushes every store's background releases and
+//!   stops the runtime before Python finalizes, so no runtime thread calls
+//!   into a finalizing interpreter; later calls fail with a clear error.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use tokio::runtime::{Handle, Runtime};
+
+use crate::errors;
+
+/// Bumped in a forked child: what an older generation made belongs to the
+/// parent.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Set at interpreter exit, once the runtime is stopped.
+static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+
+struct Slot {
+    generation: u64,
+    pid: u32,
+    runtime: Runtime,
+}
+
+/// Only touched with the GIL held (every caller is Python code), so a fork,
+/// which holds the GIL, never copies it locked.
+static RUNTIME: Mutex<Option<Slot>> = Mutex::new(None);
+
+/// Stores to flush at exit.
+static STORES: Mutex<Vec<Weak<dyn Flush>>> = Mutex::new(Vec::new());
+
+/// A store whose background releases can be awaited.
+pub(crate) trait Flush: Send + Sync {
+    /// The store of the current generation, if it was built.
+    fn live(&self) -> Option<ticketlock::LockStore>;
+}
+
+/// The current fork generation.
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Called in a forked child (`os.register_at_fork(after_in_child=...)`).
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Remembers a store so that [`shutdown`] flushes it.
+pub(crate) fn register(store: Weak<dyn Flush>) {
+    let mut stores = lock(&STORES);
+    stores.retain(|s| s.strong_count() > 0);
+    stores.push(store);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The runtime's handle, made on first use and again in a forked child.
+pub(crate) fn handle() -> PyResult<Handle> {
+    if SHUT_DOWN.load(Ordering::Acquire) {
+        return Err(errors::shut_down());
+    }
+    let (generation, pid) = (generation(), std::process::id());
+    let mut slot = lock(&RUNTIME);
+    if let Some(s) = slot.as_ref() {
+        if s.generation == generation && s.pid == pid {
+            return Ok(s.runtime.handle().clone());
+        }
+    }
+    if let Some(old) = slot.take() {
+        // The parent's: its threads are not in this process.
+        std::mem::forget(old);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ticketlock")
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "ticketlock: cannot start its tokio runtime: {e}"
+            ))
+        })?;
+    let handle = runtime.handle().clone();
+    *slot = Some(Slot {
+        generation,
+        pid,
+        runtime,
+    });
+    Ok(handle)
+}
+
+/// Runs `fut` to completion on the calling thread, with the GIL released.
+pub(crate) fn block_on<T: Send>(
+    py: Python<'_>,
+    fut: impl Future<Output = T> + Send,
+) -> PyResult<T> {
+    let handle = handle()?;
+    Ok(py.detach(|| handle.block_on(fut)))
+}
+
+/// Flushes every store and stops the runtime (registered with `atexit`).
+#[pyfunction]
+pub(crate) fn _shutdown(py: Python<'_>) {
+    if SHUT_DOWN.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let generation = generation();
+    let Some(slot) = lock(&RUNTIME).take() else {
+        return;
+    };
+    if slot.generation != generation || slot.pid != std::process::id() {
+        std::mem::forget(slot);
+        return;
+    }
+    let stores: Vec<_> = lock(&STORES).iter().filter_map(Weak::upgrade).collect();
+    let live: Vec<_> = stores.iter().filter_map(|s| s.live()).collect();
+    let handle = slot.runtime.handle().clone();
+    // Released: the runtime's thread may need the GIL to wake a coroutine.
+    py.detach(move || {
+        handle.block_on(async {
+            for store in &live {
+                // Bounded by the socket timeout inside; this bounds memory.
+                let _ = tokio::time::timeout(Duration::from_secs(30), store.flush()).await;
+            }
+        });
+        slot.runtime.shutdown_timeout(Duration::from_secs(1));
+    });
+}
+
+/// A future polled and dropped inside the runtime's context; dropped
+/// without running its destructor when it belongs to a parent process.
+pub(crate) struct InRuntime<F: Future + Send + 'static> {
+    fut: Option<Pin<Box<F>>>,
+    handle: Handle,
+    generation: u64,
+}
+
+impl<F: Future + Send + 'static> InRuntime<F> {
+    pub(crate) fn new(handle: Handle, generation: u64, fut: F) -> Self {
+        InRuntime {
+            fut: Some(Box::pin(fut)),
+            handle,
+            generation,
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for InRuntime<F> {
+    type Output = PyResult<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if SHUT_DOWN.load(Ordering::Acquire) {
+            return Poll::Ready(Err(errors::shut_down()));
+        }
+        if this.generation != generation() {
+            return Poll::Ready(Err(errors::forked()));
+        }
+        let Some(fut) = this.fut.as_mut() else {
+            return Poll::Ready(Err(errors::shut_down()));
+        };
+        let _entered = this.handle.enter();
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => {
+                this.fut = None;
+                Poll::Ready(Ok(v))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for InRuntime<F> {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            in_context(&self.handle, self.generation, fut);
+        }
+    }
+}
+
+/// Drops `value` inside the runtime's context (its destructor may spawn a
+/// release), or forgets it when it was made by a parent process.
+pub(crate) fn in_context<T>(handle: &Handle, made_in: u64, value: T) {
+    if made_in != generation() {
+        std::mem::forget(value);
+    } else {
+        let _entered = handle.enter();
+        drop(value);
+    }
+}
+
+/// A value dropped by [`in_context`].
+pub(crate) struct Owned<T> {
+    value: Option<T>,
+    handle: Handle,
+    generation: u64,
+}
+
+impl<T> Owned<T> {
+    pub(crate) fn new(handle: Handle, generation: u64, value: T) -> Self {
+        Owned {
+            value: Some(value),
+            handle,
+            generation,
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.value.as_ref()
+    }
+
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.value.take()
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if let Some(v) = self.value.take() {
+            in_context(&self.handle, self.generation, v);
+        }
+    }
+}
+
+/// Keeps the `Arc` type in use for [`register`]'s callers.
+pub(crate) fn weak<T: Flush + 'static>(store: &Arc<T>) -> Weak<dyn Flush> {
+    let weak: Weak<T> = Arc::downgrade(store);
+    weak
+}
