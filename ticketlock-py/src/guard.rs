@@ -43,7 +43,7 @@ impl Guard {
         let inner = self.inner();
         let owned = inner.as_ref()?;
         let g = owned.get()?.clone();
-        Some(InRuntime::new(owned.handle().clone(), owned.generation(), f(g)))
+        Some(InRuntime::new(owned.rt().clone(), owned.generation(), f(g)))
     }
 
     /// Releases the lock in the background (by dropping it in the runtime).
@@ -60,7 +60,7 @@ impl Guard {
         let Some(mut owned) = self.inner().take() else {
             return Ok(None);
         };
-        let (handle, generation) = (owned.handle().clone(), owned.generation());
+        let (handle, generation) = (owned.rt().clone(), owned.generation());
         let Some(g) = owned.take() else {
             return Ok(None);
         };

@@ -4,11 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use tokio::runtime::Handle;
 
 use crate::errors::{self, to_py};
 use crate::guard::Guard;
-use crate::runtime::{InRuntime, Owned};
+use crate::runtime::{InRuntime, Owned, Rt};
 use crate::store::check_positive;
 
 /// The options of one request; `None` keeps the store's default.
@@ -41,7 +40,7 @@ pub(crate) fn seconds(py: Python<'_>, key: &str, s: f64) -> PyResult<Duration> {
 #[pyclass(module = "ticketlock._core", name = "LockRequest", frozen)]
 pub(crate) struct LockRequest {
     store: ticketlock::LockStore,
-    handle: Handle,
+    handle: Rt,
     generation: u64,
     conversation_id: String,
     options: Options,
@@ -51,7 +50,7 @@ pub(crate) struct LockRequest {
 impl LockRequest {
     pub(crate) fn new(
         store: ticketlock::LockStore,
-        handle: Handle,
+        handle: Rt,
         generation: u64,
         conversation_id: String,
         options: Options,

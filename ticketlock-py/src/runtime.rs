@@ -30,12 +30,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use tokio::runtime::{Handle, Runtime};
+
 
 use crate::errors;
 
@@ -50,6 +52,52 @@ struct Slot {
     generation: u64,
     pid: u32,
     runtime: Runtime,
+    rt: Rt,
+    relay_thread: std::thread::JoinHandle<()>,
+}
+
+/// The runtime's handle and the relay of its wake-ups: what a future needs
+/// to be polled by Python.
+#[derive(Clone)]
+pub(crate) struct Rt {
+    pub(crate) handle: Handle,
+    relay: mpsc::Sender<Option<Waker>>,
+}
+
+/// A wake-up of a Python coroutine, passed to the relay thread.
+///
+/// Waking a coroutine takes the GIL (PyO3's waker resolves an
+/// `asyncio.Future`). Done on the runtime's thread, inside whatever lock
+/// the waking code holds, it deadlocks with a Python thread that holds the
+/// GIL and polls a future needing that lock. So the runtime's thread only
+/// sends the waker to a thread of its own, which holds no lock of ours
+/// while it waits for the GIL.
+struct Relayed {
+    inner: Waker,
+    relay: mpsc::Sender<Option<Waker>>,
+}
+
+impl Wake for Relayed {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !SHUT_DOWN.load(Ordering::Acquire) {
+            // The relay is gone only after shutdown: nothing to wake then.
+            let _ = self.relay.send(Some(self.inner.clone()));
+        }
+    }
+}
+
+fn relay_thread(rx: mpsc::Receiver<Option<Waker>>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ticketlock-wake".into())
+        .spawn(move || {
+            while let Ok(Some(waker)) = rx.recv() {
+                waker.wake();
+            }
+        })
 }
 
 /// Only touched with the GIL held (every caller is Python code), so a fork,
@@ -87,8 +135,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The runtime's handle, made on first use and again in a forked child.
-pub(crate) fn handle() -> PyResult<Handle> {
+/// The runtime, made on first use and again in a forked child.
+pub(crate) fn handle() -> PyResult<Rt> {
     if SHUT_DOWN.load(Ordering::Acquire) {
         return Err(errors::shut_down());
     }
@@ -96,7 +144,7 @@ pub(crate) fn handle() -> PyResult<Handle> {
     let mut slot = lock(&RUNTIME);
     if let Some(s) = slot.as_ref() {
         if s.generation == generation && s.pid == pid {
-            return Ok(s.runtime.handle().clone());
+            return Ok(s.rt.clone());
         }
     }
     if let Some(old) = slot.take() {
@@ -113,13 +161,24 @@ pub(crate) fn handle() -> PyResult<Handle> {
                 "ticketlock: cannot start its tokio runtime: {e}"
             ))
         })?;
-    let handle = runtime.handle().clone();
+    let (tx, rx) = mpsc::channel();
+    let relay_thread = relay_thread(rx).map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "ticketlock: cannot start its wake-up thread: {e}"
+        ))
+    })?;
+    let rt = Rt {
+        handle: runtime.handle().clone(),
+        relay: tx,
+    };
     *slot = Some(Slot {
         generation,
         pid,
         runtime,
+        rt: rt.clone(),
+        relay_thread,
     });
-    Ok(handle)
+    Ok(rt)
 }
 
 /// Runs `fut` to completion on the calling thread, with the GIL released.
@@ -127,8 +186,8 @@ pub(crate) fn block_on<T: Send>(
     py: Python<'_>,
     fut: impl Future<Output = T> + Send,
 ) -> PyResult<T> {
-    let handle = handle()?;
-    Ok(py.detach(|| handle.block_on(fut)))
+    let rt = handle()?;
+    Ok(py.detach(|| rt.handle.block_on(fut)))
 }
 
 /// Flushes every store and stops the runtime (registered with `atexit`).
@@ -147,16 +206,24 @@ pub(crate) fn _shutdown(py: Python<'_>) {
     }
     let stores: Vec<_> = lock(&STORES).iter().filter_map(Weak::upgrade).collect();
     let live: Vec<_> = stores.iter().filter_map(|s| s.live()).collect();
-    let handle = slot.runtime.handle().clone();
-    // Released: the runtime's thread may need the GIL to wake a coroutine.
+    let Slot {
+        runtime,
+        rt,
+        relay_thread,
+        ..
+    } = slot;
+    // Released: the relay thread may need the GIL to wake a coroutine.
     py.detach(move || {
-        handle.block_on(async {
+        rt.handle.block_on(async {
             for store in &live {
-                // Bounded by the socket timeout inside; this bounds memory.
+                // Bounded by the socket timeout inside; this bounds a bug.
                 let _ = tokio::time::timeout(Duration::from_secs(30), store.flush()).await;
             }
         });
-        slot.runtime.shutdown_timeout(Duration::from_secs(1));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        // Stopped and joined before Python finalizes: it calls into Python.
+        let _ = rt.relay.send(None);
+        let _ = relay_thread.join();
     });
 }
 
@@ -164,16 +231,34 @@ pub(crate) fn _shutdown(py: Python<'_>) {
 /// without running its destructor when it belongs to a parent process.
 pub(crate) struct InRuntime<F: Future + Send + 'static> {
     fut: Option<Pin<Box<F>>>,
-    handle: Handle,
+    rt: Rt,
     generation: u64,
+    /// The caller's waker and its relayed form, kept while the caller
+    /// polls with the same waker.
+    waker: Option<(Waker, Waker)>,
 }
 
 impl<F: Future + Send + 'static> InRuntime<F> {
-    pub(crate) fn new(handle: Handle, generation: u64, fut: F) -> Self {
+    pub(crate) fn new(rt: Rt, generation: u64, fut: F) -> Self {
         InRuntime {
             fut: Some(Box::pin(fut)),
-            handle,
+            rt,
             generation,
+            waker: None,
+        }
+    }
+
+    fn relayed(&mut self, caller: &Waker) -> Waker {
+        match &self.waker {
+            Some((c, relayed)) if c.will_wake(caller) => relayed.clone(),
+            _ => {
+                let relayed = Waker::from(Arc::new(Relayed {
+                    inner: caller.clone(),
+                    relay: self.rt.relay.clone(),
+                }));
+                self.waker = Some((caller.clone(), relayed.clone()));
+                relayed
+            }
         }
     }
 }
@@ -189,11 +274,13 @@ impl<F: Future + Send + 'static> Future for InRuntime<F> {
         if this.generation != generation() {
             return Poll::Ready(Err(errors::forked()));
         }
-        let Some(fut) = this.fut.as_mut() else {
+        if this.fut.is_none() {
             return Poll::Ready(Err(errors::shut_down()));
-        };
-        let _entered = this.handle.enter();
-        match fut.as_mut().poll(cx) {
+        }
+        let waker = this.relayed(cx.waker());
+        let _entered = this.rt.handle.enter();
+        let fut = this.fut.as_mut().expect("checked above");
+        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(v) => {
                 this.fut = None;
                 Poll::Ready(Ok(v))
@@ -206,18 +293,18 @@ impl<F: Future + Send + 'static> Future for InRuntime<F> {
 impl<F: Future + Send + 'static> Drop for InRuntime<F> {
     fn drop(&mut self) {
         if let Some(fut) = self.fut.take() {
-            in_context(&self.handle, self.generation, fut);
+            in_context(&self.rt, self.generation, fut);
         }
     }
 }
 
 /// Drops `value` inside the runtime's context (its destructor may spawn a
 /// release), or forgets it when it was made by a parent process.
-pub(crate) fn in_context<T>(handle: &Handle, made_in: u64, value: T) {
+pub(crate) fn in_context<T>(rt: &Rt, made_in: u64, value: T) {
     if made_in != generation() {
         std::mem::forget(value);
     } else {
-        let _entered = handle.enter();
+        let _entered = rt.handle.enter();
         drop(value);
     }
 }
@@ -225,15 +312,15 @@ pub(crate) fn in_context<T>(handle: &Handle, made_in: u64, value: T) {
 /// A value dropped by [`in_context`].
 pub(crate) struct Owned<T> {
     value: Option<T>,
-    handle: Handle,
+    rt: Rt,
     generation: u64,
 }
 
 impl<T> Owned<T> {
-    pub(crate) fn new(handle: Handle, generation: u64, value: T) -> Self {
+    pub(crate) fn new(rt: Rt, generation: u64, value: T) -> Self {
         Owned {
             value: Some(value),
-            handle,
+            rt,
             generation,
         }
     }
@@ -250,15 +337,15 @@ impl<T> Owned<T> {
         self.generation
     }
 
-    pub(crate) fn handle(&self) -> &Handle {
-        &self.handle
+    pub(crate) fn rt(&self) -> &Rt {
+        &self.rt
     }
 }
 
 impl<T> Drop for Owned<T> {
     fn drop(&mut self) {
         if let Some(v) = self.value.take() {
-            in_context(&self.handle, self.generation, v);
+            in_context(&self.rt, self.generation, v);
         }
     }
 }

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use ticketlock::{LockStoreConfig, Ticket, TicketLock};
-use tokio::runtime::Handle;
 
 use crate::errors::{self, to_py};
 use crate::request::{LockRequest, Options, seconds};
-use crate::runtime::{self, Flush};
+use crate::runtime::{self, Flush, Rt};
 
 /// What a store is built from, again in a forked child.
 enum Source {
@@ -24,7 +23,7 @@ enum Source {
 struct Built {
     generation: u64,
     store: ticketlock::LockStore,
-    handle: Handle,
+    handle: Rt,
 }
 
 pub(crate) struct Cell {
@@ -54,7 +53,7 @@ impl Cell {
     }
 
     /// The store of this process, its runtime handle and generation.
-    pub(crate) fn get(&self, py: Python<'_>) -> PyResult<(ticketlock::LockStore, Handle, u64)> {
+    pub(crate) fn get(&self, py: Python<'_>) -> PyResult<(ticketlock::LockStore, Rt, u64)> {
         let generation = runtime::generation();
         {
             let built = self.built.lock().unwrap_or_else(|e| e.into_inner());
