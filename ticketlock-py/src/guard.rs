@@ -1,6 +1,7 @@
 //! `ticketlock.Guard`: proof that a conversation's lock is held.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
@@ -17,6 +18,8 @@ pub(crate) struct Guard {
     conversation_id: String,
     ticket: u64,
     fencing_token: u64,
+    /// Set when the release found the ticket gone.
+    lost_at_release: Arc<AtomicBool>,
 }
 
 impl Guard {
@@ -27,6 +30,7 @@ impl Guard {
             ticket: g.ticket(),
             fencing_token: g.fencing_token(),
             inner: Mutex::new(Some(inner)),
+            lost_at_release: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -64,9 +68,16 @@ impl Guard {
         let Some(g) = owned.take() else {
             return Ok(None);
         };
+        let lost = self.lost_at_release.clone();
         Ok(Some(InRuntime::new(handle, generation, async move {
             match Arc::try_unwrap(g) {
-                Ok(g) => g.release().await,
+                Ok(g) => {
+                    let released = g.release().await;
+                    if let Err(ticketlock::Error::Expired { .. }) = &released {
+                        lost.store(true, Ordering::Relaxed);
+                    }
+                    released
+                }
                 // A renewal or check is in flight: the last of them to end
                 // releases the lock (in the background).
                 Err(_shared) => Ok(()),
@@ -106,12 +117,14 @@ impl Guard {
         self.fencing_token
     }
 
-    /// Whether the guard has learnt that its lease ran out (costs nothing).
+    /// Whether the guard has learnt that its lease ran out, from a renewal,
+    /// `is_held()` or the release (costs nothing).
     fn is_lost(&self) -> bool {
-        self.inner()
-            .as_ref()
-            .and_then(|o| o.get())
-            .is_none_or(|g| g.is_lost())
+        let held = self.inner();
+        match held.as_ref().and_then(|o| o.get()) {
+            Some(g) => g.is_lost(),
+            None => self.lost_at_release.load(Ordering::Relaxed),
+        }
     }
 
     /// Asks the store whether this guard still holds the lock.
