@@ -1,6 +1,8 @@
 //! The native core of the `ticketlock` Python package: a thin layer over
 //! the `ticketlock` crate. The Python API is in `python/ticketlock/`.
 
+#[cfg(feature = "bench-async-runtimes")]
+mod bench;
 mod errors;
 mod guard;
 mod request;

@@ -17,6 +17,9 @@ pub(crate) struct Options {
     pub timeout: Option<Duration>,
     pub wait_time: Option<Duration>,
     pub auto_renew: bool,
+    /// Log a lease found gone at release (`ticketlock` logger, WARNING)
+    /// instead of raising `ExpiredError`: Rasa's store does not raise there.
+    pub warn_if_lost: bool,
 }
 
 /// A positive, finite number of seconds as a duration; `key` names it.
@@ -137,6 +140,14 @@ impl LockRequest {
         };
         match released.await? {
             Ok(()) => Ok(false),
+            Err(e @ ticketlock::Error::Expired { .. }) if self.options.warn_if_lost => {
+                Python::attach(|py| {
+                    py.import("logging")?
+                        .call_method1("getLogger", ("ticketlock",))?
+                        .call_method1("warning", ("%s", e.to_string()))?;
+                    Ok(false)
+                })
+            }
             Err(e) => Err(Python::attach(|py| to_py(py, e))),
         }
     }

@@ -94,8 +94,23 @@ fn relay_thread(rx: mpsc::Receiver<Option<Waker>>) -> std::io::Result<std::threa
     std::thread::Builder::new()
         .name("ticketlock-wake".into())
         .spawn(move || {
-            while let Ok(Some(waker)) = rx.recv() {
-                waker.wake();
+            while let Ok(Some(first)) = rx.recv() {
+                // One GIL acquisition for every wake-up already queued:
+                // PyO3's wakers take the GIL again, cheaply, inside.
+                let stop = Python::attach(|_py| {
+                    first.wake();
+                    loop {
+                        match rx.try_recv() {
+                            Ok(Some(w)) => w.wake(),
+                            Ok(None) => return true,
+                            Err(mpsc::TryRecvError::Empty) => return false,
+                            Err(mpsc::TryRecvError::Disconnected) => return true,
+                        }
+                    }
+                });
+                if stop {
+                    return;
+                }
             }
         })
 }

@@ -142,7 +142,8 @@ impl LockStore {
     }
 
     /// Requests the lock of `conversation_id`: use as `async with`.
-    #[pyo3(signature = (conversation_id, *, lifetime=None, timeout=None, auto_renew=false, wait_time=None))]
+    #[pyo3(signature = (conversation_id, *, lifetime=None, timeout=None, auto_renew=false, wait_time=None, warn_if_lost=false))]
+    #[allow(clippy::too_many_arguments)]
     fn lock(
         &self,
         py: Python<'_>,
@@ -151,12 +152,14 @@ impl LockStore {
         timeout: Option<f64>,
         auto_renew: bool,
         wait_time: Option<f64>,
+        warn_if_lost: bool,
     ) -> PyResult<LockRequest> {
         let options = Options {
             lifetime: lifetime.map(|s| seconds(py, "lifetime", s)).transpose()?,
             timeout: timeout.map(|s| seconds(py, "timeout", s)).transpose()?,
             wait_time: wait_time.map(|s| seconds(py, "wait_time", s)).transpose()?,
             auto_renew,
+            warn_if_lost,
         };
         let (store, handle, generation) = self.cell.get(py)?;
         Ok(LockRequest::new(
@@ -166,6 +169,25 @@ impl LockStore {
             conversation_id,
             options,
         ))
+    }
+
+    /// Benchmark only: takes the lock through `pyo3-async-runtimes`'
+    /// `future_into_py` (on that crate's own runtime) and returns an
+    /// awaitable of a function that releases it the same way.
+    #[cfg(feature = "bench-async-runtimes")]
+    fn _lock_via_future_into_py<'py>(
+        &self,
+        py: Python<'py>,
+        conversation_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.cell.get(py)?.0;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let guard = store
+                .lock(&conversation_id)
+                .await
+                .map_err(|e| Python::attach(|py| to_py(py, e)))?;
+            Ok(crate::bench::Release::new(guard))
+        })
     }
 
     /// The default lock lifetime, in seconds.

@@ -46,6 +46,7 @@ class LockStore:
         timeout: Optional[float] = None,
         auto_renew: bool = False,
         wait_time: Optional[float] = None,
+        warn_if_lost: bool = False,
     ) -> LockRequest: ...
     @property
     def default_lifetime(self) -> float: ...

@@ -21,14 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import Any, AsyncGenerator, Deque, Dict, Iterable, Optional, Text, Tuple
 
 from . import _core
-from ._errors import ConfigError, ExpiredError, LockError
+from ._errors import ConfigError, LockError
 
 logger = logging.getLogger(__name__)
 
@@ -211,21 +210,15 @@ class _TicketLockStore(_LockStoreBase):  # type: ignore[misc,valid-type]
         inside the block; fair, FIFO and push-woken. Cancelling the waiting
         task withdraws the ticket. Raises a ``LockError`` subclass when the
         ticket cannot be issued or is lost while waiting."""
-        request = self._store.lock(
-            conversation_id, lifetime=lock_lifetime, wait_time=wait_time_in_seconds
-        )
-        guard = await request.__aenter__()
-        try:
+        # As in Rasa, the end of a lock whose lease ran out is not an error
+        # of the message it served: it is logged as a warning.
+        async with self._store.lock(
+            conversation_id,
+            lifetime=lock_lifetime,
+            wait_time=wait_time_in_seconds,
+            warn_if_lost=True,
+        ) as guard:
             yield guard
-        except BaseException:
-            await request.__aexit__(*sys.exc_info())
-            raise
-        try:
-            await request.__aexit__(None, None, None)
-        except ExpiredError as e:
-            # As in Rasa, the end of a lock whose lease ran out is not an
-            # error of the message it served; it is worth a warning.
-            logger.warning("%s", e)
 
     def get_lock(self, conversation_id: Text) -> Optional[TicketLock]:
         record = self._store.get_record(conversation_id)
