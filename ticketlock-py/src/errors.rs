@@ -9,9 +9,8 @@ use ticketlock::Error;
 /// The class `name` of `ticketlock._errors` (imported once).
 fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let module = MODULE.get_or_try_init(py, || {
-        py.import("ticketlock._errors").map(Bound::unbind)
-    })?;
+    let module =
+        MODULE.get_or_try_init(py, || py.import("ticketlock._errors").map(Bound::unbind))?;
     Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
 }
 
@@ -33,8 +32,14 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         } => (
             "LockTimeoutError",
             vec![
-                ("conversation_id", conversation_id.into_pyobject(py)?.into_any().unbind()),
-                ("waited", waited.as_secs_f64().into_pyobject(py)?.into_any().unbind()),
+                (
+                    "conversation_id",
+                    conversation_id.into_pyobject(py)?.into_any().unbind(),
+                ),
+                (
+                    "waited",
+                    waited.as_secs_f64().into_pyobject(py)?.into_any().unbind(),
+                ),
             ],
         ),
         Error::Expired {
@@ -43,7 +48,10 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         } => (
             "ExpiredError",
             vec![
-                ("conversation_id", conversation_id.into_pyobject(py)?.into_any().unbind()),
+                (
+                    "conversation_id",
+                    conversation_id.into_pyobject(py)?.into_any().unbind(),
+                ),
                 ("ticket", ticket.into_pyobject(py)?.into_any().unbind()),
             ],
         ),
@@ -65,7 +73,10 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         } => (
             "QueueFullError",
             vec![
-                ("conversation_id", conversation_id.into_pyobject(py)?.into_any().unbind()),
+                (
+                    "conversation_id",
+                    conversation_id.into_pyobject(py)?.into_any().unbind(),
+                ),
                 ("limit", limit.into_pyobject(py)?.into_any().unbind()),
             ],
         ),
@@ -73,7 +84,10 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
             conversation_id, ..
         } => (
             "InvalidIdError",
-            vec![("conversation_id", conversation_id.into_pyobject(py)?.into_any().unbind())],
+            vec![(
+                "conversation_id",
+                conversation_id.into_pyobject(py)?.into_any().unbind(),
+            )],
         ),
         _ => ("LockError", vec![]),
     };

@@ -19,6 +19,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<guard::Guard>()?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
-    m.add("DEFAULT_LIFETIME", ticketlock::DEFAULT_LIFETIME.as_secs_f64())?;
+    m.add(
+        "DEFAULT_LIFETIME",
+        ticketlock::DEFAULT_LIFETIME.as_secs_f64(),
+    )?;
     Ok(())
 }

@@ -68,7 +68,11 @@ impl LockRequest {
         }
     }
 
-    fn acquire(&self) -> InRuntime<impl std::future::Future<Output = ticketlock::Result<ticketlock::LockGuard>> + Send + 'static> {
+    fn acquire(
+        &self,
+    ) -> InRuntime<
+        impl std::future::Future<Output = ticketlock::Result<ticketlock::LockGuard>> + Send + 'static,
+    > {
         let (store, id, o) = (
             self.store.clone(),
             self.conversation_id.clone(),
@@ -119,11 +123,7 @@ impl LockRequest {
         _exc: Option<Py<PyAny>>,
         _tb: Option<Py<PyAny>>,
     ) -> PyResult<bool> {
-        let guard = self
-            .guard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(guard) = guard else {
             return Ok(false);
         };

@@ -38,7 +38,6 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::runtime::{Handle, Runtime};
 
-
 use crate::errors;
 
 /// Bumped in a forked child: what an older generation made belongs to the
@@ -157,10 +156,11 @@ pub(crate) fn handle() -> PyResult<Rt> {
     }
     let (generation, pid) = (generation(), std::process::id());
     let mut slot = lock(&RUNTIME);
-    if let Some(s) = slot.as_ref() {
-        if s.generation == generation && s.pid == pid {
-            return Ok(s.rt.clone());
-        }
+    if let Some(s) = slot
+        .as_ref()
+        .filter(|s| s.generation == generation && s.pid == pid)
+    {
+        return Ok(s.rt.clone());
     }
     if let Some(old) = slot.take() {
         // The parent's: its threads are not in this process.

@@ -12,6 +12,8 @@ use crate::request::{LockRequest, Options, seconds};
 use crate::runtime::{self, Flush, Rt};
 
 /// What a store is built from, again in a forked child.
+// One per store: the size of the configuration does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Source {
     /// In memory: a child gets an empty store of its own.
     Memory,
