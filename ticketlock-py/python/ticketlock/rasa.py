@@ -308,8 +308,8 @@ class InMemoryLockStore(_TicketLockStore):
             )
             error.key = "SANIC_WORKERS"
             raise error
-        section = _section(endpoint_config, kwargs, "in_memory")
-        section.pop("url", None)
+        # Nothing to configure in memory; the lifetime comes from
+        # TICKET_LOCK_LIFETIME, as in Rasa.
         self._store = _core.LockStore.in_memory()
         super().__init__()
 
