@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="$here/target/venv/bin/python"
 [ -x "$py" ] || { echo "bench.sh: run scripts/test.sh first (it makes the venv)" >&2; exit 1; }
-rasa_dir="$(cd "$here/tests" && "$py" -c 'import rasa_code; print(rasa_code.install() or "")')"
+rasa_dir="$(cd "$here/tests" && "$py" -c 'import rasa_code; print(rasa_code.install(remove_at_exit=False) or "")')"
 [ -n "$rasa_dir" ] || { echo "bench.sh: the rasa wheel is missing: run scripts/test.sh first" >&2; exit 1; }
 trap 'rm -rf "$rasa_dir"' EXIT
 PYTHONPATH="$rasa_dir" "$py" -m ticketlock.bench "$@"

@@ -8,6 +8,7 @@ modules they import, into a directory put first on sys.path.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -30,13 +31,16 @@ def find_wheel() -> Optional[str]:
     return found[0] if found else None
 
 
-def install() -> Optional[str]:
+def install(remove_at_exit: bool = True) -> Optional[str]:
     """Makes `import rasa.core.lock_store` load Rasa's code; returns the
-    directory, or None when the wheel is missing."""
+    directory (removed when this process exits, unless told otherwise), or
+    None when the wheel is missing."""
     wheel = find_wheel()
     if wheel is None or not os.path.exists(wheel):
         return None
     root = tempfile.mkdtemp(prefix="ticketlock-rasa-")
+    if remove_at_exit:
+        atexit.register(shutil.rmtree, root, True)
     shutil.copytree(os.path.join(HERE, "rasa_stubs", "rasa"), os.path.join(root, "rasa"))
     with zipfile.ZipFile(wheel) as z:
         for name in FILES:
