@@ -166,6 +166,9 @@ pub(crate) fn handle() -> PyResult<Rt> {
         // The parent's: its threads are not in this process.
         std::mem::forget(old);
     }
+    // A Python process has no rustls provider of its own: install ring's
+    // (unless something in the process already did), so `rediss://` works.
+    ticketlock::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("ticketlock")
