@@ -449,3 +449,49 @@ async fn ids_of_any_length_and_bytes_reach_their_own_rows() {
     }
     assert_eq!(store.conversations().await.unwrap(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_is_verified_against_sslrootcert_and_used() {
+    let Some(server) = PostgresServer::start_tls() else {
+        return;
+    };
+    let files = server.tls_files().unwrap();
+    let mut c = config(&server);
+    c.sslmode = ticketlock::PostgresSslMode::VerifyFull;
+    c.sslrootcert = Some(files.ca_cert.clone());
+    let store = connect_with(&server, c.clone()).await;
+    let g = store.lock("tls").await.unwrap();
+    // Every connection of the store (pool and listener) is encrypted.
+    let plain: u64 = server
+        .psql(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'ticketlock' AND NOT s.ssl",
+        )
+        .parse()
+        .unwrap();
+    let encrypted: u64 = server
+        .psql(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'ticketlock' AND s.ssl",
+        )
+        .parse()
+        .unwrap();
+    assert_eq!(
+        (plain, encrypted >= 2),
+        (0, true),
+        "{plain} plain, {encrypted} TLS"
+    );
+    g.release().await.unwrap();
+    // A CA that did not sign the server's certificate: refused.
+    c.sslrootcert = Some(files.other_ca_cert.clone());
+    let e = PostgresLockStore::connect(&c).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains("sslrootcert"), "{e}");
+    // An unreadable sslrootcert is a configuration error naming it.
+    c.sslrootcert = Some("/nonexistent/ca.pem".into());
+    let e = PostgresLockStore::connect(&c).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Config { ref key, .. } if key == "lock_store.sslrootcert"),
+        "{e:?}"
+    );
+}
