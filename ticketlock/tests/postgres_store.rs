@@ -495,3 +495,50 @@ async fn tls_is_verified_against_sslrootcert_and_used() {
         "{e:?}"
     );
 }
+
+/// The wake-up connection is checked on connecting: a notification sent
+/// through the pool must reach it. With `listen_url` naming a server the
+/// operations do not go to (as the database behind a pgbouncer in
+/// transaction mode would be mis-set), the check fails, and waiters still
+/// enter at their holder's expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wake_ups_are_verified_on_connecting() {
+    let server = server!();
+    let store = connect(&server).await;
+    assert!(store.as_postgres().unwrap().wake_ups_verified());
+    let Some(other) = PostgresServer::start() else {
+        return;
+    };
+    let mut c = config(&server);
+    c.listen = Some(("127.0.0.1".into(), other.port()));
+    let deaf = connect_with(&server, c).await;
+    let pg = deaf.as_postgres().unwrap();
+    assert!(pg.is_listening(), "it listens, on the wrong server");
+    assert!(!pg.wake_ups_verified());
+    let g = deaf
+        .lock("c")
+        .lifetime(Duration::from_millis(500))
+        .await
+        .unwrap();
+    drop(g.release().await);
+    // No notification can arrive: the waiter enters at the holder's expiry.
+    let holder = deaf
+        .lock("d")
+        .lifetime(Duration::from_millis(600))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let waiter = deaf
+        .lock("d")
+        .wait_time(HOUR)
+        .timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(holder);
+    waiter.release().await.unwrap();
+}
