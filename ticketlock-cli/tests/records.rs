@@ -261,7 +261,7 @@ fn the_tools_refuse_the_in_memory_store() {
             &out,
             &[
                 &format!("ticketlock: {tool}: no store given"),
-                "--redis URL or --endpoints FILE",
+                "--redis URL, --postgres URL or --endpoints FILE",
             ],
         );
         let mut with_file = args.to_vec();

@@ -871,7 +871,10 @@ fn bad_torture_options_are_usage_errors() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("needs a Redis store"), "{stderr}");
+    assert!(
+        stderr.contains("needs a store shared by its processes"),
+        "{stderr}"
+    );
     // An unreachable Redis: the store's error, with its status.
     let out = Command::new(env!("CARGO_BIN_EXE_ticketlock"))
         .args([

@@ -43,6 +43,7 @@ pub struct PostgresServer {
     /// `setpriv` arguments to run as the `postgres` user, when we are root.
     as_user: Option<Vec<String>>,
     extra_args: Vec<String>,
+    tls: Option<crate::TlsFiles>,
     dir: TempDir,
 }
 
@@ -66,6 +67,22 @@ impl PostgresServer {
     /// `true` (printing `skipping: ...` to stderr); with `CI=true` that
     /// panics, since CI must run every test.
     pub fn start_with(extra_args: &[&str]) -> Option<PostgresServer> {
+        Self::start_inner(extra_args, false)
+    }
+
+    /// A server that also accepts TLS (`ssl=on`), with a certificate for
+    /// `127.0.0.1` and `localhost` signed by the CA of
+    /// [`tls_files`](Self::tls_files); plain connections stay allowed.
+    pub fn start_tls() -> Option<PostgresServer> {
+        Self::start_inner(&[], true)
+    }
+
+    /// The certificates of a [`start_tls`](Self::start_tls) server.
+    pub fn tls_files(&self) -> Option<&crate::TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    fn start_inner(extra_args: &[&str], tls: bool) -> Option<PostgresServer> {
         let Some(bindir) = bindir() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!(
@@ -114,9 +131,13 @@ impl PostgresServer {
             bindir,
             as_user,
             extra_args: extra_args.iter().map(|s| (*s).to_string()).collect(),
+            tls: None,
             dir,
         };
         server.initdb();
+        if tls {
+            server.make_tls_files();
+        }
         for _ in 0..START_ATTEMPTS {
             server.port = free_port();
             match server.launch() {
@@ -286,6 +307,37 @@ impl PostgresServer {
             Ok(None) => panic!("initdb took more than 60 s"),
             Err(e) => panic!("cannot run initdb: {e}"),
         }
+    }
+
+    /// Certificates in the temp dir, readable by the server only (it
+    /// refuses a key others can read).
+    fn make_tls_files(&mut self) {
+        let dir = self.dir.path().join("tls");
+        fs::create_dir_all(&dir).expect("tls dir");
+        let files = crate::TlsFiles::generate(&dir).expect("make TLS files");
+        if let Some(args) = &self.as_user {
+            let owner = args[0].trim_start_matches("--reuid=").to_string()
+                + ":"
+                + args[1].trim_start_matches("--regid=");
+            let ok = Command::new("chown")
+                .args(["-R", &owner])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "cannot give the TLS files to the postgres user");
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&files.server_key, fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+        self.extra_args.extend([
+            "-c".into(),
+            "ssl=on".into(),
+            "-c".into(),
+            format!("ssl_cert_file={}", files.server_cert.display()),
+            "-c".into(),
+            format!("ssl_key_file={}", files.server_key.display()),
+        ]);
+        self.tls = Some(files);
     }
 
     fn launch(&mut self) -> Launch {

@@ -130,7 +130,8 @@ impl std::fmt::Debug for Watch {
 
 /// The operations of a lock store backend.
 ///
-/// Implemented by [`crate::InMemoryLockStore`] and [`crate::RedisLockStore`];
+/// Implemented by [`crate::InMemoryLockStore`], [`crate::RedisLockStore`]
+/// and (feature `postgres`) `PostgresLockStore`;
 /// [`crate::LockStore`] chooses between them at run time. Use the methods of
 /// [`crate::LockStore`] in applications: they add fair waiting, timeouts,
 /// cancellation safety and guards on top of these.

@@ -49,8 +49,10 @@
 //! - pgbouncer in transaction mode: the operations work through it (no
 //!   named prepared statements, no session state, one transaction each),
 //!   but `LISTEN` does not; set `listen_url` to the database itself (or a
-//!   session-mode pool) for the wake-up connection. Without it, behind such
-//!   a pool, waiters enter at their holder's expiry only.
+//!   session-mode pool) for the wake-up connection. On connecting, the
+//!   store sends a notification through the pool and checks that the
+//!   listener gets it, and warns when not (behind such a pool without
+//!   `listen_url`): waiters then enter at their holder's expiry only.
 //! - Schema (`postgres/schema.rs`): created on first use, or by
 //!   `ticketlock migrate`, in one transaction under an advisory lock.
 
@@ -99,6 +101,9 @@ pub struct PostgresLockStore {
 struct Inner {
     pool: Pool,
     listener: Listener,
+    /// Whether a notification sent through the pool reached the listener
+    /// when the store connected.
+    wake_ups_verified: bool,
     in_flight: InFlight,
     /// This process's guards and waiting tickets, for [`crate::LockStore::stats`].
     counters: crate::stats::Counters,
@@ -173,10 +178,21 @@ impl PostgresLockStore {
                  set listen_url)"
             );
         }
+        let wake_ups_verified = probe(&pool, &listener, ops.timeout).await;
+        if !wake_ups_verified {
+            tracing::warn!(
+                store = ops.describe,
+                "postgres: a notification sent through the store's connections did not reach \
+                 its wake-up connection; behind pgbouncer in transaction mode (which cannot \
+                 carry LISTEN), set listen_url to the database itself. Until then waiters \
+                 enter only at their holder's expiry"
+            );
+        }
         Ok(PostgresLockStore {
             inner: Arc::new(Inner {
                 pool,
                 listener,
+                wake_ups_verified,
                 in_flight: InFlight::default(),
                 counters: Default::default(),
                 _stop: stop_tx,
@@ -228,6 +244,13 @@ impl PostgresLockStore {
     /// Whether the wake-up connection is listening now.
     pub fn is_listening(&self) -> bool {
         self.inner.listener.is_listening()
+    }
+
+    /// Whether, when the store connected, a notification sent through its
+    /// connections reached its wake-up connection (false behind pgbouncer
+    /// in transaction mode without `listen_url`: a warning is logged).
+    pub fn wake_ups_verified(&self) -> bool {
+        self.inner.wake_ups_verified
     }
 
     /// How many waiters are registered for wake-ups.
@@ -309,6 +332,33 @@ impl PostgresLockStore {
     fn background_task(&self) -> InFlightTask {
         self.inner.in_flight.start()
     }
+}
+
+/// Sends `probe <n>` through the pool and waits (at most a second, within
+/// `timeout`) for the listener to receive it.
+async fn probe(pool: &Pool, listener: &Listener, timeout: Duration) -> bool {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        .max(1);
+    let payload = format!("probe {n}");
+    let sent = pool
+        .run_idempotent(|c| {
+            let payload = &payload;
+            async move {
+                c.query_typed(
+                    "SELECT pg_notify('ticketlock', $1)",
+                    &[(payload, Type::TEXT)],
+                )
+                .await
+                .map(drop)
+            }
+        })
+        .await;
+    sent.is_ok()
+        && listener
+            .wait_probe(n, timeout.min(Duration::from_secs(1)))
+            .await
 }
 
 fn attempt(status: i32, value: i64, remaining: i64, lease: Duration) -> Option<Attempt> {

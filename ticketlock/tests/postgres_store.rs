@@ -449,3 +449,96 @@ async fn ids_of_any_length_and_bytes_reach_their_own_rows() {
     }
     assert_eq!(store.conversations().await.unwrap(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_is_verified_against_sslrootcert_and_used() {
+    let Some(server) = PostgresServer::start_tls() else {
+        return;
+    };
+    let files = server.tls_files().unwrap();
+    let mut c = config(&server);
+    c.sslmode = ticketlock::PostgresSslMode::VerifyFull;
+    c.sslrootcert = Some(files.ca_cert.clone());
+    let store = connect_with(&server, c.clone()).await;
+    let g = store.lock("tls").await.unwrap();
+    // Every connection of the store (pool and listener) is encrypted.
+    let plain: u64 = server
+        .psql(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'ticketlock' AND NOT s.ssl",
+        )
+        .parse()
+        .unwrap();
+    let encrypted: u64 = server
+        .psql(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'ticketlock' AND s.ssl",
+        )
+        .parse()
+        .unwrap();
+    assert_eq!(
+        (plain, encrypted >= 2),
+        (0, true),
+        "{plain} plain, {encrypted} TLS"
+    );
+    g.release().await.unwrap();
+    // A CA that did not sign the server's certificate: refused.
+    c.sslrootcert = Some(files.other_ca_cert.clone());
+    let e = PostgresLockStore::connect(&c).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains("sslrootcert"), "{e}");
+    // An unreadable sslrootcert is a configuration error naming it.
+    c.sslrootcert = Some("/nonexistent/ca.pem".into());
+    let e = PostgresLockStore::connect(&c).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Config { ref key, .. } if key == "lock_store.sslrootcert"),
+        "{e:?}"
+    );
+}
+
+/// The wake-up connection is checked on connecting: a notification sent
+/// through the pool must reach it. With `listen_url` naming a server the
+/// operations do not go to (as the database behind a pgbouncer in
+/// transaction mode would be mis-set), the check fails, and waiters still
+/// enter at their holder's expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wake_ups_are_verified_on_connecting() {
+    let server = server!();
+    let store = connect(&server).await;
+    assert!(store.as_postgres().unwrap().wake_ups_verified());
+    let Some(other) = PostgresServer::start() else {
+        return;
+    };
+    let mut c = config(&server);
+    c.listen = Some(("127.0.0.1".into(), other.port()));
+    let deaf = connect_with(&server, c).await;
+    let pg = deaf.as_postgres().unwrap();
+    assert!(pg.is_listening(), "it listens, on the wrong server");
+    assert!(!pg.wake_ups_verified());
+    let g = deaf
+        .lock("c")
+        .lifetime(Duration::from_millis(500))
+        .await
+        .unwrap();
+    drop(g.release().await);
+    // No notification can arrive: the waiter enters at the holder's expiry.
+    let holder = deaf
+        .lock("d")
+        .lifetime(Duration::from_millis(600))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let waiter = deaf
+        .lock("d")
+        .wait_time(HOUR)
+        .timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(holder);
+    waiter.release().await.unwrap();
+}

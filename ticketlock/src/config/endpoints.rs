@@ -74,7 +74,7 @@ impl LockStoreConfig {
     ///
     /// | key | meaning | default |
     /// | --- | --- | --- |
-    /// | `type` | `in_memory`, `redis` or `concurrent_redis` | `in_memory` |
+    /// | `type` | `in_memory`, `redis` or `concurrent_redis`; `postgresql` (or Rasa's `SQL` with `dialect: postgresql`) for [`LockStoreConfig::Postgres`], whose keys the README's PostgreSQL section lists | `in_memory` |
     /// | `host` | host name or IP address (not a URL) | `localhost` |
     /// | `url` | Rasa's older name for `host` (deprecated; warns) | |
     /// | `port` | 1 to 65535 | 6379 |

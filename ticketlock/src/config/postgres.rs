@@ -28,7 +28,10 @@ use crate::{Error, Result};
 pub enum PostgresSslMode {
     /// No TLS.
     Disable,
-    /// TLS when the server offers it, else plain (libpq's default).
+    /// TLS when the server offers it, else plain (libpq's default). The
+    /// certificate is verified as in the other TLS modes, so a server whose
+    /// certificate the roots do not vouch for is refused rather than used
+    /// unverified: give `sslrootcert`, or `disable`.
     #[default]
     Prefer,
     /// TLS or no connection.

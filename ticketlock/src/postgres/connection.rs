@@ -36,24 +36,7 @@ impl Connector {
     /// connection (`listen_url`, or the same server).
     pub fn new(c: &PostgresConfig) -> Result<(Connector, Connector)> {
         let tls = tls(c)?;
-        let mut config = Config::new();
-        config
-            .host(&c.host)
-            .port(c.port)
-            .user(&c.username)
-            .dbname(c.database())
-            .application_name("ticketlock")
-            .connect_timeout(c.socket_timeout)
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .ssl_mode(match c.sslmode {
-                PostgresSslMode::Disable => tokio_postgres::config::SslMode::Disable,
-                PostgresSslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                _ => tokio_postgres::config::SslMode::Require,
-            });
-        if let Some(p) = &c.password {
-            config.password(p.expose());
-        }
+        let config = client_config(c, &c.host, c.port);
         let ops = Connector {
             config: config.clone(),
             tls: tls.clone(),
@@ -63,8 +46,9 @@ impl Connector {
         let listen = match &c.listen {
             None => ops.clone(),
             Some((host, port)) => {
-                let mut lc = config;
-                lc.host(host).port(*port);
+                // A new Config: `host()` and `port()` add to a Config's list
+                // (tried in turn), they do not replace.
+                let lc = client_config(c, host, *port);
                 let mut shown = c.clone();
                 shown.host.clone_from(host);
                 shown.port = *port;
@@ -105,6 +89,29 @@ impl Connector {
     pub fn error(&self, e: tokio_postgres::Error) -> Error {
         map_error(&self.describe, e)
     }
+}
+
+/// The client settings of `c` for the server at `host:port`.
+fn client_config(c: &PostgresConfig, host: &str, port: u16) -> Config {
+    let mut config = Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user(&c.username)
+        .dbname(c.database())
+        .application_name("ticketlock")
+        .connect_timeout(c.socket_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .ssl_mode(match c.sslmode {
+            PostgresSslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            PostgresSslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+    if let Some(p) = &c.password {
+        config.password(p.expose());
+    }
+    config
 }
 
 /// The rustls configuration: the system's roots, or `sslrootcert`'s.

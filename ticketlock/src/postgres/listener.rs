@@ -38,10 +38,18 @@ struct Shared {
     waiters: Mutex<Waiters>,
     next_id: AtomicU64,
     listening: watch::Sender<bool>,
+    /// The last probe received (`probe N`), see [`Listener::wait_probe`].
+    probes: watch::Sender<u64>,
 }
 
 impl Shared {
     fn dispatch(&self, payload: &str) {
+        if let Some(n) = payload.strip_prefix("probe ") {
+            if let Ok(n) = n.parse() {
+                self.probes.send_replace(n);
+            }
+            return;
+        }
         let Some((epoch, head)) = payload.split_once(' ') else {
             return;
         };
@@ -99,10 +107,12 @@ impl Listener {
     /// Starts the task; it stops when `stop`'s sender is dropped.
     pub fn start(connector: Connector, stop: oneshot::Receiver<()>) -> Listener {
         let (listening, _) = watch::channel(false);
+        let (probes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             waiters: Mutex::new(Waiters::default()),
             next_id: AtomicU64::new(0),
             listening,
+            probes,
         });
         tokio::spawn(run(shared.clone(), connector, stop));
         Listener { shared }
@@ -137,6 +147,14 @@ impl Listener {
     pub async fn wait_listening(&self, timeout: Duration) -> bool {
         let mut rx = self.shared.listening.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the notification `probe <n>` arrived, at most `timeout`.
+    pub async fn wait_probe(&self, n: u64, timeout: Duration) -> bool {
+        let mut rx = self.shared.probes.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|v| *v == n))
             .await
             .is_ok_and(|r| r.is_ok())
     }
