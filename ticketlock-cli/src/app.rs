@@ -42,15 +42,18 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// Logs to stderr. `-v` sets the level for everything; without it
-/// `RUST_LOG` does, and without that only warnings show.
+/// `RUST_LOG` does, and without that only errors show: what a user must
+/// know (a lost lease, a config warning) is printed as a `ticketlock:` line
+/// of its own, and the library's warnings (one per failed renewal) would
+/// bury it.
 fn init_logging(verbose: u8) {
     let filter = match verbose {
         0 => match std::env::var("RUST_LOG") {
             Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-                eprintln!("ticketlock: ignoring RUST_LOG={spec:?}: {e}; logging warnings only");
-                EnvFilter::new("warn")
+                eprintln!("ticketlock: ignoring RUST_LOG={spec:?}: {e}; logging errors only");
+                EnvFilter::new("error")
             }),
-            _ => EnvFilter::new("warn"),
+            _ => EnvFilter::new("error"),
         },
         1 => EnvFilter::new("info"),
         2 => EnvFilter::new("debug"),

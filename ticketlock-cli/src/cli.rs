@@ -15,7 +15,7 @@ use crate::{bench, demo, exec, torture};
 #[command(name = "ticketlock", version, propagate_version = true)]
 pub struct Cli {
     /// More log output on stderr: -v info, -vv debug, -vvv trace. Without
-    /// it the level comes from RUST_LOG, else `warn`.
+    /// it the level comes from RUST_LOG, else `error`.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
 

@@ -9,6 +9,7 @@ mod exit;
 mod records;
 mod store;
 mod torture;
+mod units;
 
 use clap::Parser as _;
 

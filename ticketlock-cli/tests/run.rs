@@ -242,3 +242,57 @@ fn a_zero_timeout_takes_a_free_lock() {
 
 // Exit 75 (--timeout passed) and 69 (store unavailable) need a store shared
 // between processes: they come with the Redis store's tests.
+
+/// SIGKILL of `run` takes its command along (PR_SET_PDEATHSIG): nobody
+/// renews the lease any more, so the command must not go on inside.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigkill_of_run_kills_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut child = ticketlock()
+        .args(["run", "--allow-memory", "c1", "--", "sh", "-c"])
+        .arg("echo $$ > \"$1\"; exec sleep 30")
+        .arg("section")
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Gone, or a zombie waiting for whoever adopted it to reap it.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive() {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("the command (pid {pid}) outlived `ticketlock run` by 5 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
