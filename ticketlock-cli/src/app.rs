@@ -12,6 +12,7 @@ use crate::{bench, demo, exec, exit, records, torture};
 /// an error is reported as one `ticketlock: <message>` line on stderr.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(cli.verbose);
+    let json = cli.command.json();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,7 +38,13 @@ pub fn run(cli: Cli) -> ExitCode {
     });
     match outcome {
         Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Err(e) => {
+            if json && !crate::json::error_printed() {
+                let object = crate::json::ErrorObject::of(&e);
+                println!("{}", serde_json::json!({ "error": object }));
+            }
+            exit::report(&e)
+        }
     }
 }
 

@@ -46,6 +46,22 @@ pub enum Command {
     Torture(torture::TortureArgs),
 }
 
+impl Command {
+    /// Whether `--json` was given (a failure is then also printed as a JSON
+    /// error object on stdout).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Demo(a) => a.json,
+            Command::Run(_) => false,
+            Command::Inspect(a) => a.json,
+            Command::List(a) => a.json,
+            Command::Clear(a) => a.json,
+            Command::Bench(a) => a.json,
+            Command::Torture(a) => a.json,
+        }
+    }
+}
+
 /// Parses a number of seconds (`1`, `0.25`) that may be zero.
 pub fn seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s

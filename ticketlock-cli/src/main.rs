@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod exec;
 mod exit;
+mod json;
 mod records;
 mod store;
 mod torture;

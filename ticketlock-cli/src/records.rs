@@ -84,8 +84,9 @@ pub struct TicketView {
     pub expires: f64,
     /// The same instant in RFC 3339, UTC; `None` outside years 0..=9999.
     pub expires_at: Option<String>,
-    /// Seconds until it expires (negative when it has), to the millisecond.
-    pub remaining: f64,
+    /// Seconds until it expires (negative when it has), to the millisecond
+    /// (`remaining_us` in JSON).
+    pub remaining_s: f64,
     pub status: Status,
 }
 
@@ -106,7 +107,7 @@ fn tickets_at(lock: &TicketLock, now: f64) -> Vec<TicketView> {
                 number: t.number,
                 expires: t.expires,
                 expires_at: rfc3339(t.expires),
-                remaining: ((t.expires - now) * 1000.0).round() / 1000.0,
+                remaining_s: ((t.expires - now) * 1000.0).round() / 1000.0,
                 status,
             }
         })
@@ -214,8 +215,8 @@ mod tests {
                 (6, Status::Waiting)
             ]
         );
-        assert_eq!(views[0].remaining, -5.0);
-        assert_eq!(views[3].remaining, 20.0);
+        assert_eq!(views[0].remaining_s, -5.0);
+        assert_eq!(views[3].remaining_s, 20.0);
         assert_eq!(now_serving(&views), Some(4));
         assert_eq!(now_serving(&tickets_at(&lock, 100.0)), None);
     }

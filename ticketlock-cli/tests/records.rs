@@ -95,14 +95,14 @@ fn inspect_prints_the_record_as_json_with_who_is_served_and_when_tickets_expire(
         assert_eq!(t["expires"].as_f64(), Some(expires), "{t}");
         assert_eq!(t["expires_at"], at, "{t}");
         assert_eq!(t["status"], status, "{t}");
-        let remaining = t["remaining"].as_f64().expect("remaining");
+        let remaining = t["remaining_us"].as_f64().expect("remaining_us") / 1e6;
         assert!(
             (remaining - (expires - now)).abs() < 0.002,
             "remaining {remaining} is not expires - now = {}",
             expires - now
         );
     }
-    assert!(tickets[0]["remaining"].as_f64().unwrap() < 0.0);
+    assert!(tickets[0]["remaining_us"].as_i64().unwrap() < 0);
     // Every field, and no other (the map is sorted by key).
     let fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut expected = [
@@ -178,11 +178,17 @@ fn inspect_says_when_there_is_no_record_and_exits_1() {
         }
         let out = tl(&args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-        assert_one_error_line(
-            &out,
-            &["ticketlock: inspect: no record for conversation \"c1\" (key \"lock:c1\")"],
-        );
+        let message = "inspect: no record for conversation \"c1\" (key \"lock:c1\")";
+        if json {
+            // The JSON error object on stdout, besides the line on stderr.
+            assert_eq!(
+                json_out(&out),
+                json!({"error": {"exit_code": 1, "kind": "no_record", "message": message}})
+            );
+        } else {
+            assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        }
+        assert_one_error_line(&out, &[&format!("ticketlock: {message}")]);
     }
 }
 
@@ -209,7 +215,14 @@ fn inspect_of_a_corrupt_record_exits_65_naming_the_key_and_shows_the_bytes() {
     assert_eq!(v["key"], "lock:bin");
     assert_eq!(v["conversation_id"], "bin");
     assert_eq!(v["raw"], "{\"conversation_id\": \u{fffd}\u{fffd}");
-    assert!(v["error"].as_str().unwrap().contains("lock:bin"), "{v}");
+    // The error object of every failure under --json, with the bytes beside.
+    assert_eq!(v["error"]["exit_code"], 65, "{v}");
+    assert_eq!(v["error"]["kind"], "corrupt_record", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("lock:bin"),
+        "{v}"
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 1, "one JSON object");
 
     // JSON of the wrong shape.
     set(&server, 0, "lock:shape", r#"{"tickets": []}"#);
@@ -354,14 +367,48 @@ fn list_shows_each_conversation_with_its_queue_and_nothing_else() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
+    // `tickets` is the array `inspect` shows; `live` and `expired` count it.
+    let summary: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let numbers: Vec<&Value> = r["tickets"]
+                .as_array()
+                .expect("tickets")
+                .iter()
+                .map(|t| &t["number"])
+                .collect();
+            json!({"conversation_id": r["conversation_id"], "key": r["key"], "live": r["live"],
+                   "expired": r["expired"], "now_serving": r["now_serving"], "numbers": numbers})
+        })
+        .collect();
     assert_eq!(
-        rows,
+        summary,
         [
-            json!({"conversation_id": "c1", "key": "lock:c1", "tickets": 2, "expired": 1, "now_serving": 1}),
-            json!({"conversation_id": "c2", "key": "lock:c2", "tickets": 0, "expired": 1, "now_serving": null}),
-            json!({"conversation_id": "x\ny", "key": "lock:x\ny", "tickets": 1, "expired": 0, "now_serving": 0}),
+            json!({"conversation_id": "c1", "key": "lock:c1", "live": 2, "expired": 1, "now_serving": 1, "numbers": [0, 1, 2]}),
+            json!({"conversation_id": "c2", "key": "lock:c2", "live": 0, "expired": 1, "now_serving": null, "numbers": [3]}),
+            json!({"conversation_id": "x\ny", "key": "lock:x\ny", "live": 1, "expired": 0, "now_serving": 0, "numbers": [0]}),
         ]
     );
+    for row in &rows {
+        let fields: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "conversation_id",
+                "expired",
+                "key",
+                "live",
+                "now_serving",
+                "tickets"
+            ],
+            "{row}"
+        );
+    }
 
     let out = tl(&["list", "--redis", &url, "--limit", "2"]);
     assert_eq!(out.status.code(), Some(0));
@@ -492,14 +539,14 @@ fn a_waiter_whose_record_is_cleared_learns_that_its_ticket_is_gone() {
         "{}",
         text(&out.stderr)
     );
-    // The holder's command ran to its end, and it was told that its lease
-    // was gone when it released.
+    // The holder's command ran to its end (its next renewal is 20 s away),
+    // and `run` learnt at the release that its lease was gone: status 75.
     std::fs::write(&go, "").unwrap();
     let out = holder.output(Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(75));
     assert_one_error_line(
         &out,
-        &["warning: the lease of conversation \"c1\" (ticket 0) was lost"],
+        &["the lease of conversation \"c1\" ran out before the command ended"],
     );
 }
 

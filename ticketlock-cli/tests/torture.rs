@@ -342,7 +342,7 @@ fn sigkill_of_holders_and_waiters() {
         );
         assert_eq!(n(r, "workers"), 3 + kills, "each victim is replaced");
         // Blocked at most a lifetime (1 s) and a hand-over after a death.
-        assert!(f(r, "stalls.max_after_death_ms") < 1500.0, "{r}");
+        assert!(f(r, "stalls.max_after_death_us") < 1_500_000.0, "{r}");
         outcome
     });
 }

@@ -109,7 +109,7 @@ pub async fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
         dir: kept.clone(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::json::print(&report)?;
     } else {
         for v in verdict.violations.iter().take(PRINTED_VIOLATIONS) {
             eprintln!("ticketlock: torture: violation: {v}");
