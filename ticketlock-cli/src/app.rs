@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::{bench, demo, exec, exit, records, torture};
+use crate::{bench, demo, exec, exit, records, shell, torture};
 
 /// Runs the subcommand and turns its outcome into the process's exit code;
 /// an error is reported as one `ticketlock: <message>` line on stderr.
@@ -34,6 +34,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Clear(args) => records::clear::run(args).await,
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Torture(args) => torture::run(args).await,
+            Command::Completions(args) => shell::completions(&args),
+            Command::Man(args) => shell::man(&args),
         }
     });
     match outcome {

@@ -132,7 +132,10 @@ impl StoreKind {
 
 /// Runs the bench that `args` describe and prints its report on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let plan = Plan::new(&args)?;
+    // A plan that cannot be made is a bad combination of flags: usage, as
+    // for clap's own errors (and `torture`'s).
+    let plan = Plan::new(&args)
+        .map_err(|e| crate::exit::coded(crate::exit::USAGE, format!("bench: {e}")))?;
     if let Ok(which) = std::env::var(memory::CHILD_ENV) {
         return memory_child(&plan, &which).await;
     }

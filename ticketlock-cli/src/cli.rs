@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::records::{clear, inspect, list};
-use crate::{bench, demo, exec, torture};
+use crate::{bench, demo, exec, shell, torture};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
 #[derive(Debug, Parser)]
@@ -42,8 +42,11 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Torture test: P processes x T tasks on K conversations of one Redis,
     /// every critical section checked; see RELIABILITY.md.
-    #[command(hide = true)]
     Torture(torture::TortureArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (roff), of `ticketlock` or of one subcommand.
+    Man(shell::ManArgs),
 }
 
 impl Command {
@@ -58,6 +61,7 @@ impl Command {
             Command::Clear(a) => a.json,
             Command::Bench(a) => a.json,
             Command::Torture(a) => a.json,
+            Command::Completions(_) | Command::Man(_) => false,
         }
     }
 }
@@ -81,6 +85,19 @@ pub fn positive_seconds(s: &str) -> Result<Duration, String> {
     let d = seconds(s)?;
     if d.is_zero() {
         return Err(format!("{s:?}: must be greater than zero, e.g. 30 or 0.5"));
+    }
+    Ok(d)
+}
+
+/// Parses a lease lifetime: seconds, at least the library's shortest.
+pub fn lifetime_seconds(s: &str) -> Result<Duration, String> {
+    let d = positive_seconds(s)?;
+    if d < ticketlock::MIN_LIFETIME {
+        return Err(format!(
+            "{s:?} is shorter than the shortest lifetime, {} (a waiter could not keep its \
+             ticket alive between two looks); write e.g. 30 or 0.5",
+            crate::units::human(ticketlock::MIN_LIFETIME)
+        ));
     }
     Ok(d)
 }

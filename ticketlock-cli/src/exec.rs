@@ -16,7 +16,7 @@ use clap::Args;
 use ticketlock::LockGuard;
 use tokio::time::Instant;
 
-use crate::cli::{positive_seconds, seconds};
+use crate::cli::{lifetime_seconds, positive_seconds, seconds};
 use crate::exit;
 use crate::store::StoreArgs;
 use crate::units::human;
@@ -40,7 +40,7 @@ pub struct RunArgs {
 
     /// Lease lifetime in seconds, renewed while COMMAND runs (default:
     /// TICKET_LOCK_LIFETIME, else 60).
-    #[arg(long, value_name = "SECS", value_parser = positive_seconds,
+    #[arg(long, value_name = "SECS", value_parser = lifetime_seconds,
           allow_negative_numbers = true)]
     pub lifetime: Option<Duration>,
 

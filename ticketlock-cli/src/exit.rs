@@ -131,6 +131,10 @@ pub fn chain_line(e: &anyhow::Error) -> String {
             line.push_str(&cause);
         }
     }
+    // One line, whatever a cause holds (a parser's multi-line report).
+    if line.contains('\n') {
+        line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
     line
 }
 

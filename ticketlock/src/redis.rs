@@ -169,6 +169,8 @@ struct Inner {
     /// Background round trips (issues whose caller left, releases from
     /// destructors) that [`Backend::flush`] waits for.
     in_flight: InFlight,
+    /// The configured username, for messages about refused credentials.
+    user: Option<String>,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -260,11 +262,23 @@ impl RedisLockStore {
         match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(why))) => return Err(unavailable(why, None)),
+            Ok(Err(e)) if is_parse_error(&e) => {
+                // Something answered, in another protocol (HTTP, TLS, ...).
+                return Err(Error::config(
+                    "lock_store.port",
+                    format!(
+                        "{describe} answered, but not as Redis; check that host and port name \
+                         a Redis server (and use_ssl / rediss:// if it speaks TLS)"
+                    ),
+                ));
+            }
             Ok(Err(e)) => {
-                return Err(config_error(&e).unwrap_or_else(|| {
-                    let hint = tls_hint(config.use_ssl, &e.to_string());
-                    unavailable(format!("cannot connect: {e}{hint}"), Some(e))
-                }));
+                return Err(
+                    config_error(&e, config.username.as_deref()).unwrap_or_else(|| {
+                        let hint = tls_hint(config.use_ssl, &e.to_string());
+                        unavailable(format!("cannot connect: {e}{hint}"), Some(e))
+                    }),
+                );
             }
             Err(_) => {
                 let hint = tls_hint(config.use_ssl, "timed out");
@@ -293,6 +307,7 @@ impl RedisLockStore {
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
                 in_flight: InFlight::default(),
+                user: config.username.clone(),
                 _stop: stop,
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
@@ -383,7 +398,7 @@ impl RedisLockStore {
                 message,
             };
         }
-        if let Some(config) = config_error(&e) {
+        if let Some(config) = config_error(&e, self.inner.user.as_deref()) {
             return config;
         }
         self.unavailable(e.to_string(), Some(e))
@@ -593,20 +608,31 @@ fn tls_hint(use_ssl: bool, failure: &str) -> &'static str {
     }
 }
 
+/// Whether the reply could not be read as RESP: the server speaks another
+/// protocol.
+fn is_parse_error(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Parse
+}
+
 /// Turns errors that a change of configuration fixes (credentials, ACL)
 /// into [`Error::Config`].
-fn config_error(e: &redis::RedisError) -> Option<Error> {
-    let detail = e.detail().unwrap_or_default();
+fn config_error(e: &redis::RedisError, user: Option<&str>) -> Option<Error> {
+    let detail = e.detail().map_or_else(|| e.to_string(), str::to_string);
     let text = e.to_string();
     let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
         || text.contains("Authentication required")
         || text.contains("NOAUTH");
     if auth {
+        let who = match user {
+            Some(user) => format!("of user {user:?}"),
+            None => "of the default user (no username given)".to_string(),
+        };
         return Some(Error::config(
             "lock_store.password",
             format!(
-                "the Redis server refused the credentials ({detail}); check username and password"
+                "the Redis server refused the credentials {who} ({detail}); check username and \
+                 password"
             ),
         ));
     }

@@ -53,6 +53,7 @@ pub async fn run(args: TortureArgs, worker: u32) -> anyhow::Result<ExitCode> {
         redis: std::env::var(REDIS_URL_ENV)
             .ok()
             .or_else(|| args.store.redis.clone()),
+        ..args.store.clone()
     };
     let (store, connect_attempts) = connect(&store_args, give_up).await?;
     emit(&Event::Ready {
