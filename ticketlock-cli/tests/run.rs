@@ -296,3 +296,27 @@ fn sigkill_of_run_kills_its_command() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The id limit is one every entry point honours: an id of the longest
+/// accepted length reaches the command in its environment (the kernel
+/// refuses a variable past 128 KiB), and a longer one is bad usage, not
+/// "Argument list too long".
+#[test]
+fn the_longest_id_reaches_the_command_and_a_longer_one_is_bad_usage() {
+    let longest = "é".repeat(ticketlock::MAX_ID_LEN / 2);
+    let out = run(&[
+        "--allow-memory",
+        &longest,
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$TICKETLOCK_CONVERSATION_ID\" | wc -c",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), ticketlock::MAX_ID_LEN.to_string());
+    for len in [ticketlock::MAX_ID_LEN + 1, 131_071] {
+        let out = run(&["--allow-memory", &"x".repeat(len), "--", "true"]);
+        assert_eq!(out.status.code(), Some(64), "{len}");
+        assert_one_error_line(&out, "longer than 64 KiB");
+    }
+}
