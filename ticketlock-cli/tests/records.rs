@@ -714,3 +714,55 @@ fn help_states_the_exit_statuses() {
         assert!(help.contains("--redis <URL>"), "{tool}: {help}");
     }
 }
+
+/// One decoder: `inspect`, `list` and `run` (the store's scripts) give the
+/// same verdict on a record, a ticket number from 2^53 up and a record of
+/// another conversation under this key being corrupt for all of them.
+#[test]
+fn every_tool_gives_the_same_verdict_on_a_record() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = url(&server, 0, "");
+    let big = r#"{"conversation_id": "big", "tickets": ["{\"number\": 9007199254740993, \"expires\": 4102444800.0}"]}"#;
+    let other = r#"{"conversation_id": "other", "tickets": ["{\"number\": 1, \"expires\": 4102444800.0}"]}"#;
+    set(&server, 0, "lock:big", big);
+    set(&server, 0, "lock:m", other);
+    for (id, why) in [
+        ("big", "below 2^53"),
+        ("m", "`conversation_id` is not the conversation of its key"),
+    ] {
+        let out = tl(&["inspect", "--redis", &url, id]);
+        assert_eq!(
+            out.status.code(),
+            Some(65),
+            "inspect {id}: {}",
+            text(&out.stdout)
+        );
+        assert_one_error_line(&out, &[why]);
+        let out = tl(&[
+            "run",
+            "--redis",
+            &url,
+            "--timeout",
+            "1",
+            id,
+            "--",
+            "echo",
+            "entered",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(65),
+            "run {id}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "run {id} entered");
+        assert_one_error_line(&out, &[why]);
+    }
+    let out = tl(&["list", "--redis", &url, "--json"]);
+    assert_eq!(out.status.code(), Some(65));
+    // Not rewritten by anyone.
+    assert_eq!(server.cli(&["GET", "lock:m"]), other);
+    assert_eq!(server.cli(&["GET", "lock:big"]), big);
+}

@@ -10,7 +10,7 @@ mod endpoints;
 mod lifetime;
 mod url;
 
-pub(crate) use check::split_endpoint;
+pub(crate) use check::{KEY_PREFIX_HINT, key_prefix_ok, split_endpoint};
 pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
 
 /// Which store to build, and how.

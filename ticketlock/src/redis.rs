@@ -299,7 +299,7 @@ impl RedisLockStore {
         Ok(RedisLockStore {
             inner: Arc::new(Inner {
                 describe,
-                keys: Keys::new(config.key_prefix.as_deref()),
+                keys: Keys::new(usable_prefix(config.key_prefix.as_deref())),
                 timeout,
                 commands,
                 scripts,
@@ -608,6 +608,24 @@ fn tls_hint(use_ssl: bool, failure: &str) -> &'static str {
     }
 }
 
+/// The key prefix as endpoints.yml (and Rasa) would take it: one that is
+/// not alphanumeric is ignored, with a warning, so that a `RedisConfig`
+/// built by hand names the same keys as the file that says the same.
+fn usable_prefix(prefix: Option<&str>) -> Option<&str> {
+    match prefix {
+        Some(p) if !p.is_empty() && !crate::config::key_prefix_ok(p) => {
+            tracing::warn!(
+                key_prefix = p,
+                "lock store configuration: `key_prefix`: {p:?} is not alphanumeric, so it is \
+                 ignored and keys get no prefix, as Rasa does; {}",
+                crate::config::KEY_PREFIX_HINT
+            );
+            None
+        }
+        p => p,
+    }
+}
+
 /// Whether the reply could not be read as RESP: the server speaks another
 /// protocol.
 fn is_parse_error(e: &redis::RedisError) -> bool {
@@ -910,7 +928,7 @@ impl Backend for RedisLockStore {
         let Some(raw) = self.raw_record(id).await? else {
             return Ok(None);
         };
-        TicketLock::from_json(&raw)
+        TicketLock::from_record(id, &raw)
             .map(Some)
             .map_err(|e| Error::CorruptRecord {
                 key: self.key_for(id),

@@ -89,7 +89,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     // One read serves both views, so `raw` is exactly what was parsed.
-    let lock = match TicketLock::from_json(&raw) {
+    let lock = match TicketLock::from_record(id, &raw) {
         Ok(lock) => lock,
         Err(why) => {
             let e = ticketlock::Error::CorruptRecord {

@@ -124,7 +124,7 @@ async fn read(redis: &RedisLockStore, id: &str, now: f64) -> ticketlock::Result<
     let key = redis.key_for(id);
     let parsed = match redis.raw_record(id).await {
         Ok(None) => return Ok(None),
-        Ok(Some(raw)) => TicketLock::from_json(&raw).map_err(|e| e.to_string()),
+        Ok(Some(raw)) => TicketLock::from_record(id, &raw).map_err(|e| e.to_string()),
         Err(ticketlock::Error::CorruptRecord { message, .. }) => Err(message),
         Err(e) => return Err(e),
     };
