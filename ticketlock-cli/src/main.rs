@@ -8,6 +8,7 @@ mod exec;
 mod exit;
 mod json;
 mod records;
+mod rng;
 mod shell;
 mod store;
 mod torture;

@@ -139,16 +139,12 @@ pub fn rfc3339(unix_seconds: f64) -> Option<String> {
     if !(0..=9999).contains(&t.year()) {
         return None;
     }
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    ))
+    // RFC 3339 with exactly three fraction digits and `Z` (the well-known
+    // `Rfc3339` format drops a zero fraction).
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).ok()
 }
 
 /// `s` with control characters escaped, so that a stored string cannot
