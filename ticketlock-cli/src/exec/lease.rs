@@ -62,16 +62,19 @@ impl Lost {
 pub async fn keep(guard: &LockGuard) -> Lost {
     let lifetime = guard.lifetime();
     let every = (lifetime / 3).max(Duration::from_millis(1));
-    // Acquired just before: the lease is good for a lifetime from about now.
+    // A waiter's ticket was last extended at its last look at the queue,
+    // not at the acquisition: renew at once, so that the lease is known to
+    // run a lifetime from now. Until that reply, assume a lifetime from now.
     let mut good_until = Instant::now() + lifetime;
+    let mut next = Instant::now();
     let mut last_error = None;
     loop {
-        let next = (Instant::now() + every).min(good_until);
-        tokio::time::sleep_until(next).await;
+        tokio::time::sleep_until(next.min(good_until)).await;
         if Instant::now() >= good_until {
             return Lost::Unconfirmed { last_error };
         }
         let sent = Instant::now();
+        next = sent + every;
         match tokio::time::timeout_at(good_until, guard.renew()).await {
             Ok(Ok(())) => {
                 good_until = sent + lifetime;
