@@ -242,7 +242,13 @@ fn torture_json_follows_the_style() {
         "0.5",
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The style is the point here, not the verdict (a loaded machine may
+    // flag a stall): the figures are printed either way.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        text(&out.stderr)
+    );
     let v = &json_lines(&out)[0];
     assert_house_style(v, "torture");
     for key in [

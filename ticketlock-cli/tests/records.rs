@@ -15,6 +15,12 @@ use ticketlock_test_support::RedisServer;
 /// 2001, 1 and 2 live until 2100.
 const RECORD: &str = r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1000000000.25}", "{\"number\": 1, \"expires\": 4102444800.5}", "{\"number\": 2, \"expires\": 4102444801.0}"], "last_issued": 5, "epoch": 42}"#;
 
+/// RECORD as the record of conversation `id` (a record names its own
+/// conversation; another's under this key is corrupt).
+fn record_of(id: &str) -> String {
+    RECORD.replacen("\"c1\"", &serde_json::to_string(id).unwrap(), 1)
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -345,8 +351,8 @@ fn list_shows_each_conversation_with_its_queue_and_nothing_else() {
         br#"{"conversation_id": "x\ny", "tickets": ["{\"number\": 0, \"expires\": 4102444800.0}"]}"#,
     );
     // Not records of this store: another prefix, another database, other keys.
-    set(&server, 0, "p1:lock:c9", RECORD);
-    set(&server, 1, "lock:d1", RECORD);
+    set(&server, 0, "p1:lock:c9", &record_of("c9"));
+    set(&server, 1, "lock:d1", &record_of("d1"));
     set(&server, 0, "lock", "x");
     set(&server, 0, "locks:c3", "x");
 
@@ -470,7 +476,7 @@ fn clear_removes_one_record_and_says_whether_there_was_one() {
     };
     let url = url(&server, 0, "");
     set(&server, 0, "lock:c1", RECORD);
-    set(&server, 0, "lock:c2", RECORD);
+    set(&server, 0, "lock:c2", &record_of("c2"));
     server.cli(&["HSET", "lock:hash", "f", "v"]);
 
     let out = tl(&["clear", "--redis", &url, "c1"]);
@@ -565,7 +571,8 @@ fn clear_all_removes_every_record_of_its_prefix_and_database_only() {
         (1, "lock:a"),
         (1, "p1:lock:a"),
     ] {
-        set(&server, db, key, RECORD);
+        let id = key.rsplit_once("lock:").unwrap().1;
+        set(&server, db, key, &record_of(id));
     }
     // Keys that are no conversation's record.
     for key in ["lock", "locks:a", "p1:lock:", "p1:lockx", "other"] {
@@ -634,7 +641,7 @@ fn clear_all_without_yes_refuses_when_nobody_can_confirm() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    set(&server, 0, "lock:a", RECORD);
+    set(&server, 0, "lock:a", &record_of("a"));
     let out = ticketlock()
         .args(["clear", "--redis", &url(&server, 0, ""), "--all"])
         .stdin(Stdio::null())
@@ -665,8 +672,8 @@ fn clear_all_asks_on_a_terminal() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    set(&server, 0, "lock:a", RECORD);
-    set(&server, 0, "lock:b", RECORD);
+    set(&server, 0, "lock:a", &record_of("a"));
+    set(&server, 0, "lock:b", &record_of("b"));
     let port = server.port();
     for (answer, code, left) in [("n\n", 1, 2), ("y\n", 0, 0)] {
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
