@@ -110,6 +110,18 @@ pub struct RunArgs {
 /// Takes the lock, runs the command, releases, and exits with the
 /// command's status.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // What to run (`None`: --hold), settled before any ticket is taken.
+    let program = match (&args.shell, args.command.split_first()) {
+        _ if args.hold => None,
+        (Some(line), _) => Some(Program::Shell(line)),
+        (None, Some((program, arguments))) => Some(Program::Argv(program, arguments)),
+        (None, None) => {
+            return Err(exit::coded(
+                exit::USAGE,
+                "run: no COMMAND given; write it after `--`, or give -c LINE or --hold",
+            ));
+        }
+    };
     let store = args.store.open().await?;
     if store.as_in_memory().is_some() && !args.allow_memory {
         let why = if args.store.given() {
@@ -211,20 +223,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         fencing_token = guard.fencing_token(),
         "lock acquired"
     );
-    let outcome = if args.hold {
-        hold(&guard, &mut signals).await
-    } else {
-        let program = match (&args.shell, args.command.split_first()) {
-            (Some(line), _) => Program::Shell(line),
-            (None, Some((program, arguments))) => Program::Argv(program, arguments),
-            (None, None) => {
-                return Err(exit::coded(
-                    exit::USAGE,
-                    "run: no COMMAND given; write it after `--`, or give -c LINE or --hold",
-                ));
-            }
-        };
-        run_command(&program, &guard, &args, &mut signals).await
+    let outcome = match &program {
+        None => hold(&guard, &mut signals).await,
+        Some(program) => run_command(program, &guard, &args, &mut signals).await,
     };
     let released_in_time = release(guard).await;
     let outcome = outcome?;
