@@ -180,3 +180,36 @@ fn help_names_the_variables() {
         assert!(help.contains(name), "{name} not in run --help");
     }
 }
+
+#[test]
+fn torture_workers_get_the_password_file_too() {
+    let Some(server) = RedisServer::start_with(RedisOptions {
+        password: Some("sekrit".into()),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "sekrit\n").unwrap();
+    let url = format!("redis://127.0.0.1:{}/0", server.port());
+    let out = ticketlock()
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
+        .args(["torture", "--redis", &url, "--password-file"])
+        .arg(&file)
+        .args([
+            "--processes",
+            "2",
+            "--tasks",
+            "2",
+            "--duration",
+            "0.5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    assert_eq!(report["crashed_workers"], 0, "{report}");
+    assert!(report["sections"].as_u64().unwrap() > 0, "{report}");
+}

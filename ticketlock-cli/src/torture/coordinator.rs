@@ -290,6 +290,8 @@ struct Workers {
     worker_args: Vec<String>,
     redis_url: Option<String>,
     endpoints: Option<PathBuf>,
+    /// `--password-file`, passed on (workers read the same file).
+    password_file: Option<PathBuf>,
     dir: PathBuf,
     deadline: u64,
 }
@@ -335,6 +337,7 @@ impl Workers {
             worker_args,
             redis_url: args.store.redis.clone(),
             endpoints: args.store.endpoints.clone(),
+            password_file: args.store.password_file.clone(),
             dir,
             deadline,
         }
@@ -368,6 +371,9 @@ impl Workers {
                 cmd.env(REDIS_URL_ENV, url);
             }
             (None, None) => {}
+        }
+        if let Some(file) = &self.password_file {
+            cmd.arg("--password-file").arg(file);
         }
         let mut child = cmd
             .spawn()
