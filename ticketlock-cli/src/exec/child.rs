@@ -57,6 +57,9 @@ pub fn spawn(program: &Program<'_>, guard: &LockGuard) -> anyhow::Result<tokio::
         )
         // Should `run` fail between here and the wait, the command goes too.
         .kill_on_drop(true);
+    // The parent-death signal follows the forking thread: it must be the
+    // main thread (`block_on`'s), not a runtime worker that may end first.
+    debug_assert_eq!(std::thread::current().name(), Some("main"));
     #[cfg(any(target_os = "linux", target_os = "android"))]
     die_with_parent(&mut cmd);
     let shown = program.shown();
