@@ -46,8 +46,8 @@ pub struct StoreArgs {
     #[arg(long = "password-file", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
-    /// Refuse an endpoints file with unknown or ignored settings (exit 78)
-    /// instead of warning about them.
+    /// Refuse an endpoints file (or URL) with unknown or ignored settings
+    /// (exit 78) instead of warning about them.
     #[arg(long)]
     pub strict: bool,
 }
@@ -84,23 +84,10 @@ impl StoreArgs {
 
     /// The configuration the flags (or variables) name, in-memory without.
     pub fn config(&self) -> ticketlock::Result<LockStoreConfig> {
-        let mut config = match self.source()? {
+        let (mut config, warnings, shown) = match self.source()? {
             Source::Endpoints(path) => {
                 let (config, warnings) = LockStoreConfig::from_endpoints_file_with_warnings(&path)?;
-                let shown = path.display();
-                if self.strict && !warnings.is_empty() {
-                    return Err(config_error(
-                        &shown.to_string(),
-                        format!(
-                            "{} (--strict: fix the file, or drop --strict to only warn)",
-                            warnings.join("; ")
-                        ),
-                    ));
-                }
-                for w in &warnings {
-                    eprintln!("ticketlock: warning: {shown}: {w}");
-                }
-                config
+                (config, warnings, path.display().to_string())
             }
             Source::Url(url) => {
                 // `redis://user@host` with the password given apart: put it
@@ -109,10 +96,25 @@ impl StoreArgs {
                     Some(pw) => with_password(&url, &pw),
                     None => None,
                 };
-                LockStoreConfig::from_url(spliced.as_deref().unwrap_or(&url))?
+                let (config, warnings) =
+                    LockStoreConfig::from_url_with_warnings(spliced.as_deref().unwrap_or(&url))?;
+                // Never the URL itself: it may hold a password.
+                (config, warnings, "the Redis URL".to_string())
             }
-            Source::None => LockStoreConfig::InMemory,
+            Source::None => (LockStoreConfig::InMemory, Vec::new(), String::new()),
         };
+        if self.strict && !warnings.is_empty() {
+            return Err(config_error(
+                &shown,
+                format!(
+                    "{} (--strict: fix the settings, or drop --strict to only warn)",
+                    warnings.join("; ")
+                ),
+            ));
+        }
+        for w in &warnings {
+            eprintln!("ticketlock: warning: {shown}: {w}");
+        }
         if let LockStoreConfig::Redis(redis) = &mut config {
             if (self.password_file.is_some() || redis.password.is_none())
                 && let Some(pw) = self.password()?

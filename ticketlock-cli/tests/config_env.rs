@@ -213,3 +213,24 @@ fn torture_workers_get_the_password_file_too() {
     assert_eq!(report["crashed_workers"], 0, "{report}");
     assert!(report["sections"].as_u64().unwrap() > 0, "{report}");
 }
+
+#[test]
+fn an_ignored_url_setting_warns_on_one_line_and_strict_refuses_it() {
+    let url = format!(
+        "redis://127.0.0.1:{}/0?ssl_ca_certs=/nowhere/ca.pem&socket_timeout=1",
+        closed_port()
+    );
+    let out = list(&[], &["--redis", &url]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("ticketlock: warning: the Redis URL: ")
+                && l.contains("TLS is off")),
+        "{stderr}"
+    );
+    let out = list(&[], &["--redis", &url, "--strict"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert_one_error_line(&out, &["TLS is off", "--strict"]);
+}
