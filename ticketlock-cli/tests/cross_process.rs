@@ -171,6 +171,9 @@ done
                     .env("SECTION", SECTION)
                     .env("SECTIONS", SECTIONS.to_string())
                     .env_remove("TICKET_LOCK_LIFETIME")
+                    .env_remove("TICKETLOCK_REDIS")
+                    .env_remove("TICKETLOCK_ENDPOINTS")
+                    .env_remove("TICKETLOCK_REDIS_PASSWORD")
                     .env_remove("RUST_LOG"),
             )
         })

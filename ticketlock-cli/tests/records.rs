@@ -4,7 +4,7 @@
 #[path = "support/cli.rs"]
 mod cli;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cli::{Proc, Store, assert_one_error_line, resp_set, text, ticketlock, tl, wait_until};
@@ -678,7 +678,7 @@ fn clear_all_asks_on_a_terminal() {
     for (answer, code, left) in [("n\n", 1, 2), ("y\n", 0, 0)] {
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
         let child = Proc::spawn(
-            Command::new(env!("CARGO_BIN_EXE_ticketlock"))
+            cli::ticketlock()
                 .args(["clear", "--redis", &url(&server, 0, ""), "--all"])
                 .stdin(Stdio::from(pty.slave))
                 .stdout(Stdio::piped())

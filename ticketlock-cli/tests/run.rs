@@ -5,7 +5,11 @@ use std::process::{Command, Output, Stdio};
 
 fn ticketlock() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ticketlock"));
-    c.env_remove("TICKET_LOCK_LIFETIME").env_remove("RUST_LOG");
+    c.env_remove("TICKET_LOCK_LIFETIME")
+        .env_remove("TICKETLOCK_REDIS")
+        .env_remove("TICKETLOCK_ENDPOINTS")
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
+        .env_remove("RUST_LOG");
     c
 }
 

@@ -129,6 +129,9 @@ impl Torture {
             .arg(&fault_path)
             .args(args)
             .env_remove("TICKET_LOCK_LIFETIME")
+            .env_remove("TICKETLOCK_REDIS")
+            .env_remove("TICKETLOCK_ENDPOINTS")
+            .env_remove("TICKETLOCK_REDIS_PASSWORD")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -724,6 +727,8 @@ fn bad_torture_options_are_usage_errors() {
         (&["--processes", "0"], "--processes"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ticketlock"))
+            .env_remove("TICKETLOCK_REDIS")
+            .env_remove("TICKETLOCK_ENDPOINTS")
             .arg("torture")
             .args(["--redis", "redis://127.0.0.1:1/0"])
             .args(args)
@@ -736,6 +741,8 @@ fn bad_torture_options_are_usage_errors() {
     }
     // Without a shared store there is nothing to torture.
     let out = Command::new(env!("CARGO_BIN_EXE_ticketlock"))
+        .env_remove("TICKETLOCK_REDIS")
+        .env_remove("TICKETLOCK_ENDPOINTS")
         .args(["torture", "--duration", "1"])
         .output()
         .unwrap();
@@ -744,6 +751,7 @@ fn bad_torture_options_are_usage_errors() {
     assert!(stderr.contains("needs a Redis store"), "{stderr}");
     // An unreachable Redis: the store's error, with its status.
     let out = Command::new(env!("CARGO_BIN_EXE_ticketlock"))
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
         .args([
             "torture",
             "--redis",
