@@ -315,3 +315,37 @@ fn hold_exits_with_the_conflict_code_when_its_lease_is_lost() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("was lost"), "{stderr}");
 }
+
+/// A store that stops answering: after a whole lifetime without a renewal
+/// the lease has surely ended there, and `run` stops the command then,
+/// without waiting for the store to come back.
+#[test]
+fn a_lifetime_without_a_renewal_counts_as_lost() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = format!("{}/0?socket_timeout=0.3", server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut holder = hold(&url, &[], &dir.path().join("go"));
+    server.pause();
+    let paused = std::time::Instant::now();
+    let line = next(&holder.stdout, "the command was signalled");
+    let after = paused.elapsed();
+    server.resume();
+    assert_eq!(line, "got-TERM");
+    // Within the lifetime (1 s) of the last renewal that was sent, and no
+    // later than one renewal period (1/3 s) plus slack past that.
+    assert!(
+        after <= Duration::from_millis(1800),
+        "signalled {after:?} after the pause"
+    );
+    assert_eq!(
+        holder.proc.wait_for(Duration::from_secs(10)).code(),
+        Some(75)
+    );
+    let stderr = rest(&holder.stderr).join("\n");
+    assert!(
+        stderr.contains("no renewal reached the store for a whole lifetime (1.0 s)"),
+        "{stderr}"
+    );
+}
