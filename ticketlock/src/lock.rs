@@ -83,9 +83,10 @@ impl LockOptions {
             return Err(Error::config(
                 "lock_lifetime",
                 format!(
-                    "{:?} is shorter than the shortest lifetime, {MIN_LIFETIME:?}: a waiter could \
+                    "{} is shorter than the shortest lifetime, {}: a waiter could \
                      not keep its ticket alive between two looks; Rasa's default is 60 seconds",
-                    self.lifetime
+                    crate::error::human_duration(self.lifetime),
+                    crate::error::human_duration(MIN_LIFETIME)
                 ),
             ));
         }
