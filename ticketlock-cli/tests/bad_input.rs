@@ -90,7 +90,7 @@ fn an_unknown_store_type_names_the_supported_ones() {
         &[
             "lock_store.type",
             "\"mongo\" is not a supported lock store type",
-            "write in_memory, redis or concurrent_redis",
+            "write in_memory, redis, concurrent_redis or postgresql",
         ],
     );
 }
