@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::{bench, demo, exec, exit, migrate, records, torture};
+use crate::{bench, demo, exec, exit, migrate, records, shell, torture};
 
 /// Runs the subcommand and turns its outcome into the process's exit code;
 /// an error is reported as one `ticketlock: <message>` line on stderr.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(cli.verbose);
+    let json = cli.command.json();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,24 +35,35 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(args).await,
             Command::Torture(args) => torture::run(args).await,
+            Command::Completions(args) => shell::completions(&args),
+            Command::Man(args) => shell::man(&args),
         }
     });
     match outcome {
         Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Err(e) => {
+            if json && !crate::json::error_printed() {
+                let object = crate::json::ErrorObject::of(&e);
+                println!("{}", serde_json::json!({ "error": object }));
+            }
+            exit::report(&e)
+        }
     }
 }
 
 /// Logs to stderr. `-v` sets the level for everything; without it
-/// `RUST_LOG` does, and without that only warnings show.
+/// `RUST_LOG` does, and without that only errors show: what a user must
+/// know (a lost lease, a config warning) is printed as a `ticketlock:` line
+/// of its own, and the library's warnings (one per failed renewal) would
+/// bury it.
 fn init_logging(verbose: u8) {
     let filter = match verbose {
         0 => match std::env::var("RUST_LOG") {
             Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-                eprintln!("ticketlock: ignoring RUST_LOG={spec:?}: {e}; logging warnings only");
-                EnvFilter::new("warn")
+                eprintln!("ticketlock: ignoring RUST_LOG={spec:?}: {e}; logging errors only");
+                EnvFilter::new("error")
             }),
-            _ => EnvFilter::new("warn"),
+            _ => EnvFilter::new("error"),
         },
         1 => EnvFilter::new("info"),
         2 => EnvFilter::new("debug"),

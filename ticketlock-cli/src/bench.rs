@@ -141,7 +141,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.postgres {
         return postgres::run(&args, url).await;
     }
-    let plans = Plan::sweep(&args)?;
+    // A plan that cannot be made is a bad combination of flags: usage, as
+    // for clap's own errors (and `torture`'s).
+    let plans = Plan::sweep(&args)
+        .map_err(|e| crate::exit::coded(crate::exit::USAGE, format!("bench: {e}")))?;
     if let Ok(which) = std::env::var(memory::CHILD_ENV) {
         return memory_child(&plans[0], &which).await;
     }

@@ -8,14 +8,14 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::records::{clear, inspect, list};
-use crate::{bench, demo, exec, migrate, torture};
+use crate::{bench, demo, exec, migrate, shell, torture};
 
 /// Fair FIFO per-conversation locks, compatible with Rasa's lock store.
 #[derive(Debug, Parser)]
 #[command(name = "ticketlock", version, propagate_version = true)]
 pub struct Cli {
     /// More log output on stderr: -v info, -vv debug, -vvv trace. Without
-    /// it the level comes from RUST_LOG, else `warn`.
+    /// it the level comes from RUST_LOG, else `error`.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
 
@@ -44,8 +44,28 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Torture test: P processes x T tasks on K conversations of one Redis,
     /// every critical section checked; see RELIABILITY.md.
-    #[command(hide = true)]
     Torture(torture::TortureArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (roff), of `ticketlock` or of one subcommand.
+    Man(shell::ManArgs),
+}
+
+impl Command {
+    /// Whether `--json` was given (a failure is then also printed as a JSON
+    /// error object on stdout).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Demo(a) => a.json,
+            Command::Run(_) => false,
+            Command::Inspect(a) => a.json,
+            Command::List(a) => a.json,
+            Command::Clear(a) => a.json,
+            Command::Bench(a) => a.json,
+            Command::Torture(a) => a.json,
+            Command::Migrate(_) | Command::Completions(_) | Command::Man(_) => false,
+        }
+    }
 }
 
 /// Parses a number of seconds (`1`, `0.25`) that may be zero.
@@ -67,6 +87,19 @@ pub fn positive_seconds(s: &str) -> Result<Duration, String> {
     let d = seconds(s)?;
     if d.is_zero() {
         return Err(format!("{s:?}: must be greater than zero, e.g. 30 or 0.5"));
+    }
+    Ok(d)
+}
+
+/// Parses a lease lifetime: seconds, at least the library's shortest.
+pub fn lifetime_seconds(s: &str) -> Result<Duration, String> {
+    let d = positive_seconds(s)?;
+    if d < ticketlock::MIN_LIFETIME {
+        return Err(format!(
+            "{s:?} is shorter than the shortest lifetime, {} (a waiter could not keep its \
+             ticket alive between two looks); write e.g. 30 or 0.5",
+            crate::units::human(ticketlock::MIN_LIFETIME)
+        ));
     }
     Ok(d)
 }

@@ -117,7 +117,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     violations.extend(verify::verify(args.conversations, args.messages, &records));
     let summary = Summary::new(&args, &store, seed, total, &records, elapsed, &violations);
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        crate::json::print(&summary)?;
     } else {
         for v in violations.first.iter().take(PRINTED_VIOLATIONS) {
             eprintln!("ticketlock: demo: violation: {v}");

@@ -27,6 +27,8 @@ pub const FAILURE: u8 = 1;
 #[derive(Debug)]
 pub struct Coded {
     pub code: u8,
+    /// The JSON error object's `kind`, when the code alone does not say it.
+    pub kind: Option<&'static str>,
     pub message: String,
 }
 
@@ -42,9 +44,30 @@ impl std::error::Error for Coded {}
 pub fn coded(code: u8, message: impl Into<String>) -> anyhow::Error {
     Coded {
         code,
+        kind: None,
         message: message.into(),
     }
     .into()
+}
+
+/// An error with exit code `code` and JSON `kind`.
+pub fn coded_kind(code: u8, kind: &'static str, message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        code,
+        kind: Some(kind),
+        message: message.into(),
+    }
+    .into()
+}
+
+/// The JSON error object's `kind` for `e`.
+pub fn kind_of_error(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if let Some(Coded { kind: Some(k), .. }) = cause.downcast_ref::<Coded>() {
+            return k;
+        }
+    }
+    kind_of(code_of(e))
 }
 
 /// The exit code for an error: its own if it has one, else by the kind of
@@ -75,6 +98,21 @@ fn code_of_lock_error(e: &ticketlock::Error) -> u8 {
     }
 }
 
+/// The `kind` of the JSON error object for an exit status.
+pub fn kind_of(code: u8) -> &'static str {
+    match code {
+        USAGE => "usage",
+        DATA => "corrupt_record",
+        UNAVAILABLE => "unavailable",
+        SOFTWARE => "software",
+        TEMPFAIL => "conflict",
+        CONFIG => "config",
+        CANNOT_EXECUTE => "cannot_execute",
+        NOT_FOUND => "command_not_found",
+        _ => "failure",
+    }
+}
+
 /// Prints `ticketlock: <message>` on stderr and gives the exit code.
 pub fn report(e: &anyhow::Error) -> ExitCode {
     eprintln!("ticketlock: {}", chain_line(e));
@@ -84,7 +122,7 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
 /// The error and its causes on one line, each cause once: the library's
 /// messages already quote their source (and redis's errors repeat theirs),
 /// which `{:#}` would print two or three times over.
-fn chain_line(e: &anyhow::Error) -> String {
+pub fn chain_line(e: &anyhow::Error) -> String {
     let mut line = e.to_string();
     for cause in e.chain().skip(1) {
         let cause = cause.to_string();
@@ -92,6 +130,10 @@ fn chain_line(e: &anyhow::Error) -> String {
             line.push_str(": ");
             line.push_str(&cause);
         }
+    }
+    // One line, whatever a cause holds (a parser's multi-line report).
+    if line.contains('\n') {
+        line = line.split_whitespace().collect::<Vec<_>>().join(" ");
     }
     line
 }
@@ -108,8 +150,18 @@ pub fn usage(e: &clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let text = e.render().to_string();
+    // `--json` before `--` asks for the error object on stdout too.
+    let json = std::env::args()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
     match text.strip_prefix("error: ") {
-        Some(message) => eprintln!("ticketlock: {}", one_line(message)),
+        Some(message) => {
+            let line = one_line(message);
+            if json {
+                println!("{}", crate::json::error(USAGE, kind_of(USAGE), &line));
+            }
+            eprintln!("ticketlock: {line}");
+        }
         None => {
             // No subcommand given: clap shows the help instead of an error.
             eprint!("{text}");

@@ -6,10 +6,14 @@ mod cli;
 mod demo;
 mod exec;
 mod exit;
+mod json;
 mod migrate;
 mod records;
+mod rng;
+mod shell;
 mod store;
 mod torture;
+mod units;
 
 use clap::Parser as _;
 

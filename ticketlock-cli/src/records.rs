@@ -86,8 +86,9 @@ pub struct TicketView {
     pub expires: f64,
     /// The same instant in RFC 3339, UTC; `None` outside years 0..=9999.
     pub expires_at: Option<String>,
-    /// Seconds until it expires (negative when it has), to the millisecond.
-    pub remaining: f64,
+    /// Seconds until it expires (negative when it has), to the millisecond
+    /// (`remaining_us` in JSON).
+    pub remaining_s: f64,
     pub status: Status,
 }
 
@@ -108,7 +109,7 @@ fn tickets_at(lock: &TicketLock, now: f64) -> Vec<TicketView> {
                 number: t.number,
                 expires: t.expires,
                 expires_at: rfc3339(t.expires),
-                remaining: ((t.expires - now) * 1000.0).round() / 1000.0,
+                remaining_s: ((t.expires - now) * 1000.0).round() / 1000.0,
                 status,
             }
         })
@@ -140,16 +141,12 @@ pub fn rfc3339(unix_seconds: f64) -> Option<String> {
     if !(0..=9999).contains(&t.year()) {
         return None;
     }
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    ))
+    // RFC 3339 with exactly three fraction digits and `Z` (the well-known
+    // `Rfc3339` format drops a zero fraction).
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).ok()
 }
 
 /// `s` with control characters escaped, so that a stored string cannot
@@ -216,8 +213,8 @@ mod tests {
                 (6, Status::Waiting)
             ]
         );
-        assert_eq!(views[0].remaining, -5.0);
-        assert_eq!(views[3].remaining, 20.0);
+        assert_eq!(views[0].remaining_s, -5.0);
+        assert_eq!(views[3].remaining_s, 20.0);
         assert_eq!(now_serving(&views), Some(4));
         assert_eq!(now_serving(&tickets_at(&lock, 100.0)), None);
     }

@@ -25,7 +25,7 @@ fn remaining_with(env: &str) -> f64 {
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ticket = &record["tickets"][0];
     assert_eq!(ticket["status"], "serving", "{record}");
-    ticket["remaining"].as_f64().unwrap()
+    ticket["remaining_us"].as_f64().unwrap() / 1e6
 }
 
 #[test]

@@ -48,7 +48,11 @@ fn rasa(server: &RedisServer) -> Command {
     c.arg(port_script())
         .args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("TICKET_LOCK_LIFETIME");
+        .env_remove("TICKET_LOCK_LIFETIME")
+        .env_remove("TICKETLOCK_REDIS")
+        .env_remove("TICKETLOCK_ENDPOINTS")
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
+        .env_remove("TICKETLOCK_POSTGRES");
     c
 }
 

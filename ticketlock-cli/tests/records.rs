@@ -4,7 +4,7 @@
 #[path = "support/cli.rs"]
 mod cli;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cli::{Proc, Store, assert_one_error_line, resp_set, text, ticketlock, tl, wait_until};
@@ -14,6 +14,12 @@ use ticketlock_test_support::RedisServer;
 /// A record as Rasa writes it plus our two fields: ticket 0 expired in
 /// 2001, 1 and 2 live until 2100.
 const RECORD: &str = r#"{"conversation_id": "c1", "tickets": ["{\"number\": 0, \"expires\": 1000000000.25}", "{\"number\": 1, \"expires\": 4102444800.5}", "{\"number\": 2, \"expires\": 4102444801.0}"], "last_issued": 5, "epoch": 42}"#;
+
+/// RECORD as the record of conversation `id` (a record names its own
+/// conversation; another's under this key is corrupt).
+fn record_of(id: &str) -> String {
+    RECORD.replacen("\"c1\"", &serde_json::to_string(id).unwrap(), 1)
+}
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -95,14 +101,14 @@ fn inspect_prints_the_record_as_json_with_who_is_served_and_when_tickets_expire(
         assert_eq!(t["expires"].as_f64(), Some(expires), "{t}");
         assert_eq!(t["expires_at"], at, "{t}");
         assert_eq!(t["status"], status, "{t}");
-        let remaining = t["remaining"].as_f64().expect("remaining");
+        let remaining = t["remaining_us"].as_f64().expect("remaining_us") / 1e6;
         assert!(
             (remaining - (expires - now)).abs() < 0.002,
             "remaining {remaining} is not expires - now = {}",
             expires - now
         );
     }
-    assert!(tickets[0]["remaining"].as_f64().unwrap() < 0.0);
+    assert!(tickets[0]["remaining_us"].as_i64().unwrap() < 0);
     // Every field, and no other (the map is sorted by key).
     let fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut expected = [
@@ -178,11 +184,17 @@ fn inspect_says_when_there_is_no_record_and_exits_1() {
         }
         let out = tl(&args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-        assert_one_error_line(
-            &out,
-            &["ticketlock: inspect: no record for conversation \"c1\" (key \"lock:c1\")"],
-        );
+        let message = "inspect: no record for conversation \"c1\" (key \"lock:c1\")";
+        if json {
+            // The JSON error object on stdout, besides the line on stderr.
+            assert_eq!(
+                json_out(&out),
+                json!({"error": {"exit_code": 1, "kind": "no_record", "message": message}})
+            );
+        } else {
+            assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        }
+        assert_one_error_line(&out, &[&format!("ticketlock: {message}")]);
     }
 }
 
@@ -209,7 +221,14 @@ fn inspect_of_a_corrupt_record_exits_65_naming_the_key_and_shows_the_bytes() {
     assert_eq!(v["key"], "lock:bin");
     assert_eq!(v["conversation_id"], "bin");
     assert_eq!(v["raw"], "{\"conversation_id\": \u{fffd}\u{fffd}");
-    assert!(v["error"].as_str().unwrap().contains("lock:bin"), "{v}");
+    // The error object of every failure under --json, with the bytes beside.
+    assert_eq!(v["error"]["exit_code"], 65, "{v}");
+    assert_eq!(v["error"]["kind"], "corrupt_record", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("lock:bin"),
+        "{v}"
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 1, "one JSON object");
 
     // JSON of the wrong shape.
     set(&server, 0, "lock:shape", r#"{"tickets": []}"#);
@@ -332,8 +351,8 @@ fn list_shows_each_conversation_with_its_queue_and_nothing_else() {
         br#"{"conversation_id": "x\ny", "tickets": ["{\"number\": 0, \"expires\": 4102444800.0}"]}"#,
     );
     // Not records of this store: another prefix, another database, other keys.
-    set(&server, 0, "p1:lock:c9", RECORD);
-    set(&server, 1, "lock:d1", RECORD);
+    set(&server, 0, "p1:lock:c9", &record_of("c9"));
+    set(&server, 1, "lock:d1", &record_of("d1"));
     set(&server, 0, "lock", "x");
     set(&server, 0, "locks:c3", "x");
 
@@ -354,14 +373,48 @@ fn list_shows_each_conversation_with_its_queue_and_nothing_else() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
+    // `tickets` is the array `inspect` shows; `live` and `expired` count it.
+    let summary: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let numbers: Vec<&Value> = r["tickets"]
+                .as_array()
+                .expect("tickets")
+                .iter()
+                .map(|t| &t["number"])
+                .collect();
+            json!({"conversation_id": r["conversation_id"], "key": r["key"], "live": r["live"],
+                   "expired": r["expired"], "now_serving": r["now_serving"], "numbers": numbers})
+        })
+        .collect();
     assert_eq!(
-        rows,
+        summary,
         [
-            json!({"conversation_id": "c1", "key": "lock:c1", "tickets": 2, "expired": 1, "now_serving": 1}),
-            json!({"conversation_id": "c2", "key": "lock:c2", "tickets": 0, "expired": 1, "now_serving": null}),
-            json!({"conversation_id": "x\ny", "key": "lock:x\ny", "tickets": 1, "expired": 0, "now_serving": 0}),
+            json!({"conversation_id": "c1", "key": "lock:c1", "live": 2, "expired": 1, "now_serving": 1, "numbers": [0, 1, 2]}),
+            json!({"conversation_id": "c2", "key": "lock:c2", "live": 0, "expired": 1, "now_serving": null, "numbers": [3]}),
+            json!({"conversation_id": "x\ny", "key": "lock:x\ny", "live": 1, "expired": 0, "now_serving": 0, "numbers": [0]}),
         ]
     );
+    for row in &rows {
+        let fields: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "conversation_id",
+                "expired",
+                "key",
+                "live",
+                "now_serving",
+                "tickets"
+            ],
+            "{row}"
+        );
+    }
 
     let out = tl(&["list", "--redis", &url, "--limit", "2"]);
     assert_eq!(out.status.code(), Some(0));
@@ -423,7 +476,7 @@ fn clear_removes_one_record_and_says_whether_there_was_one() {
     };
     let url = url(&server, 0, "");
     set(&server, 0, "lock:c1", RECORD);
-    set(&server, 0, "lock:c2", RECORD);
+    set(&server, 0, "lock:c2", &record_of("c2"));
     server.cli(&["HSET", "lock:hash", "f", "v"]);
 
     let out = tl(&["clear", "--redis", &url, "c1"]);
@@ -492,14 +545,14 @@ fn a_waiter_whose_record_is_cleared_learns_that_its_ticket_is_gone() {
         "{}",
         text(&out.stderr)
     );
-    // The holder's command ran to its end, and it was told that its lease
-    // was gone when it released.
+    // The holder's command ran to its end (its next renewal is 20 s away),
+    // and `run` learnt at the release that its lease was gone: status 75.
     std::fs::write(&go, "").unwrap();
     let out = holder.output(Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(75));
     assert_one_error_line(
         &out,
-        &["warning: the lease of conversation \"c1\" (ticket 0) was lost"],
+        &["the lease of conversation \"c1\" ran out before the command ended"],
     );
 }
 
@@ -518,7 +571,8 @@ fn clear_all_removes_every_record_of_its_prefix_and_database_only() {
         (1, "lock:a"),
         (1, "p1:lock:a"),
     ] {
-        set(&server, db, key, RECORD);
+        let id = key.rsplit_once("lock:").unwrap().1;
+        set(&server, db, key, &record_of(id));
     }
     // Keys that are no conversation's record.
     for key in ["lock", "locks:a", "p1:lock:", "p1:lockx", "other"] {
@@ -587,7 +641,7 @@ fn clear_all_without_yes_refuses_when_nobody_can_confirm() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    set(&server, 0, "lock:a", RECORD);
+    set(&server, 0, "lock:a", &record_of("a"));
     let out = ticketlock()
         .args(["clear", "--redis", &url(&server, 0, ""), "--all"])
         .stdin(Stdio::null())
@@ -618,13 +672,13 @@ fn clear_all_asks_on_a_terminal() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    set(&server, 0, "lock:a", RECORD);
-    set(&server, 0, "lock:b", RECORD);
+    set(&server, 0, "lock:a", &record_of("a"));
+    set(&server, 0, "lock:b", &record_of("b"));
     let port = server.port();
     for (answer, code, left) in [("n\n", 1, 2), ("y\n", 0, 0)] {
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
         let child = Proc::spawn(
-            Command::new(env!("CARGO_BIN_EXE_ticketlock"))
+            cli::ticketlock()
                 .args(["clear", "--redis", &url(&server, 0, ""), "--all"])
                 .stdin(Stdio::from(pty.slave))
                 .stdout(Stdio::piped())
@@ -666,4 +720,56 @@ fn help_states_the_exit_statuses() {
         assert!(help.contains(says), "{tool}: {help}");
         assert!(help.contains("--redis <URL>"), "{tool}: {help}");
     }
+}
+
+/// One decoder: `inspect`, `list` and `run` (the store's scripts) give the
+/// same verdict on a record, a ticket number from 2^53 up and a record of
+/// another conversation under this key being corrupt for all of them.
+#[test]
+fn every_tool_gives_the_same_verdict_on_a_record() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = url(&server, 0, "");
+    let big = r#"{"conversation_id": "big", "tickets": ["{\"number\": 9007199254740993, \"expires\": 4102444800.0}"]}"#;
+    let other = r#"{"conversation_id": "other", "tickets": ["{\"number\": 1, \"expires\": 4102444800.0}"]}"#;
+    set(&server, 0, "lock:big", big);
+    set(&server, 0, "lock:m", other);
+    for (id, why) in [
+        ("big", "below 2^53"),
+        ("m", "`conversation_id` is not the conversation of its key"),
+    ] {
+        let out = tl(&["inspect", "--redis", &url, id]);
+        assert_eq!(
+            out.status.code(),
+            Some(65),
+            "inspect {id}: {}",
+            text(&out.stdout)
+        );
+        assert_one_error_line(&out, &[why]);
+        let out = tl(&[
+            "run",
+            "--redis",
+            &url,
+            "--timeout",
+            "1",
+            id,
+            "--",
+            "echo",
+            "entered",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(65),
+            "run {id}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "run {id} entered");
+        assert_one_error_line(&out, &[why]);
+    }
+    let out = tl(&["list", "--redis", &url, "--json"]);
+    assert_eq!(out.status.code(), Some(65));
+    // Not rewritten by anyone.
+    assert_eq!(server.cli(&["GET", "lock:m"]), other);
+    assert_eq!(server.cli(&["GET", "lock:big"]), big);
 }

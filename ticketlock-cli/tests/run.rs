@@ -5,7 +5,12 @@ use std::process::{Command, Output, Stdio};
 
 fn ticketlock() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ticketlock"));
-    c.env_remove("TICKET_LOCK_LIFETIME").env_remove("RUST_LOG");
+    c.env_remove("TICKET_LOCK_LIFETIME")
+        .env_remove("TICKETLOCK_REDIS")
+        .env_remove("TICKETLOCK_ENDPOINTS")
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
+        .env_remove("TICKETLOCK_POSTGRES")
+        .env_remove("RUST_LOG");
     c
 }
 
@@ -77,7 +82,7 @@ fn without_a_shared_store_run_refuses_and_says_why() {
     assert_eq!(out.status.code(), Some(64));
     assert_one_error_line(
         &out,
-        "ticketlock: run: no shared store given (--redis/--endpoints); the in-memory store only serializes within this process",
+        "ticketlock: run: no shared store given (--redis/--postgres/--endpoints); the in-memory store only serializes within this process",
     );
     assert_one_error_line(&out, "--allow-memory");
     assert!(
@@ -242,3 +247,81 @@ fn a_zero_timeout_takes_a_free_lock() {
 
 // Exit 75 (--timeout passed) and 69 (store unavailable) need a store shared
 // between processes: they come with the Redis store's tests.
+
+/// SIGKILL of `run` takes its command along (PR_SET_PDEATHSIG): nobody
+/// renews the lease any more, so the command must not go on inside.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigkill_of_run_kills_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut child = ticketlock()
+        .args(["run", "--allow-memory", "c1", "--", "sh", "-c"])
+        .arg("echo $$ > \"$1\"; exec sleep 30")
+        .arg("section")
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Gone, or a zombie waiting for whoever adopted it to reap it.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive() {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("the command (pid {pid}) outlived `ticketlock run` by 5 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The id limit is one every entry point honours: an id of the longest
+/// accepted length reaches the command in its environment (the kernel
+/// refuses a variable past 128 KiB), and a longer one is bad usage, not
+/// "Argument list too long".
+#[test]
+fn the_longest_id_reaches_the_command_and_a_longer_one_is_bad_usage() {
+    let longest = "é".repeat(ticketlock::MAX_ID_LEN / 2);
+    let out = run(&[
+        "--allow-memory",
+        &longest,
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$TICKETLOCK_CONVERSATION_ID\" | wc -c",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), ticketlock::MAX_ID_LEN.to_string());
+    for len in [ticketlock::MAX_ID_LEN + 1, 131_071] {
+        let out = run(&["--allow-memory", &"x".repeat(len), "--", "true"]);
+        assert_eq!(out.status.code(), Some(64), "{len}");
+        assert_one_error_line(&out, "longer than 64 KiB");
+    }
+}

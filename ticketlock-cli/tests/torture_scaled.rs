@@ -43,6 +43,10 @@ fn start(url: &str, secs: f64, fault_log: Option<&std::path::Path>) -> std::proc
     cmd.args(["torture", "--redis", url, "--json", "--tasks", "4"])
         .args(["--duration", &secs.to_string(), "--stall-slack", "1"])
         .env_remove("TICKET_LOCK_LIFETIME")
+        .env_remove("TICKETLOCK_REDIS")
+        .env_remove("TICKETLOCK_ENDPOINTS")
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
+        .env_remove("TICKETLOCK_POSTGRES")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -38,8 +38,8 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
-mod proxy;
 mod postgres;
+mod proxy;
 mod resp;
 mod run;
 mod sentinel;
@@ -47,8 +47,8 @@ mod server;
 mod tls;
 
 pub use cluster::RedisCluster;
-pub use proxy::FaultProxy;
 pub use postgres::{POSTGRES_USER, PostgresServer};
+pub use proxy::FaultProxy;
 pub use sentinel::SentinelGroup;
 pub use server::{RedisOptions, RedisServer};
 pub use tls::TlsFiles;

@@ -369,7 +369,7 @@ impl PostgresServer {
         };
         let pid = child.id();
         self.child = Some(child);
-        crate::server::spawn_watchdog_for(pid, "postgres");
+        crate::server::spawn_watchdog_for(pid, "postgres", self.dir.path());
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self

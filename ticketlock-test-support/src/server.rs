@@ -1,7 +1,7 @@
 //! A `redis-server` process of a test's own, on a free port, in a temp dir.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -87,9 +87,11 @@ impl RedisServer {
     /// Starts a server and waits until it answers.
     ///
     /// Returns `None` only when `redis-server` is not installed and the
-    /// environment variable `CI` is not `true`; it then prints
-    /// `skipping: redis-server not installed` to stderr. With `CI=true` a
-    /// missing `redis-server` panics, since CI must run every test.
+    /// environment variable `CI` is not `true`; the first time in a process
+    /// it then prints one line, `skipping the tests of <binary> that need
+    /// redis-server: ...`, to stderr past the test harness's capture, so it
+    /// shows in a plain `cargo test`. With `CI=true` a missing
+    /// `redis-server` panics, since CI must run every test.
     ///
     /// # Panics
     ///
@@ -109,16 +111,7 @@ impl RedisServer {
     /// message) only when it is missing outside CI; panics in CI.
     pub(crate) fn available() -> bool {
         if !installed(SERVER_BIN) {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "redis-server is not installed, and CI=true makes that a failure: \
-                     install it (Debian: apt-get install -y redis-server redis-tools)"
-                );
-            }
-            eprintln!(
-                "skipping: redis-server not installed (install redis-server and redis-tools \
-                 to run this test; with CI=true this is a failure)"
-            );
+            missing_server();
             return false;
         }
         true
@@ -126,16 +119,7 @@ impl RedisServer {
 
     fn start_inner(options: RedisOptions, sentinel: Option<Vec<String>>) -> Option<RedisServer> {
         if !installed(SERVER_BIN) {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "redis-server is not installed, and CI=true makes that a failure: \
-                     install it (Debian: apt-get install -y redis-server redis-tools)"
-                );
-            }
-            eprintln!(
-                "skipping: redis-server not installed (install redis-server and redis-tools \
-                 to run this test; with CI=true this is a failure)"
-            );
+            missing_server();
             return None;
         }
         let mut server = Self::unstarted(options);
@@ -407,7 +391,7 @@ impl RedisServer {
         };
         let pid = child.id();
         self.child = Some(child);
-        spawn_watchdog(pid);
+        spawn_watchdog(pid, self.dir.path());
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -541,6 +525,31 @@ impl Drop for RedisServer {
     }
 }
 
+/// A missing redis-server: a failure under `CI=true`, else one visible
+/// line per process. Written to the stderr handle itself, which the test
+/// harness does not capture (it captures only `eprint!` and panics), so the
+/// skip is seen even though the skipping tests pass.
+fn missing_server() {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "redis-server is not installed, and CI=true makes that a failure: \
+             install it (Debian: apt-get install -y redis-server redis-tools)"
+        );
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "this test binary".into());
+        let _ = writeln!(
+            io::stderr().lock(),
+            "skipping the tests of {binary} that need redis-server: it is not installed \
+             (install redis-server and redis-tools to run them; with CI=true this is a failure)"
+        );
+    });
+}
+
 fn installed(bin: &str) -> bool {
     !matches!(
         Command::new(bin)
@@ -580,22 +589,31 @@ fn acl_setuser_args(line: &str) -> Vec<&str> {
     args
 }
 
-/// Kills the server `pid` once this process is gone. A server owned by a
-/// static (a deployment a test binary shares between its tests) is never
-/// dropped, and would otherwise outlive every test run; `pre_exec` with a
-/// parent-death signal would need `unsafe`. The watchdog leaves as soon as
-/// the server does, and checks that the pid is still a redis-server before
-/// killing it, so a reused pid is never hit.
-fn spawn_watchdog(pid: u32) {
-    spawn_watchdog_for(pid, "redis-server");
+/// Kills the server `pid` once this process is gone, and removes its temp
+/// dir `dir`. A server owned by a static (a deployment a test binary shares
+/// between its tests) is never dropped, and would otherwise outlive every
+/// test run and leave its dir behind; `pre_exec` with a parent-death signal
+/// would need `unsafe`. The watchdog leaves as soon as the server does
+/// while this process lives (the drop then removes the dir), and checks
+/// that the pid is still a redis-server before killing it, so a reused pid
+/// is never hit; it removes only a dir named like ours.
+fn spawn_watchdog(pid: u32, dir: &Path) {
+    spawn_watchdog_for(pid, "redis-server", dir);
 }
 
-/// [`spawn_watchdog`] for a process whose `/proc/PID/comm` is `comm`.
-pub(crate) fn spawn_watchdog_for(pid: u32, comm: &str) {
+/// [`spawn_watchdog`] for a process whose `/proc/PID/comm` is `comm`, whose
+/// temp dir is `dir` (removed only if named `ticketlock-redis-*` or
+/// `ticketlock-pg-*`).
+pub(crate) fn spawn_watchdog_for(pid: u32, comm: &str, dir: &Path) {
     const WATCH: &str = r#"
 while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
-if ! kill -0 "$1" 2>/dev/null && [ "$(cat /proc/"$2"/comm 2>/dev/null)" = "$3" ]; then
-  kill -9 "$2"
+if ! kill -0 "$1" 2>/dev/null; then
+  if [ "$(cat /proc/"$2"/comm 2>/dev/null)" = "$3" ]; then
+    kill -9 "$2"
+    # Until it is gone or a zombie (nobody may reap it), at most 2 s.
+    i=0; while kill -0 "$2" 2>/dev/null && [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done
+  fi
+  case "$4" in */ticketlock-redis-*|*/ticketlock-pg-*) rm -rf -- "$4" ;; esac
 fi
 "#;
     let _ = Command::new("sh")
@@ -603,6 +621,7 @@ fi
         .arg(std::process::id().to_string())
         .arg(pid.to_string())
         .arg(comm)
+        .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

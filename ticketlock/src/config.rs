@@ -12,7 +12,7 @@ mod postgres;
 mod url;
 
 #[cfg(feature = "redis")]
-pub(crate) use check::split_endpoint;
+pub(crate) use check::{KEY_PREFIX_HINT, key_prefix_ok, split_endpoint};
 pub use lifetime::{DEFAULT_LIFETIME, LIFETIME_ENV, lifetime_from_env};
 pub use postgres::{PostgresConfig, PostgresSslMode};
 pub(crate) use postgres::{

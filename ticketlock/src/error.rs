@@ -15,8 +15,9 @@ pub enum Error {
     /// The acquire deadline passed before the lock was acquired. The ticket
     /// was withdrawn: nothing was left in the queue.
     #[error(
-        "timed out after {waited:?} waiting for the lock of conversation {conversation_id:?}; \
-         the ticket was withdrawn: retry later or raise the acquire timeout"
+        "timed out after {} waiting for the lock of conversation {conversation_id:?}; \
+         the ticket was withdrawn: retry later or raise the acquire timeout",
+        human_duration(*.waited)
     )]
     Timeout {
         /// The conversation whose lock was not acquired.
@@ -137,3 +138,35 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Rasa's name for the error raised when a lock cannot be acquired.
 pub type LockError = Error;
+
+/// A duration as people write it in a message: `1.0 s`, `12.5 ms`,
+/// `794 us` (not Debug's `1.003982773s`).
+pub(crate) fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 1.0 {
+        format!("{secs:.1} s")
+    } else if d >= Duration::from_millis(1) {
+        format!("{:.1} ms", secs * 1e3)
+    } else {
+        format!("{} us", d.as_micros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_messages_read_as_people_write_them() {
+        let e = Error::Timeout {
+            conversation_id: "c".into(),
+            waited: Duration::from_nanos(1_003_982_773),
+        };
+        assert!(
+            e.to_string().starts_with("timed out after 1.0 s waiting"),
+            "{e}"
+        );
+        assert_eq!(human_duration(Duration::from_micros(794)), "794 us");
+        assert_eq!(human_duration(Duration::from_micros(12_500)), "12.5 ms");
+    }
+}

@@ -10,9 +10,9 @@ mod error;
 mod guard;
 mod lock;
 mod memory;
+pub mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
-pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
 mod stats;

@@ -31,8 +31,13 @@ macro_rules! on_backend {
 }
 pub(crate) use on_backend;
 
-/// Longest conversation id accepted, in bytes (a Redis key holds it).
-pub const MAX_ID_LEN: usize = 256 * 1024;
+/// Longest conversation id accepted, in bytes: 64 KiB.
+///
+/// One limit for every entry point: an id this long still fits in one
+/// command-line argument and in one environment variable on Linux (at most
+/// 128 KiB each, `MAX_ARG_STRLEN`), so `ticketlock run ID` can take it and
+/// hand it to its command as `TICKETLOCK_CONVERSATION_ID`.
+pub const MAX_ID_LEN: usize = 64 * 1024;
 
 /// The most tickets a conversation's queue holds by default
 /// ([`LockStore::with_max_queue_len`] changes it): a holder and 999 waiters.
@@ -83,9 +88,10 @@ impl LockOptions {
             return Err(Error::config(
                 "lock_lifetime",
                 format!(
-                    "{:?} is shorter than the shortest lifetime, {MIN_LIFETIME:?}: a waiter could \
+                    "{} is shorter than the shortest lifetime, {}: a waiter could \
                      not keep its ticket alive between two looks; Rasa's default is 60 seconds",
-                    self.lifetime
+                    crate::error::human_duration(self.lifetime),
+                    crate::error::human_duration(MIN_LIFETIME)
                 ),
             ));
         }
@@ -595,7 +601,7 @@ pub(crate) fn validate_id(id: &str) -> Result<()> {
     let message = if id.is_empty() {
         "an empty id cannot name a conversation; use the sender id"
     } else if id.len() > MAX_ID_LEN {
-        "longer than 256 KiB; use a shorter id, e.g. a hash of it"
+        "longer than 64 KiB (65,536 bytes); use a shorter id, e.g. a hash of it"
     } else {
         return Ok(());
     };

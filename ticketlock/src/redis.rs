@@ -199,6 +199,8 @@ struct Inner {
     in_flight: InFlight,
     /// This process's held and waiting counts, for `LockStore::stats`.
     counters: crate::stats::Counters,
+    /// The configured username, for messages about refused credentials.
+    user: Option<String>,
     /// Dropped with the last handle: stops the subscriber task.
     _stop: oneshot::Sender<()>,
 }
@@ -300,7 +302,7 @@ impl RedisLockStore {
         if let Ok(Err(e)) = &probed
             && e.is_connection_dropped()
             && !e.is_connection_refusal()
-            && config_error(e).is_none()
+            && config_error(e, config.username.as_deref()).is_none()
         {
             tracing::debug!(error = %e, "redis: probe connection dropped; trying once more");
             probed = tokio::time::timeout_at(started + timeout * 2, probe()).await;
@@ -317,11 +319,23 @@ impl RedisLockStore {
                 };
                 return Err(Error::config(key, format!("{why}; {fix}")));
             }
+            Ok(Err(e)) if is_parse_error(&e) => {
+                // Something answered, in another protocol (HTTP, TLS, ...).
+                return Err(Error::config(
+                    "lock_store.port",
+                    format!(
+                        "{describe} answered, but not as Redis; check that host and port name \
+                         a Redis server (and use_ssl / rediss:// if it speaks TLS)"
+                    ),
+                ));
+            }
             Ok(Err(e)) => {
-                return Err(config_error(&e).unwrap_or_else(|| {
-                    let hint = tls_hint(config.use_ssl, &e.to_string());
-                    unavailable(format!("cannot connect: {e}{hint}"), Some(e))
-                }));
+                return Err(
+                    config_error(&e, config.username.as_deref()).unwrap_or_else(|| {
+                        let hint = tls_hint(config.use_ssl, &e.to_string());
+                        unavailable(format!("cannot connect: {e}{hint}"), Some(e))
+                    }),
+                );
             }
             Err(_) => {
                 let hint = tls_hint(config.use_ssl, "timed out");
@@ -342,7 +356,7 @@ impl RedisLockStore {
         Ok(RedisLockStore {
             inner: Arc::new(Inner {
                 describe,
-                keys: Keys::new(config.key_prefix.as_deref()),
+                keys: Keys::new(usable_prefix(config.key_prefix.as_deref())),
                 timeout,
                 commands,
                 scripts,
@@ -351,6 +365,7 @@ impl RedisLockStore {
                 subscriber,
                 in_flight: InFlight::default(),
                 counters: Default::default(),
+                user: config.username.clone(),
                 _stop: stop,
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
@@ -441,7 +456,7 @@ impl RedisLockStore {
                 message,
             };
         }
-        if let Some(config) = config_error(&e) {
+        if let Some(config) = config_error(&e, self.inner.user.as_deref()) {
             return config;
         }
         self.unavailable(e.to_string(), Some(e))
@@ -699,20 +714,49 @@ fn tls_hint(use_ssl: bool, failure: &str) -> &'static str {
     }
 }
 
+/// The key prefix as endpoints.yml (and Rasa) would take it: one that is
+/// not alphanumeric is ignored, with a warning, so that a `RedisConfig`
+/// built by hand names the same keys as the file that says the same.
+fn usable_prefix(prefix: Option<&str>) -> Option<&str> {
+    match prefix {
+        Some(p) if !p.is_empty() && !crate::config::key_prefix_ok(p) => {
+            tracing::warn!(
+                key_prefix = p,
+                "lock store configuration: `key_prefix`: {p:?} is not alphanumeric, so it is \
+                 ignored and keys get no prefix, as Rasa does; {}",
+                crate::config::KEY_PREFIX_HINT
+            );
+            None
+        }
+        p => p,
+    }
+}
+
+/// Whether the reply could not be read as RESP: the server speaks another
+/// protocol.
+fn is_parse_error(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Parse
+}
+
 /// Turns errors that a change of configuration fixes (credentials, ACL)
 /// into [`Error::Config`].
-fn config_error(e: &redis::RedisError) -> Option<Error> {
-    let detail = e.detail().unwrap_or_default();
+fn config_error(e: &redis::RedisError, user: Option<&str>) -> Option<Error> {
+    let detail = e.detail().map_or_else(|| e.to_string(), str::to_string);
     let text = e.to_string();
     let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
         || text.contains("Authentication required")
         || text.contains("NOAUTH");
     if auth {
+        let who = match user {
+            Some(user) => format!("of user {user:?}"),
+            None => "of the default user (no username given)".to_string(),
+        };
         return Some(Error::config(
             "lock_store.password",
             format!(
-                "the Redis server refused the credentials ({detail}); check username and password"
+                "the Redis server refused the credentials {who} ({detail}); check username and \
+                 password"
             ),
         ));
     }
@@ -1010,7 +1054,7 @@ impl Backend for RedisLockStore {
         let Some(raw) = self.raw_record(id).await? else {
             return Ok(None);
         };
-        TicketLock::from_json(&raw)
+        TicketLock::from_record(id, &raw)
             .map(Some)
             .map_err(|e| Error::CorruptRecord {
                 key: self.key_for(id),

@@ -265,8 +265,26 @@ impl TicketLock {
         out
     }
 
+    /// Parses the record stored for conversation `id`, as every reader of
+    /// a stored record does (the stores' scripts check the same): a record
+    /// whose `conversation_id` is another conversation's is corrupt, not
+    /// accepted (and later rewritten) as this one's.
+    pub fn from_record(id: &str, json: &[u8]) -> Result<Self, RecordError> {
+        let lock = Self::from_json(json)?;
+        if lock.conversation_id != id {
+            return Err(RecordError(
+                "`conversation_id` is not the conversation of its key".into(),
+            ));
+        }
+        Ok(lock)
+    }
+
     /// Parses a record written by Rasa or by this crate. Unknown top-level
-    /// fields are ignored, as Rasa ignores ours.
+    /// fields are ignored, as Rasa ignores ours. Numbers (ticket numbers,
+    /// `last_issued`, `epoch`) must be below 2^53, as a JSON reader with
+    /// doubles (Python's floats aside, Lua's cjson in the Redis scripts)
+    /// reads them exactly; larger ones make the record corrupt, the same
+    /// verdict as the scripts'.
     pub fn from_json(json: &[u8]) -> Result<Self, RecordError> {
         let value: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| RecordError(format!("not JSON: {e}")))?;
@@ -320,7 +338,7 @@ fn parse_ticket(value: &serde_json::Value) -> Result<Ticket, String> {
     let number = obj
         .get("number")
         .and_then(json_u64)
-        .ok_or("`number` is missing or not a non-negative integer")?;
+        .ok_or("`number` is missing or not a non-negative integer below 2^53")?;
     let expires = obj
         .get("expires")
         .and_then(serde_json::Value::as_f64)
@@ -329,8 +347,11 @@ fn parse_ticket(value: &serde_json::Value) -> Result<Ticket, String> {
     Ok(Ticket { number, expires })
 }
 
+/// 2^53: the first integer a double cannot tell from its neighbour.
+const EXACT_LIMIT: u64 = 1 << 53;
+
 fn json_u64(v: &serde_json::Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
+    v.as_u64().filter(|n| *n < EXACT_LIMIT).or_else(|| {
         // Integral floats such as 3.0 are accepted: Python writes ints, but a
         // float-typed writer may not.
         v.as_f64()
@@ -345,9 +366,9 @@ fn optional_u64(
 ) -> Result<Option<u64>, RecordError> {
     match obj.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => json_u64(v)
-            .map(Some)
-            .ok_or_else(|| RecordError(format!("`{key}` is not a non-negative integer"))),
+        Some(v) => json_u64(v).map(Some).ok_or_else(|| {
+            RecordError(format!("`{key}` is not a non-negative integer below 2^53"))
+        }),
     }
 }
 
@@ -704,6 +725,21 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_another_conversation_is_corrupt_under_this_key() {
+        let json = br#"{"conversation_id": "other", "tickets": []}"#;
+        assert!(TicketLock::from_json(json).is_ok());
+        let err = TicketLock::from_record("m", json).unwrap_err();
+        assert!(
+            err.to_string().contains("not the conversation of its key"),
+            "{err}"
+        );
+        assert!(TicketLock::from_record("other", json).is_ok());
+        // The largest number a double holds exactly is still accepted.
+        let big = br#"{"conversation_id": "c", "tickets": ["{\"number\": 9007199254740991, \"expires\": 1.0}"]}"#;
+        assert!(TicketLock::from_record("c", big).is_ok());
+    }
+
+    #[test]
     fn corrupt_records_are_errors_not_panics() {
         for (bad, why) in [
             (&b"not json"[..], "not JSON"),
@@ -715,6 +751,8 @@ mod tests {
             (b"{\"conversation_id\": \"c\", \"tickets\": [\"{\\\"number\\\": -1, \\\"expires\\\": 1}\"]}", "`number`"),
             (b"{\"conversation_id\": \"c\", \"tickets\": [\"{\\\"number\\\": 1}\"]}", "`expires`"),
             (b"{\"conversation_id\": \"c\", \"tickets\": [], \"epoch\": \"x\"}", "`epoch`"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": [\"{\\\"number\\\": 9007199254740992, \\\"expires\\\": 1}\"]}", "`number`"),
+            (b"{\"conversation_id\": \"c\", \"tickets\": [], \"last_issued\": 9007199254740993}", "`last_issued`"),
         ] {
             let err = TicketLock::from_json(bad).unwrap_err();
             assert!(err.to_string().contains(why), "{err} should mention {why}");
@@ -770,9 +808,10 @@ mod props {
     fn record() -> impl Strategy<Value = TicketLock> {
         (
             text(),
-            prop::collection::vec((any::<u64>(), finite()), 0..6),
-            prop::option::of(any::<u64>()),
-            prop::option::of(any::<u64>()),
+            // Below 2^53: larger numbers make a record corrupt (see from_json).
+            prop::collection::vec((0..(1u64 << 53), finite()), 0..6),
+            prop::option::of(0..(1u64 << 53)),
+            prop::option::of(0..(1u64 << 53)),
         )
             .prop_map(|(id, tickets, last_issued, epoch)| {
                 let mut lock = TicketLock::with_tickets(

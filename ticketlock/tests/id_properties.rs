@@ -16,9 +16,9 @@ fn id() -> impl Strategy<Value = String> {
         any::<String>().prop_filter("non-empty", |s| !s.is_empty()),
         "[\\x00-\\x1f\"\\\\:*?\\[\\]{}\u{80}-\u{10ffff}]{1,12}",
         "(lock:|a|:|\\*|\\x00){1,6}",
-        // Long ids: up to 64 Ki characters, up to MAX_ID_LEN bytes.
+        // Long ids: up to 16 Ki characters, up to MAX_ID_LEN bytes.
         (
-            prop::sample::select(&[255usize, 4096, 64 * 1024][..]),
+            prop::sample::select(&[255usize, 4096, 16 * 1024][..]),
             any::<char>()
         )
             .prop_map(|(n, c)| std::iter::repeat_n(c, n).collect::<String>()),

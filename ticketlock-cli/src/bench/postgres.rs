@@ -109,7 +109,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the PostgreSQL bench and prints its figures.
 pub(crate) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let LockStoreConfig::Postgres(_) = LockStoreConfig::from_url(url)? else {
-        anyhow::bail!("--postgres: not a postgresql:// URL");
+        return Err(crate::exit::coded(
+            crate::exit::USAGE,
+            "bench: --postgres needs a postgresql:// URL",
+        ));
     };
     let store = LockStore::create(LockStoreConfig::from_url(url)?).await?;
     let base = BareTx::open(url).await?;

@@ -205,7 +205,9 @@ impl Report {
 
     /// The report as one line of JSON.
     pub(crate) fn json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        crate::json::line(self).unwrap_or_else(|e| {
+            crate::json::error(crate::exit::SOFTWARE, "software", &e.to_string())
+        })
     }
 
     /// The report as a table for people.

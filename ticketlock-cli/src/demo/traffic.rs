@@ -15,7 +15,7 @@ pub fn arrivals(conversations: u32, messages: u32, seed: u64) -> Vec<Message> {
     let mut convs: Vec<u32> = (0..conversations)
         .flat_map(|c| std::iter::repeat_n(c, messages as usize))
         .collect();
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     for i in (1..convs.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         convs.swap(i, j);
@@ -34,39 +34,8 @@ pub fn arrivals(conversations: u32, messages: u32, seed: u64) -> Vec<Message> {
         .collect()
 }
 
-/// A seed for a run that was given none.
-pub fn fresh_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    SplitMix64(nanos ^ u64::from(std::process::id()).rotate_left(32)).next_u64()
-}
-
-/// SplitMix64: tiny, and the same sequence for a seed in every build, so
-/// `--seed` reproduces a run (a general RNG crate does not promise stable
-/// streams across versions).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (Lemire's multiply-shift with rejection).
-    fn below(&mut self, n: u64) -> u64 {
-        loop {
-            let m = u128::from(self.next_u64()) * u128::from(n);
-            let low = m as u64;
-            if low >= n.wrapping_neg() % n {
-                return (m >> 64) as u64;
-            }
-        }
-    }
-}
+use crate::rng::Rng;
+pub use crate::rng::fresh_seed;
 
 #[cfg(test)]
 mod tests {
@@ -90,16 +59,5 @@ mod tests {
         let a = arrivals(5, 20, 1);
         let switches = a.windows(2).filter(|w| w[0].conv != w[1].conv).count();
         assert!(switches > 40, "only {switches} switches: {a:?}");
-    }
-
-    #[test]
-    fn below_stays_in_range_and_reaches_every_value() {
-        let mut rng = SplitMix64(9);
-        let mut seen = [false; 6];
-        for _ in 0..1000 {
-            let v = rng.below(6);
-            seen[v as usize] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
     }
 }

@@ -55,12 +55,23 @@ mod imp {
             tracing::debug!(signal = %sig, "not forwarded: the terminal sent it to the command too");
             return;
         }
+        send(child, signal);
+    }
+
+    pub const TERM: i32 = Signal::SIGTERM as i32;
+    pub const KILL: i32 = Signal::SIGKILL as i32;
+
+    /// Sends `signal` to the child, unless it already exited.
+    pub fn send(child: &tokio::process::Child, signal: i32) {
+        let Ok(sig) = Signal::try_from(signal) else {
+            return;
+        };
         let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
             return; // Already exited.
         };
-        tracing::debug!(signal = %sig, pid, "forwarding signal");
+        tracing::debug!(signal = %sig, pid, "sending signal");
         if let Err(e) = kill(Pid::from_raw(pid), sig) {
-            tracing::warn!(signal = %sig, pid, error = %e, "could not forward signal");
+            tracing::warn!(signal = %sig, pid, error = %e, "could not send signal");
         }
     }
 
@@ -103,6 +114,12 @@ mod imp {
 
     pub fn forward(_child: &tokio::process::Child, _signal: i32) {}
 
+    pub const TERM: i32 = 15;
+    pub const KILL: i32 = 9;
+
+    /// Not supported here: the child ends with `run` (kill on drop).
+    pub fn send(_child: &tokio::process::Child, _signal: i32) {}
+
     pub fn killed_by(_status: ExitStatus) -> Option<i32> {
         None
     }
@@ -112,7 +129,7 @@ mod imp {
     }
 }
 
-pub use imp::{Signals, forward, killed_by, name};
+pub use imp::{KILL, Signals, TERM, forward, killed_by, name, send};
 
 /// The shell's exit code for death by `signal`: 128+N.
 pub fn exit_code(signal: i32) -> u8 {

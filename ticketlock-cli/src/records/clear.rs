@@ -24,7 +24,7 @@ use crate::store::StoreArgs;
                   removed (with --all also when there was nothing to remove), 1 when \
                   CONVERSATION_ID has no record or --all was not confirmed, 69 when the \
                   store is unavailable, 78 for a configuration error, 64 for bad usage \
-                  (also: no --redis/--endpoints, or --all without --yes when stdin is not a \
+                  (also: no --redis/--postgres/--endpoints, or --all without --yes when stdin is not a \
                   terminal)."
 )]
 pub struct ClearArgs {
@@ -40,6 +40,10 @@ pub struct ClearArgs {
     /// is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    /// Print what was removed as one JSON object: `{"removed": N, "keys": [..]}`.
+    #[arg(long)]
+    pub json: bool,
 
     /// The conversation whose record to remove.
     #[arg(value_name = "CONVERSATION_ID", required_unless_present = "all")]
@@ -66,11 +70,21 @@ async fn clear_one(args: &ClearArgs, id: &str) -> anyhow::Result<ExitCode> {
     let redis = redis(&store)?;
     let key = redis.key_for(id);
     if redis.remove_record(id).await? {
-        println!("removed the record of conversation {id:?} (key {key:?})");
+        if args.json {
+            crate::json::print(&Removed {
+                removed: 1,
+                keys: vec![key],
+            })?;
+        } else {
+            println!("removed the record of conversation {id:?} (key {key:?})");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("ticketlock: clear: no record for conversation {id:?} (key {key:?})");
-        Ok(ExitCode::from(NOT_FOUND))
+        Err(exit::coded_kind(
+            NOT_FOUND,
+            "no_record",
+            format!("clear: no record for conversation {id:?} (key {key:?})"),
+        ))
     }
 }
 
@@ -88,23 +102,43 @@ async fn clear_all(args: &ClearArgs) -> anyhow::Result<ExitCode> {
     let scope = format!("keys {:?} of {}", pattern(&redis), store.describe());
     let ids = store.conversations().await?;
     if ids.is_empty() {
-        println!("no records to remove ({scope})");
+        if args.json {
+            crate::json::print(&Removed::default())?;
+        } else {
+            println!("no records to remove ({scope})");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes && !confirm(&format!("remove {} record(s) ({scope})?", ids.len())).await? {
-        eprintln!("ticketlock: clear: not confirmed; nothing removed");
-        return Ok(ExitCode::from(exit::FAILURE));
+        return Err(exit::coded_kind(
+            exit::FAILURE,
+            "not_confirmed",
+            "clear: not confirmed; nothing removed",
+        ));
     }
-    let mut removed = 0usize;
+    let mut removed = Removed::default();
     for id in &ids {
         // Counted only when it was still there: one may have expired since
         // the scan.
         if redis.remove_record(id).await? {
-            removed += 1;
+            removed.removed += 1;
+            removed.keys.push(redis.key_for(id));
         }
     }
-    println!("removed {removed} record(s) ({scope})");
+    if args.json {
+        crate::json::print(&removed)?;
+    } else {
+        println!("removed {} record(s) ({scope})", removed.removed);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `--json` prints.
+#[derive(Debug, Default, serde::Serialize)]
+struct Removed {
+    removed: usize,
+    /// The keys removed.
+    keys: Vec<String>,
 }
 
 /// Asks `question` on the terminal; true for `y` or `yes`.

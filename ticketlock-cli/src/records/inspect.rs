@@ -20,7 +20,7 @@ use crate::store::StoreArgs;
                   shown, 1 when the conversation has no record (as grep exits 1 when nothing \
                   matched), 65 when the record is corrupt (with --json its raw bytes are still \
                   printed), 69 when the store is unavailable, 78 for a configuration error, \
-                  64 for bad usage (also: no --redis/--endpoints)."
+                  64 for bad usage (also: no --redis/--postgres/--endpoints)."
 )]
 pub struct InspectArgs {
     #[command(flatten)]
@@ -55,7 +55,7 @@ struct Report<'a> {
 struct Corrupt<'a> {
     conversation_id: &'a str,
     key: &'a str,
-    error: String,
+    error: crate::json::ErrorObject,
     /// The stored bytes, invalid UTF-8 replaced; `None` when the key holds
     /// no string at all.
     raw: Option<String>,
@@ -76,8 +76,11 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let raw = match redis.raw_record(id).await {
         Ok(Some(raw)) => raw,
         Ok(None) => {
-            eprintln!("ticketlock: inspect: no record for conversation {id:?} (key {key:?})");
-            return Ok(ExitCode::from(NOT_FOUND));
+            return Err(exit::coded_kind(
+                NOT_FOUND,
+                "no_record",
+                format!("inspect: no record for conversation {id:?} (key {key:?})"),
+            ));
         }
         Err(e @ ticketlock::Error::CorruptRecord { .. }) => {
             print_corrupt(&args, &key, &e, None)?;
@@ -86,7 +89,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     // One read serves both views, so `raw` is exactly what was parsed.
-    let lock = match TicketLock::from_json(&raw) {
+    let lock = match TicketLock::from_record(id, &raw) {
         Ok(lock) => lock,
         Err(why) => {
             let e = ticketlock::Error::CorruptRecord {
@@ -111,7 +114,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         raw: std::str::from_utf8(&raw).unwrap_or_default(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::json::print(&report)?;
     } else {
         print!("{}", table(&report));
     }
@@ -129,10 +132,15 @@ fn print_corrupt(
         let corrupt = Corrupt {
             conversation_id: &args.conversation_id,
             key,
-            error: e.to_string(),
+            error: crate::json::ErrorObject::new(
+                exit::DATA,
+                exit::kind_of(exit::DATA),
+                &e.to_string(),
+            ),
             raw,
         };
-        println!("{}", serde_json::to_string(&corrupt)?);
+        crate::json::print(&corrupt)?;
+        crate::json::mark_error_printed();
     } else if let Some(raw) = raw {
         println!("key           {key:?}");
         println!("raw           {}", printable(&raw));
@@ -165,7 +173,7 @@ fn table(r: &Report<'_>) -> String {
                 t.number,
                 t.status.as_str(),
                 t.expires_at.as_deref().unwrap_or("-"),
-                t.remaining
+                t.remaining_s
             );
         }
     }
@@ -192,14 +200,14 @@ mod tests {
                     number: 7,
                     expires: 4_102_444_800.5,
                     expires_at: rfc3339(4_102_444_800.5),
-                    remaining: 10.5,
+                    remaining_s: 10.5,
                     status: Status::Serving,
                 },
                 TicketView {
                     number: 8,
                     expires: 1e300,
                     expires_at: None,
-                    remaining: -3.25,
+                    remaining_s: -3.25,
                     status: Status::Expired,
                 },
             ],

@@ -7,7 +7,9 @@ use clap::Args;
 use serde::Serialize;
 use ticketlock::TicketLock;
 
-use super::{Records, Status, now_serving, open, pattern, printable, redis, tickets_at};
+use super::{
+    Records, Status, TicketView, now_serving, open, pattern, printable, redis, tickets_at,
+};
 use crate::exit;
 use crate::store::StoreArgs;
 
@@ -22,7 +24,7 @@ const IN_FLIGHT: usize = 32;
                   ticket served now, by the Redis server's clock. Exit status: 0, or 65 when a \
                   record is corrupt (the others are still listed), 69 when the store is \
                   unavailable, 78 for a configuration error, 64 for bad usage (also: no \
-                  --redis/--endpoints)."
+                  --redis/--postgres/--endpoints)."
 )]
 pub struct ListArgs {
     #[command(flatten)]
@@ -42,9 +44,11 @@ pub struct ListArgs {
 struct Row {
     conversation_id: String,
     key: String,
-    /// Live tickets (`None` for a corrupt record).
-    tickets: Option<usize>,
-    /// Expired tickets still in the record.
+    /// The tickets, as `inspect` shows them (`None` for a corrupt record).
+    tickets: Option<Vec<TicketView>>,
+    /// How many of them are live.
+    live: Option<usize>,
+    /// How many are expired (dropped by the next write).
     expired: Option<usize>,
     now_serving: Option<u64>,
     /// Why the record cannot be read, if it cannot.
@@ -81,7 +85,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
                 corrupt.push(row.key.clone());
             }
             if args.json {
-                println!("{}", serde_json::to_string(&row)?);
+                crate::json::print(&row)?;
             } else {
                 if shown == 0 {
                     println!("TICKETS  SERVING  CONVERSATION");
@@ -122,7 +126,7 @@ async fn read(redis: &Records, id: &str, now: f64) -> ticketlock::Result<Option<
     let key = redis.key_for(id);
     let parsed = match redis.raw_record(id).await {
         Ok(None) => return Ok(None),
-        Ok(Some(raw)) => TicketLock::from_json(&raw).map_err(|e| e.to_string()),
+        Ok(Some(raw)) => TicketLock::from_record(id, &raw).map_err(|e| e.to_string()),
         Err(ticketlock::Error::CorruptRecord { message, .. }) => Err(message),
         Err(e) => return Err(e),
     };
@@ -136,9 +140,10 @@ async fn read(redis: &Records, id: &str, now: f64) -> ticketlock::Result<Option<
             Row {
                 conversation_id: id.to_string(),
                 key,
-                tickets: Some(tickets.len() - expired),
+                live: Some(tickets.len() - expired),
                 expired: Some(expired),
                 now_serving: now_serving(&tickets),
+                tickets: Some(tickets),
                 error: None,
             }
         }
@@ -146,6 +151,7 @@ async fn read(redis: &Records, id: &str, now: f64) -> ticketlock::Result<Option<
             conversation_id: id.to_string(),
             key,
             tickets: None,
+            live: None,
             expired: None,
             now_serving: None,
             error: Some(message),
@@ -157,7 +163,7 @@ fn line(row: &Row) -> String {
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut line = format!(
         "{:<7}  {:<7}  {}",
-        or_dash(row.tickets.map(|n| n.to_string())),
+        or_dash(row.live.map(|n| n.to_string())),
         or_dash(row.now_serving.map(|n| n.to_string())),
         printable(&row.conversation_id)
     );
@@ -176,16 +182,17 @@ mod tests {
         let mut row = Row {
             conversation_id: "a\tb".into(),
             key: "lock:a\tb".into(),
-            tickets: Some(2),
+            tickets: None,
+            live: Some(2),
             expired: Some(1),
             now_serving: Some(10),
             error: None,
         };
         assert_eq!(line(&row), "2        10       a\\u{9}b");
-        row.tickets = Some(0);
+        row.live = Some(0);
         row.now_serving = None;
         assert_eq!(line(&row), "0        -        a\\u{9}b");
-        row.tickets = None;
+        row.live = None;
         row.error = Some("not JSON".into());
         assert_eq!(
             line(&row),

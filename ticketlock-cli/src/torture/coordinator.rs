@@ -113,7 +113,7 @@ pub async fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
         dir: kept.clone(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::json::print(&report)?;
     } else {
         for v in verdict.violations.iter().take(PRINTED_VIOLATIONS) {
             eprintln!("ticketlock: torture: violation: {v}");
@@ -295,6 +295,8 @@ struct Workers {
     redis_url: Option<String>,
     postgres_url: Option<String>,
     endpoints: Option<PathBuf>,
+    /// `--password-file`, passed on (workers read the same file).
+    password_file: Option<PathBuf>,
     dir: PathBuf,
     deadline: u64,
 }
@@ -341,6 +343,7 @@ impl Workers {
             redis_url: args.store.redis.clone(),
             postgres_url: args.store.postgres.clone(),
             endpoints: args.store.endpoints.clone(),
+            password_file: args.store.password_file.clone(),
             dir,
             deadline,
         }
@@ -377,6 +380,9 @@ impl Workers {
         }
         if let Some(url) = &self.postgres_url {
             cmd.env(super::POSTGRES_URL_ENV, url);
+        }
+        if let Some(file) = &self.password_file {
+            cmd.arg("--password-file").arg(file);
         }
         let mut child = cmd
             .spawn()

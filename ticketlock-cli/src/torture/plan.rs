@@ -64,49 +64,8 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)
 }
 
-/// SplitMix64's finalizer: a good 64-bit mix, the same in every build (a
-/// general RNG crate does not promise stable streams across versions).
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// `r` mapped to `0..n` (multiply-shift; the bias is below 2^-32 for the
-/// small `n` used here). `n == 0` gives 0.
-fn below(r: u64, n: u64) -> u64 {
-    ((u128::from(r) * u128::from(n)) >> 64) as u64
-}
-
-/// A sequence of random numbers from a seed (the coordinator's kill
-/// schedule and choice of victims).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// Uniform-enough in `0..n`; 0 when `n` is 0.
-    pub fn below(&mut self, n: u64) -> u64 {
-        below(self.next_u64(), n)
-    }
-}
-
-/// A seed for a run that was given none.
-pub fn fresh_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    mix(nanos ^ u64::from(std::process::id()).rotate_left(32))
-}
+pub use crate::rng::{Rng, fresh_seed};
+use crate::rng::{mix, scale as below};
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,7 @@ pub async fn run(args: TortureArgs, worker: u32) -> anyhow::Result<ExitCode> {
         postgres: std::env::var(POSTGRES_URL_ENV)
             .ok()
             .or_else(|| args.store.postgres.clone()),
+        ..args.store.clone()
     };
     let (store, connect_attempts) = connect(&store_args, give_up).await?;
     emit(&Event::Ready {

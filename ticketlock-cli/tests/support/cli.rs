@@ -17,7 +17,12 @@ use ticketlock::{LockStore, LockStoreConfig, TicketLock};
 /// its defaults removed.
 pub fn ticketlock() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ticketlock"));
-    c.env_remove("TICKET_LOCK_LIFETIME").env_remove("RUST_LOG");
+    c.env_remove("TICKET_LOCK_LIFETIME")
+        .env_remove("TICKETLOCK_REDIS")
+        .env_remove("TICKETLOCK_ENDPOINTS")
+        .env_remove("TICKETLOCK_REDIS_PASSWORD")
+        .env_remove("TICKETLOCK_POSTGRES")
+        .env_remove("RUST_LOG");
     c
 }
 

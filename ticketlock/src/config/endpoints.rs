@@ -158,6 +158,72 @@ impl LockStoreConfig {
     }
 }
 
+impl LockStoreConfig {
+    /// As [`LockStoreConfig::from_endpoints_file`], but returns the
+    /// warnings (unknown or ignored settings), each as one line
+    /// `` `lock_store.<setting>`: <what is odd and what to write> ``,
+    /// instead of logging them: for a program that shows them itself, or
+    /// refuses the file when there are any.
+    pub fn from_endpoints_file_with_warnings(
+        path: impl AsRef<Path>,
+    ) -> Result<(Self, Vec<String>)> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(
+                &shown,
+                format!(
+                    "cannot read the endpoints file: {e}; check the path and that it is \
+                     a readable UTF-8 text file"
+                ),
+            )
+        })?;
+        let env = |name: &str| std::env::var(name).ok();
+        let (config, warnings) = parse(&text, &shown, &env)?;
+        let lines = warnings
+            .iter()
+            .map(|w| format!("`{}`: {}", w.key, w.message))
+            .collect();
+        Ok((config, lines))
+    }
+}
+
+/// The known setting nearest to a misspelt one (at most two edits away,
+/// e.g. `prot` -> `port`), if any.
+fn nearest_setting(name: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .map(|s| (edit_distance(name, s), *s))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, s)| s)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 fn emit(parsed: Result<(LockStoreConfig, Vec<Warning>)>) -> Result<LockStoreConfig> {
     let (config, warnings) = parsed?;
     for w in &warnings {
@@ -258,10 +324,13 @@ pub(crate) fn parse(
             ));
         }
         if !SETTINGS.contains(&name) {
+            let guess = nearest_setting(name)
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
             warnings.push(Warning::new(
                 field.key(),
                 format!(
-                    "unknown setting, ignored; the lock store settings are {}",
+                    "unknown setting, ignored; {guess}the lock store settings are {}",
                     SETTINGS.join(", ")
                 ),
             ));
@@ -1406,7 +1475,15 @@ nlg:
             ]
         );
         assert!(warnings[0].message.contains("unknown setting"));
-        assert!(warnings[0].message.contains("host"), "lists the settings");
+        assert!(
+            warnings[0].message.contains("did you mean `host`?"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].message.contains("port"), "lists the settings");
+        assert!(
+            !warnings[1].message.contains("did you mean"),
+            "{warnings:?}"
+        );
         assert!(warnings[2].message.contains("use_ssl"));
     }
 

@@ -112,6 +112,18 @@ impl LockStoreConfig {
         }
         Ok(config)
     }
+
+    /// As [`LockStoreConfig::from_url`], but returns the warnings (settings
+    /// accepted but ignored), each as one line `` `<setting>`: <what to do> ``,
+    /// instead of logging them.
+    pub fn from_url_with_warnings(url: &str) -> Result<(Self, Vec<String>)> {
+        let (config, warnings) = parse(url)?;
+        let lines = warnings
+            .iter()
+            .map(|w| format!("`{}`: {}", w.key, w.message))
+            .collect();
+        Ok((config, lines))
+    }
 }
 
 impl RedisConfig {

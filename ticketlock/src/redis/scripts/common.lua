@@ -158,7 +158,7 @@ local function slow()
       return nil
     end
     if not is_count(v) then
-      corrupt('`' .. name .. '` is not a non-negative integer')
+      corrupt('`' .. name .. '` is not a non-negative integer below 2^53')
     end
     return v
   end
@@ -182,7 +182,7 @@ local function slow()
       corrupt('ticket ' .. (i - 1) .. ': not a JSON object')
     end
     if not is_count(t.number) then
-      corrupt('ticket ' .. (i - 1) .. ': `number` is missing or not a non-negative integer')
+      corrupt('ticket ' .. (i - 1) .. ': `number` is missing or not a non-negative integer below 2^53')
     end
     if not is_finite(t.expires) then
       corrupt('ticket ' .. (i - 1) .. ': `expires` is missing or not a finite number')
@@ -210,6 +210,10 @@ local function slow()
     end
     if type(cid) ~= 'string' then
       corrupt('`conversation_id` is not a string')
+    end
+    -- Another conversation's record under this key: not ours to rewrite.
+    if py_str(cid) ~= ID_JSON then
+      corrupt('`conversation_id` is not the conversation of its key')
     end
     local list = doc.tickets
     if list == nil or list == cjson.null then
