@@ -90,10 +90,23 @@ impl PostgresServer {
                      failure: install it (Debian: apt-get install -y postgresql)"
                 );
             }
-            eprintln!(
-                "skipping: PostgreSQL not installed (install postgresql to run this test; \
-                 with CI=true this is a failure)"
-            );
+            // To the stderr handle itself, once per test binary: the
+            // harness captures `eprintln!` of passing tests, which would hide
+            // the skip (as for redis-server, see server.rs).
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                use std::io::Write as _;
+                let binary = std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "this test binary".into());
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "skipping the tests of {binary} that need PostgreSQL: initdb and postgres \
+                     are not installed (install postgresql to run them; with CI=true this is \
+                     a failure)"
+                );
+            });
             return None;
         };
         let dir = tempfile::Builder::new()
