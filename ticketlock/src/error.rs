@@ -140,8 +140,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub type LockError = Error;
 
 /// A duration as people write it in a message: `1.0 s`, `12.5 ms`,
-/// `794 us` (not Debug's `1.003982773s`).
-pub(crate) fn human_duration(d: Duration) -> String {
+/// `794 us` (not Debug's `1.003982773s`): seconds from one second up,
+/// milliseconds from one millisecond, else whole microseconds. The
+/// library's messages use it; tools that print beside them can too.
+pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs >= 1.0 {
         format!("{secs:.1} s")
@@ -168,5 +170,8 @@ mod tests {
         );
         assert_eq!(human_duration(Duration::from_micros(794)), "794 us");
         assert_eq!(human_duration(Duration::from_micros(12_500)), "12.5 ms");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1.0 s");
+        assert_eq!(human_duration(Duration::from_millis(61_500)), "61.5 s");
+        assert_eq!(human_duration(Duration::ZERO), "0 us");
     }
 }

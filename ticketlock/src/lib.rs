@@ -26,7 +26,7 @@ pub use config::{
     LockStoreConfig, PostgresConfig, PostgresSslMode, RedisConfig, RedisStoreType, Secret,
     lifetime_from_env,
 };
-pub use error::{Error, LockError, Result};
+pub use error::{Error, LockError, Result, human_duration};
 pub use guard::LockGuard;
 pub use lock::{
     DEFAULT_MAX_QUEUE_LEN, LockFuture, LockOptions, LockRequest, MAX_ID_LEN, MIN_LIFETIME,
