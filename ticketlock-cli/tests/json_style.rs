@@ -93,6 +93,67 @@ fn demo_json_follows_the_style() {
 }
 
 #[test]
+fn bench_postgres_json_is_one_object_per_line_in_the_style() {
+    let Some(server) = ticketlock_test_support::PostgresServer::start() else {
+        return;
+    };
+    let out = tl(&[
+        "bench",
+        "--postgres",
+        &server.url(),
+        "--messages",
+        "50",
+        "--concurrency",
+        "4",
+        "--repeat",
+        "1",
+        "--rounds",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = json_lines(&out);
+    for v in &lines {
+        assert_house_style(v, "bench --postgres");
+        assert_eq!(v["store"], "postgres", "{v}");
+    }
+    let kinds: Vec<(String, String)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_string(),
+                v["workload"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("run", "throughput"),
+        ("median", "throughput"),
+        ("median", "handoff"),
+        ("median", "queue_depth"),
+        ("median", "queue_depth"),
+        ("median", "queue_depth"),
+    ]
+    .iter()
+    .map(|(k, w)| (k.to_string(), w.to_string()))
+    .collect();
+    assert_eq!(kinds, expected);
+    let run = &lines[0];
+    assert!(run["cycles_per_s"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(
+        run["baseline_cycles_per_s"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
+    assert!(lines[2]["handoff_p50_us"].is_u64(), "{}", lines[2]);
+    let depths: Vec<u64> = lines[3..]
+        .iter()
+        .map(|v| v["depth"].as_u64().unwrap())
+        .collect();
+    assert_eq!(depths, vec![1, 100, 1000]);
+    assert_eq!(lines[3]["cost_vs_depth_1"], 1.0);
+}
+
+#[test]
 fn bench_json_follows_the_style_and_names_waits_as_demo_does() {
     let out = tl(&[
         "bench",

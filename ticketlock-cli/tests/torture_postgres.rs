@@ -359,7 +359,7 @@ async fn a_holder_frozen_past_its_lease_lets_the_next_one_in() {
         if let Some(lock) = store.get_lock("frozen").await.unwrap()
             && lock.tickets().len() == 1
         {
-            break server.psql("SELECT fence FROM ticketlock_tickets");
+            break server.psql("SELECT fences[1] FROM ticketlock_conversations");
         }
         assert!(
             Instant::now() < deadline,

@@ -2,35 +2,41 @@
 //! tracker store may already use (feature `postgres`).
 //!
 //! # Implementation details
-//! - Data (`postgres/sql/schema.sql`): a row per conversation in
-//!   `ticketlock_conversations` (its epoch, the highest number issued, how
-//!   many tickets it has, an upper bound of their expiries; found by the
-//!   SHA-256 of the id, as an id may be longer than an index entry, and
-//!   compared in full) and a row per ticket in `ticketlock_tickets`
-//!   (number, expiry in Unix seconds as Rasa writes it, fencing token once
-//!   it held the lock). Rasa's record ([`TicketLock`]) is read from and
+//! - Data (`postgres/sql/schema.sql`, version 2): a row per conversation
+//!   in `ticketlock_conversations`, keyed by the SHA-256 of its id (an id
+//!   may be longer than an index entry; compared in full), with its epoch,
+//!   the highest number issued, how many tickets it has and an upper bound
+//!   of their expiries. A queue of up to 4 tickets lives in that row
+//!   (arrays of numbers, expiries in Unix seconds as Rasa writes them, and
+//!   fencing tokens once a ticket held), so an uncontended lock inserts
+//!   one row and its release deletes it; a longer queue moves to a row per
+//!   ticket in `ticketlock_tickets` until the conversation's row goes with
+//!   its last ticket. Rasa's record ([`TicketLock`]) is read from and
 //!   written to these rows; tickets are served in number order.
 //! - Atomicity: every operation is one statement (a PL/pgSQL function,
 //!   `postgres/sql/*.sql`) sent with the extended protocol in one round
 //!   trip (`query_typed`: Parse/Bind/Execute without a named statement),
-//!   run in its own transaction. Each locks its conversation's row
-//!   (`FOR UPDATE`) first, so operations on one conversation are
-//!   serialized and every other conversation proceeds in parallel. Each
-//!   first drops the conversation's expired tickets; a conversation row
-//!   goes with its last ticket.
+//!   run in its own transaction. Each first locks its conversation's row
+//!   (`FOR UPDATE`; an uncontended issue inserts it, an uncontended
+//!   release deletes it, which locks it as well), so operations on one
+//!   conversation are serialized and every other conversation proceeds in
+//!   parallel. Each first drops the conversation's expired tickets; a
+//!   conversation row goes with its last ticket.
 //! - Clock: the server's (`clock_timestamp()` in every function). A ticket
 //!   expires when now > expires, as in Rasa.
 //! - Fencing tokens and epochs come from one sequence, `ticketlock_fence`,
 //!   which never goes back (sequences are logged ahead of use, so also not
 //!   across a crash): a holder's token is drawn when its ticket first holds
-//!   the lock and kept in its row, so it is strictly greater than every
-//!   earlier holder's, also across deletion of the conversation's row.
+//!   the lock and kept with the ticket, so it is strictly greater than
+//!   every earlier holder's, also across deletion of the conversation's
+//!   row. The first ticket of a new row holds at once, with the row's epoch
+//!   (drawn then) as its token: one value, one row.
 //! - Durability: a grant is answered after its transaction committed, so
 //!   with the server's default `synchronous_commit` a lease survives a
 //!   crash of the server.
 //! - Expired rows are cleaned without a cron job: by the operations on
-//!   their conversation, and every eighth issue that makes a row also
-//!   removes up to 32 rows of other conversations whose every ticket
+//!   their conversation, and every 32nd issue that makes a row also
+//!   removes up to 128 rows of other conversations whose every ticket
 //!   expired over a second ago (`SKIP LOCKED`, so it never waits for them).
 //! - Wake-ups: a function whose change gives a queue a new head calls
 //!   `pg_notify('ticketlock', '<epoch> <head>')` (`*` after save and
@@ -54,7 +60,10 @@
 //!   listener gets it, and warns when not (behind such a pool without
 //!   `listen_url`): waiters then enter at their holder's expiry only.
 //! - Schema (`postgres/schema.rs`): created on first use, or by
-//!   `ticketlock migrate`, in one transaction under an advisory lock.
+//!   `ticketlock migrate`, in one transaction under an advisory lock; an
+//!   older version is upgraded in place (`postgres/sql/upgrade.sql`), or
+//!   refused with an error naming `ticketlock migrate` when the user may
+//!   not alter it.
 
 use std::sync::Arc;
 use std::time::Duration;

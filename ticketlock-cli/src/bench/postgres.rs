@@ -12,12 +12,15 @@
 //!   conversations already holding 1, 100 and 1,000 live tickets.
 //!
 //! Runs alternate which side goes first; each figure is the median of
-//! `--repeat` runs.
+//! `--repeat` runs. With `--json`, one object per line in the CLI's style
+//! (`crate::json`): each throughput run (`kind: "run"`), then the medians
+//! (`kind: "median"`) of throughput, hand-off and each queue depth.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde::Serialize;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
@@ -101,6 +104,67 @@ impl Locker for BareTx {
     }
 }
 
+/// What the baseline of the throughput measure is, in words.
+const BASELINE: &str = "INSERT ... RETURNING + DELETE, 2 transactions per cycle";
+
+/// One line of `--json`: a throughput run or a median.
+#[derive(Serialize)]
+struct Line<'a> {
+    kind: &'static str,
+    workload: &'static str,
+    store: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rounds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cycles_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_cycles_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<&'static str>,
+    /// Cost of one cycle at this depth over its cost at depth 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_vs_depth_1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handoff_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_average: Option<&'a [f64]>,
+}
+
+impl Line<'_> {
+    fn new(kind: &'static str, workload: &'static str) -> Self {
+        Line {
+            kind,
+            workload,
+            store: "postgres",
+            run: None,
+            runs: None,
+            messages: None,
+            concurrency: None,
+            rounds: None,
+            depth: None,
+            cycles_per_s: None,
+            baseline_cycles_per_s: None,
+            ratio: None,
+            baseline: None,
+            cost_vs_depth_1: None,
+            handoff_p50_us: None,
+            load_average: None,
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -127,16 +191,33 @@ pub(crate) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         conversations: None,
         record_waits: false,
     };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "postgres bench: {} ({messages} cycles x {repeat} runs, concurrency {concurrency}; \
-         load average {})",
-        store.describe(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let json = args.json;
+    let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if !json {
+        println!(
+            "postgres bench: {} ({messages} cycles x {repeat} runs, concurrency {concurrency}; \
+             load average {})",
+            store.describe(),
+            load.iter()
+                .map(f64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let throughput = |kind, a: f64, b: f64, r: f64| Line {
+        messages: Some(messages),
+        concurrency: Some(concurrency),
+        cycles_per_s: Some(a),
+        baseline_cycles_per_s: Some(b),
+        ratio: Some(r),
+        baseline: Some(BASELINE),
+        ..Line::new(kind, "throughput")
+    };
 
     // Warm both sides up.
     let warm = Cycles {
@@ -158,41 +239,74 @@ pub(crate) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
             (a, b)
         };
         let (a, b) = (a.cycles_per_s(), b.cycles_per_s());
-        println!(
-            "run {}: lock+release {a:.0} cycles/s, bare transactions {b:.0} cycles/s, ratio {:.3}",
-            run + 1,
-            a / b
-        );
+        if json {
+            crate::json::print(&Line {
+                run: Some(run + 1),
+                ..throughput("run", a, b, a / b)
+            })?;
+        } else {
+            println!(
+                "run {}: lock+release {a:.0} cycles/s, bare transactions {b:.0} cycles/s, \
+                 ratio {:.3}",
+                run + 1,
+                a / b
+            );
+        }
         ours.push(a);
         theirs.push(b);
         ratios.push(a / b);
     }
-    println!(
-        "throughput: median {:.0} cycles/s vs baseline {:.0} cycles/s (INSERT ... RETURNING + \
-         DELETE), median ratio {:.3}",
-        median(ours),
-        median(theirs),
-        median(ratios)
-    );
+    let (a, b, r) = (median(ours), median(theirs), median(ratios));
+    if json {
+        crate::json::print(&Line {
+            runs: Some(repeat),
+            load_average: Some(&load),
+            ..throughput("median", a, b, r)
+        })?;
+    } else {
+        println!(
+            "throughput: median {a:.0} cycles/s vs baseline {b:.0} cycles/s (INSERT ... \
+             RETURNING + DELETE), median ratio {r:.3}"
+        );
+    }
 
     let mut p50s = Vec::new();
     for _ in 0..repeat {
         let side = handoff::run(&store, rounds, fresh_tag(), "handoff", &hidden).await?;
         p50s.push(side.handoff.map_or(f64::NAN, |s| s.p50));
     }
-    println!(
-        "handoff: median p50 {:.0} us ({rounds} rounds x {repeat} runs)",
-        median(p50s)
-    );
+    let p50 = median(p50s);
+    if json {
+        crate::json::print(&Line {
+            runs: Some(repeat),
+            rounds: Some(rounds),
+            handoff_p50_us: Some(p50),
+            ..Line::new("median", "handoff")
+        })?;
+    } else {
+        println!("handoff: median p50 {p50:.0} us ({rounds} rounds x {repeat} runs)");
+    }
 
     let mut per_depth = Vec::new();
     for depth in DEPTHS {
         let rate = depth_rate(&store, depth, messages / 5, repeat).await?;
         per_depth.push(rate);
-        println!(
-            "queue depth {depth}: {rate:.0} issue+withdraw cycles/s, {:.2}x the cost at depth 1",
-            per_depth[0] / rate
-        );
+        let cost = per_depth[0] / rate;
+        if json {
+            crate::json::print(&Line {
+                runs: Some(repeat),
+                messages: Some(messages / 5),
+                depth: Some(depth),
+                cycles_per_s: Some(rate),
+                cost_vs_depth_1: Some(cost),
+                ..Line::new("median", "queue_depth")
+            })?;
+        } else {
+            println!(
+                "queue depth {depth}: {rate:.0} issue+withdraw cycles/s, {cost:.2}x the cost at \
+                 depth 1"
+            );
+        }
     }
     base.drop_table().await;
     store.flush().await;

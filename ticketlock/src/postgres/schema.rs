@@ -4,7 +4,12 @@
 //! The whole migration is one transaction under an advisory lock, so two
 //! processes starting at once do not race, and a failed migration leaves
 //! nothing half made. Functions are replaced (`CREATE OR REPLACE`), so a
-//! newer ticketlock upgrades them in place.
+//! newer ticketlock upgrades them in place; tables of an older version are
+//! altered in place by `sql/upgrade.sql`, keeping their live tickets.
+//!
+//! Versions: 1, a row per conversation keyed by its epoch and a row per
+//! ticket; 2, the row keyed by the id's digest and holding short queues
+//! itself (`sql/schema.sql`).
 
 use tokio_postgres::error::SqlState;
 
@@ -12,7 +17,7 @@ use super::connection::Connector;
 use crate::{Error, Result};
 
 /// The version this build writes and expects.
-pub(crate) const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 2;
 
 /// An arbitrary key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x7469_636b_6574_6c6b; // "ticketlk"
@@ -31,6 +36,7 @@ BEGIN
 END $$";
 
 const FILES: &[&str] = &[
+    include_str!("sql/upgrade.sql"),
     include_str!("sql/schema.sql"),
     include_str!("sql/common.sql"),
     include_str!("sql/issue.sql"),
@@ -72,7 +78,8 @@ pub(crate) async fn installed(
 
 /// Creates or upgrades the schema. Returns whether anything was done.
 pub(crate) async fn migrate(client: &tokio_postgres::Client, c: &Connector) -> Result<bool> {
-    if let Some((v, sum)) = installed(client, c).await? {
+    let from = installed(client, c).await?;
+    if let Some((v, sum)) = from {
         if v > VERSION {
             return Err(newer(v));
         }
@@ -95,14 +102,26 @@ pub(crate) async fn migrate(client: &tokio_postgres::Client, c: &Connector) -> R
         Err(e) => {
             // Leave the connection usable for the caller's next statement.
             let _ = client.batch_execute("ROLLBACK").await;
+            let what = match from {
+                Some((v, _)) if v < VERSION => {
+                    format!("upgrading the ticketlock schema from version {v} to {VERSION}")
+                }
+                Some(_) => "replacing the ticketlock functions".to_string(),
+                None => "creating the ticketlock schema".to_string(),
+            };
             Err(match c.error(e) {
+                // A privilege refused: the message says to run `ticketlock
+                // migrate`; say what was being done.
+                Error::Config { key, message } => {
+                    Error::config(key, format!("{what} failed: {message}"))
+                }
                 Error::Unavailable { message, .. } if !message.contains("connection") => {
                     Error::config(
                         "lock_store",
                         format!(
-                            "creating the ticketlock schema failed ({message}); run \
-                             `ticketlock migrate` as a user that may create tables and \
-                             functions in this database"
+                            "{what} failed ({message}); run `ticketlock migrate` as a user \
+                             that may create and alter tables and functions in this \
+                             database (the owner of the ticketlock_* tables)"
                         ),
                     )
                 }

@@ -4,14 +4,17 @@ CREATE OR REPLACE FUNCTION ticketlock_delete(p_id text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     v_epoch bigint;
+    v_spilled boolean;
 BEGIN
     DELETE FROM ticketlock_conversations
         WHERE digest = ticketlock_digest(p_id) AND conversation_id = p_id
-        RETURNING epoch INTO v_epoch;
+        RETURNING epoch, numbers IS NULL INTO v_epoch, v_spilled;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    DELETE FROM ticketlock_tickets WHERE epoch = v_epoch;
+    IF v_spilled THEN
+        DELETE FROM ticketlock_tickets WHERE epoch = v_epoch;
+    END IF;
     PERFORM pg_notify('ticketlock', v_epoch || ' *');
     RETURN true;
 END $$;

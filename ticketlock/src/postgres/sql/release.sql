@@ -2,23 +2,59 @@
 -- new head (if the head changed) is told. True when the ticket was there
 -- and live.
 --
--- One DELETE drops the ticket and the expired ones together; the head
--- changed when a ticket removed was numbered below the new head (the old
--- head was the lowest number).
+-- The uncontended release (the row holds this ticket alone) is one DELETE
+-- of the row. Otherwise the ticket and the expired ones go together; the
+-- head changed when a ticket removed was numbered below the new head (the
+-- old head was the lowest number).
 CREATE OR REPLACE FUNCTION ticketlock_release(p_id text, p_number bigint, p_epoch bigint)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_now double precision := ticketlock_now();
+    v_digest bytea := ticketlock_digest(p_id);
     c ticketlock_conversations;
     v_gone integer;
     v_removed boolean;
     v_lowest bigint;
+    v_at integer;
     v_head bigint;
+    v_expires double precision;
 BEGIN
+    DELETE FROM ticketlock_conversations t
+        WHERE t.digest = v_digest AND t.conversation_id = p_id
+            AND t.numbers = ARRAY[p_number] AND (p_epoch < 0 OR t.epoch = p_epoch)
+        RETURNING t.ticket_expires[1] INTO v_expires;
+    IF FOUND THEN
+        RETURN NOT (v_now > v_expires);
+    END IF;
     SELECT * INTO c FROM ticketlock_conversations t
-        WHERE t.digest = ticketlock_digest(p_id) AND t.conversation_id = p_id FOR UPDATE;
+        WHERE t.digest = v_digest AND t.conversation_id = p_id FOR UPDATE;
     IF NOT FOUND OR (p_epoch >= 0 AND c.epoch <> p_epoch) THEN
         RETURN false;
+    END IF;
+    IF c.numbers IS NOT NULL THEN
+        -- The queue is in the row.
+        v_at := array_position(c.numbers, p_number);
+        v_gone := 0;
+        v_removed := false;
+        IF v_at IS NOT NULL THEN
+            v_removed := NOT (v_now > c.ticket_expires[v_at]);
+            c.numbers := c.numbers[:v_at - 1] || c.numbers[v_at + 1:];
+            c.ticket_expires := c.ticket_expires[:v_at - 1] || c.ticket_expires[v_at + 1:];
+            c.fences := c.fences[:v_at - 1] || c.fences[v_at + 1:];
+        END IF;
+        IF v_now > ANY (c.ticket_expires) THEN
+            SELECT * INTO c.numbers, c.ticket_expires, c.fences, v_gone, v_lowest
+                FROM ticketlock_prune_inline(c.numbers, c.ticket_expires, c.fences, v_now);
+        END IF;
+        IF v_at IS NOT NULL THEN
+            v_gone := v_gone + 1;
+            v_lowest := least(v_lowest, p_number);
+        END IF;
+        IF v_gone = 0 THEN
+            RETURN false;
+        END IF;
+        PERFORM ticketlock_settle_inline(c, v_lowest, NULL, v_now);
+        RETURN v_removed;
     END IF;
     WITH gone AS (
         DELETE FROM ticketlock_tickets t
@@ -32,10 +68,10 @@ BEGIN
         RETURN false;
     END IF;
     IF c.queued - v_gone <= 0 THEN
-        DELETE FROM ticketlock_conversations WHERE epoch = c.epoch;
+        DELETE FROM ticketlock_conversations WHERE digest = c.digest;
         RETURN v_removed;
     END IF;
-    UPDATE ticketlock_conversations SET queued = c.queued - v_gone WHERE epoch = c.epoch;
+    UPDATE ticketlock_conversations SET queued = c.queued - v_gone WHERE digest = c.digest;
     v_head := ticketlock_head(c.epoch);
     IF v_lowest < v_head THEN
         PERFORM pg_notify('ticketlock', c.epoch || ' ' || v_head);

@@ -1,7 +1,8 @@
 -- Replaces the conversation's tickets (Rasa's save_lock), keeping what
 -- must survive a rewrite: the highest number issued, the epoch, and the
 -- fencing token of a ticket that stays. No ticket: the row goes. Everyone
--- waiting is told to look again ('*').
+-- waiting is told to look again ('*'). The tickets saved go to
+-- ticketlock_tickets (a queue in the row moves there first).
 CREATE OR REPLACE FUNCTION ticketlock_save(
     p_id text, p_numbers bigint[], p_expires double precision[], p_last_issued bigint
 ) RETURNS void LANGUAGE plpgsql AS $$
@@ -12,7 +13,7 @@ DECLARE
 BEGIN
     IF cardinality(p_numbers) = 0 THEN
         IF c.epoch IS NOT NULL THEN
-            DELETE FROM ticketlock_conversations WHERE epoch = c.epoch;
+            DELETE FROM ticketlock_conversations WHERE digest = c.digest;
             DELETE FROM ticketlock_tickets t WHERE t.epoch = c.epoch;
             PERFORM pg_notify('ticketlock', c.epoch || ' *');
         END IF;
@@ -22,15 +23,19 @@ BEGIN
     SELECT max(e) INTO v_last FROM unnest(p_expires) e;
     IF c.epoch IS NULL THEN
         INSERT INTO ticketlock_conversations
+                (epoch, digest, conversation_id, last_issued, queued, expires)
             VALUES (nextval('ticketlock_fence'), ticketlock_digest(p_id), p_id, v_issued,
                     cardinality(p_numbers), v_last)
             RETURNING * INTO c;
     ELSE
+        IF c.numbers IS NOT NULL THEN
+            PERFORM ticketlock_spill(c);
+        END IF;
         DELETE FROM ticketlock_tickets t WHERE t.epoch = c.epoch AND t.number <> ALL (p_numbers);
         UPDATE ticketlock_conversations
             SET last_issued = greatest(last_issued, v_issued), queued = cardinality(p_numbers),
                 expires = greatest(expires, v_last)
-            WHERE epoch = c.epoch;
+            WHERE digest = c.digest;
     END IF;
     INSERT INTO ticketlock_tickets AS t (epoch, number, expires)
         SELECT c.epoch, n, e FROM unnest(p_numbers, p_expires) AS u(n, e)

@@ -12,8 +12,9 @@ DECLARE
     v_now double precision := ticketlock_now();
     v_expires double precision := v_now + p_lifetime_us / 1e6;
     c ticketlock_conversations;
-    v_pruned integer;
+    v_pruned integer := 0;
     v_lowest bigint;
+    v_at integer;
     v_fence bigint;
     v_head bigint;
     v_head_expires double precision;
@@ -25,6 +26,35 @@ BEGIN
     IF NOT FOUND OR (p_epoch >= 0 AND c.epoch <> p_epoch) THEN
         RETURN;
     END IF;
+    IF c.numbers IS NOT NULL THEN
+        -- The queue is in the row.
+        IF v_now > ANY (c.ticket_expires) THEN
+            SELECT * INTO c.numbers, c.ticket_expires, c.fences, v_pruned, v_lowest
+                FROM ticketlock_prune_inline(c.numbers, c.ticket_expires, c.fences, v_now);
+        END IF;
+        v_at := array_position(c.numbers, p_number);
+        IF v_at IS NULL THEN
+            IF v_pruned > 0 THEN
+                PERFORM ticketlock_settle_inline(c, v_lowest, NULL, v_now);
+            END IF;
+            RETURN;
+        END IF;
+        c.ticket_expires[v_at] := v_expires;
+        IF v_at = 1 THEN
+            IF c.fences[1] IS NULL THEN
+                c.fences[1] := nextval('ticketlock_fence');
+            END IF;
+            status := 0;
+            value := c.fences[1];
+        ELSE
+            status := 1;
+            value := v_at - 1;
+            remaining_us := ticketlock_remaining_us(c.ticket_expires[1], v_now);
+        END IF;
+        PERFORM ticketlock_settle_inline(c, CASE WHEN status = 1 THEN v_lowest END, NULL,
+                                         v_expires);
+        RETURN;
+    END IF;
     WITH gone AS (
         DELETE FROM ticketlock_tickets t WHERE t.epoch = c.epoch AND t.expires < v_now
             RETURNING t.number
@@ -34,14 +64,14 @@ BEGIN
         RETURNING t.fence INTO v_fence;
     IF NOT FOUND THEN
         IF v_pruned > 0 THEN
-            PERFORM ticketlock_settle(c.epoch, c.queued - v_pruned, v_lowest, NULL, v_now);
+            PERFORM ticketlock_settle(c.digest, c.epoch, c.queued - v_pruned, v_lowest, NULL, v_now);
         END IF;
         RETURN;
     END IF;
     IF v_pruned > 0 OR v_expires > c.expires THEN
         UPDATE ticketlock_conversations
             SET queued = c.queued - v_pruned, expires = greatest(expires, v_expires)
-            WHERE epoch = c.epoch;
+            WHERE digest = c.digest;
     END IF;
     SELECT t.number, t.expires INTO v_head, v_head_expires FROM ticketlock_tickets t
         WHERE t.epoch = c.epoch ORDER BY t.number LIMIT 1;
