@@ -335,9 +335,19 @@ async fn depth_command(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow
                     Some(l) => format!("{} layout, {waiters} waiters", l.name()),
                     None => format!("{waiters} waiters"),
                 };
-                let side =
-                    depth::run(store, target.wire(), d, fresh_tag(), &label, &progress).await?;
-                depths.push((waiters, side));
+                // A depth the server cannot sustain (calls time out) is
+                // reported as failed; the deeper ones are not tried.
+                match depth::run(store, target.wire(), d, fresh_tag(), &label, &progress).await {
+                    Ok(side) => depths.push((waiters, Ok(side))),
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        progress.suspend(|| {
+                            eprintln!("ticketlock: bench: {label}: {e}; deeper queues skipped")
+                        });
+                        depths.push((waiters, Err(e)));
+                        break;
+                    }
+                }
             }
             measured.push((*layout, depths));
         }

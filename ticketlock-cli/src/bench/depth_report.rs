@@ -63,6 +63,10 @@ pub(crate) struct DepthRow {
     pub ratio: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ping_p50_us: Option<f64>,
+    /// Why this depth could not be measured (its measures are then zero);
+    /// a median has it only when every run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The idle window: waiters queued behind a holder that does nothing.
@@ -100,16 +104,21 @@ impl DepthReport {
         layout: Option<Layout>,
         run: usize,
         rounds: u64,
-        depths: &[(usize, DepthSide)],
+        depths: &[(usize, Result<DepthSide, String>)],
         base: Baseline,
     ) -> DepthReport {
-        let at_1 = depths
-            .iter()
-            .find(|(w, _)| *w == 1)
-            .map(|(_, s)| s.handoffs_per_s());
+        let at_1 = depths.iter().find_map(|(w, s)| match s {
+            Ok(s) if *w == 1 => Some(s.handoffs_per_s()),
+            _ => None,
+        });
+        let failed = DepthSide::default();
         let rows = depths
             .iter()
-            .map(|(waiters, s)| {
+            .map(|(waiters, measured)| {
+                let (s, error) = match measured {
+                    Ok(s) => (s, None),
+                    Err(e) => (&failed, Some(e.clone())),
+                };
                 let rate = s.handoffs_per_s();
                 let wall = s.elapsed.as_secs_f64().max(1e-9);
                 DepthRow {
@@ -138,13 +147,14 @@ impl DepthReport {
                     baseline_handoffs_per_s: base.handoffs_per_s,
                     ratio: rate / base.handoffs_per_s.max(1e-9),
                     ping_p50_us: base.ping_p50_us,
+                    error,
                 }
             })
             .collect();
         let idle = depths
             .iter()
             .filter_map(|(waiters, s)| {
-                let (wall, cpu) = s.idle?;
+                let (wall, cpu) = s.as_ref().ok()?.idle?;
                 Some(IdleRow {
                     kind: "run",
                     run: Some(run),
@@ -181,11 +191,22 @@ impl DepthReport {
         let rows = keys
             .iter()
             .map(|&(layout, waiters)| {
-                let runs: Vec<&DepthRow> = self
+                let all: Vec<&DepthRow> = self
                     .rows
                     .iter()
                     .filter(|r| (r.layout, r.waiters) == (layout, waiters))
                     .collect();
+                let ok: Vec<&DepthRow> =
+                    all.iter().copied().filter(|r| r.error.is_none()).collect();
+                if ok.is_empty() {
+                    return DepthRow {
+                        kind: "median",
+                        run: None,
+                        runs: Some(all.len()),
+                        ..all[0].clone()
+                    };
+                }
+                let runs = ok;
                 let m = |f: &dyn Fn(&DepthRow) -> Option<f64>| {
                     median(runs.iter().filter_map(|r| f(r)).collect())
                 };
@@ -206,6 +227,7 @@ impl DepthReport {
                     baseline_handoffs_per_s: m(&|r| Some(r.baseline_handoffs_per_s)).unwrap_or(0.0),
                     ratio: m(&|r| Some(r.ratio)).unwrap_or(0.0),
                     ping_p50_us: m(&|r| r.ping_p50_us),
+                    error: None,
                     ..first.clone()
                 }
             })
@@ -293,6 +315,10 @@ impl DepthReport {
                 "Redis CPU"
             );
             for r in rows {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(out, "{:>7}  failed: {e}", r.waiters);
+                    continue;
+                }
                 let _ = writeln!(
                     out,
                     "{:>7}  {:>8}  {:>11}  {:>10}  {:>9}  {:>11}  {:>11}  {:>14}  {:>9}",
@@ -372,7 +398,7 @@ mod tests {
             Some(Layout::Rasa),
             1,
             100,
-            &[(1, side(100, 100, 50)), (1000, deep)],
+            &[(1, Ok(side(100, 100, 50))), (1000, Ok(deep))],
             BASE,
         );
         let lines: Vec<serde_json::Value> = r
@@ -420,7 +446,7 @@ mod tests {
                     Some(layout),
                     run,
                     100,
-                    &[(1, side(100, ms, 10)), (5, side(100, 2 * ms, 10))],
+                    &[(1, Ok(side(100, ms, 10))), (5, Ok(side(100, 2 * ms, 10)))],
                     BASE,
                 ));
             }
@@ -450,5 +476,47 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("one round trip (PING) p50 50 us"), "{t}");
+    }
+
+    #[test]
+    fn a_failed_depth_is_a_line_with_its_error_and_left_out_of_medians() {
+        let mut all = DepthReport::default();
+        all.extend(DepthReport::run(
+            StoreKind::Redis,
+            Some(Layout::Rasa),
+            1,
+            10,
+            &[(1, Ok(side(10, 100, 1))), (1000, Err("timed out".into()))],
+            BASE,
+        ));
+        all.extend(DepthReport::run(
+            StoreKind::Redis,
+            Some(Layout::Rasa),
+            2,
+            10,
+            &[(1, Ok(side(10, 200, 1))), (1000, Ok(side(2, 1000, 900)))],
+            BASE,
+        ));
+        let v: serde_json::Value = serde_json::from_str(&all.json_lines()[1]).unwrap();
+        assert_eq!(
+            (&v["error"], &v["handoffs"]),
+            (&"timed out".into(), &0.into())
+        );
+        let m = all.median();
+        assert_eq!(m.rows[1].error, None);
+        assert_eq!(m.rows[1].handoffs_per_s, 2.0);
+        assert_eq!(m.rows[1].runs, Some(1));
+        // Every run failed: the median says so.
+        let only_failed = DepthReport::run(
+            StoreKind::Redis,
+            Some(Layout::Rasa),
+            1,
+            10,
+            &[(1000, Err("timed out".into()))],
+            BASE,
+        )
+        .median();
+        assert_eq!(only_failed.rows[0].error.as_deref(), Some("timed out"));
+        assert!(only_failed.table().contains("1000  failed: timed out"));
     }
 }

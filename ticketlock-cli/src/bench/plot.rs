@@ -29,7 +29,7 @@ pub(crate) struct Series {
 /// The lines of `medians`: one per layout, and the baseline.
 pub(crate) fn series(medians: &DepthReport) -> (Vec<Series>, Option<(String, f64)>) {
     let mut lines: Vec<Series> = Vec::new();
-    for r in &medians.rows {
+    for r in medians.rows.iter().filter(|r| r.error.is_none()) {
         let label = match r.layout {
             Some(l) => format!("ticketlock, {} layout", l.name()),
             None => format!("ticketlock, {} store", r.store.name()),
@@ -228,7 +228,7 @@ mod tests {
                 Some(layout),
                 1,
                 10,
-                &[(1, side.clone()), (5, side.clone())],
+                &[(1, Ok(side.clone())), (5, Ok(side.clone()))],
                 base,
             ));
         }
