@@ -55,7 +55,7 @@ use progress::Progress;
 use report::{Report, Side};
 use target::Target;
 
-/// Runs per command unless `--repeat` says otherwise (3 for `depth`).
+/// Runs per command unless `--repeat` says otherwise (1 for `depth`).
 pub(crate) const DEFAULT_REPEAT: u64 = 5;
 
 /// Waiter counts of `--workload depth` unless `--depths` says otherwise.
@@ -126,7 +126,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub warmup: Option<u64>,
     /// Runs; the summary is the median of each measure (and of the runs'
-    /// ratios). Default 5 (3 for `depth`).
+    /// ratios). Default 5 (1 for `depth`).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub repeat: Option<u64>,
     /// Keys unrelated to any conversation to write first, and delete after

@@ -189,7 +189,7 @@ pub(crate) async fn run(
         early = tasks.join_next() => Err(ended_early(early)),
     };
     if let Err(e) = ready {
-        return stop_after(e, &ring, tasks).await;
+        return stop_after(e, &ring, tasks, &store, &id).await;
     }
     let idle = match plan.idle {
         Some(window) => {
@@ -219,11 +219,12 @@ pub(crate) async fn run(
     let cpu_after = cpu(meter).await;
     drop(phase);
     if let Err(e) = turned {
-        return stop_after(e, &ring, tasks).await;
+        return stop_after(e, &ring, tasks, &store, &id).await;
     }
     let ended = (*ring.stop.borrow()).context("depth: the phase ended without a time")?;
     ring.end(ended);
     drain(tasks).await?;
+    settle(&store, &id).await;
     let cpu_after = cpu_after?;
     let done = handoffs.load(Ordering::SeqCst);
     let max_holders = ring.max_inside.load(Ordering::SeqCst);
@@ -260,9 +261,12 @@ async fn stop_after(
     e: anyhow::Error,
     ring: &Ring,
     tasks: JoinSet<anyhow::Result<()>>,
+    store: &LockStore,
+    id: &str,
 ) -> anyhow::Result<DepthSide> {
     ring.end(Instant::now());
     let _ = drain(tasks).await;
+    settle(store, id).await;
     Err(e)
 }
 
@@ -323,6 +327,28 @@ async fn enqueue(store: &LockStore, id: &str, ring: &Ring) -> anyhow::Result<Que
     );
     ring.queued.send_modify(|n| *n += 1);
     Ok(queued)
+}
+
+/// How long the withdrawn tickets of a depth may take to go.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Waits until the conversation has no record left: the withdrawals of the
+/// waiters dropped at the end run in the background, and a deep queue's
+/// can keep the server busy for seconds, which the next measure must not
+/// pay for. Gives up after [`SETTLE`] (the tickets then expire by
+/// themselves).
+async fn settle(store: &LockStore, id: &str) {
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        if let Ok(None) = store.get_lock(id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "ticketlock: bench: the record of {id} was still there {} s after its waiters left",
+        SETTLE.as_secs()
+    );
 }
 
 /// Waits for every task; the first error.

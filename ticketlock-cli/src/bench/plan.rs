@@ -134,7 +134,9 @@ impl Plan {
             (None, W::Depth) => DEFAULT_DEPTHS.to_vec(),
             (None, _) => Vec::new(),
         };
-        let default_repeat = if w == W::Depth { 3 } else { DEFAULT_REPEAT };
+        // One depth run on the Rasa layout takes about half a minute (the
+        // deep queues' set-up and withdrawal are quadratic there).
+        let default_repeat = if w == W::Depth { 1 } else { DEFAULT_REPEAT };
         Ok(Plan {
             workload: w,
             store: a.store,
