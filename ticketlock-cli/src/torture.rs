@@ -78,6 +78,10 @@ mod files;
 #[cfg(unix)]
 mod plan;
 #[cfg(unix)]
+mod rules;
+#[cfg(unix)]
+mod verdict;
+#[cfg(unix)]
 mod worker;
 
 use std::path::PathBuf;

@@ -8,6 +8,8 @@ pub mod blocking;
 mod config;
 mod error;
 mod guard;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod in_flight;
 mod lock;
 mod memory;
 pub mod metrics;

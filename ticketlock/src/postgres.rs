@@ -63,12 +63,11 @@ use tokio::sync::{Notify, oneshot};
 use tokio_postgres::types::{ToSql, Type};
 
 mod connection;
-mod in_flight;
 mod listener;
 mod schema;
 
+use crate::in_flight::{InFlight, InFlightTask};
 use connection::{Connector, Pool};
-use in_flight::{InFlight, InFlightTask};
 use listener::Listener;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};

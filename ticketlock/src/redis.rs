@@ -11,7 +11,7 @@
 //!   built in one place (`redis/keys.rs`); the id is appended verbatim and
 //!   every command names its key exactly, so no id can reach another's
 //!   record.
-//! - Atomicity: every operation is one Lua script (`redis/scripts/*.lua`),
+//! - Atomicity: every operation is one Lua script (`redis/rasa/*.lua`),
 //!   so one round trip, atomic with respect to every other client, Rasa's
 //!   included: issue (with the first attempt to acquire), try to acquire
 //!   (which also keeps a waiting ticket alive), release (dropping the record
@@ -51,7 +51,7 @@
 //!   the same slot (`redis/keys.rs`). Entries live two socket timeouts
 //!   plus a second. The record itself is untouched (Rasa's format; Rasa
 //!   rewrites whole records), and the helpers are kept apart in
-//!   `scripts/request.lua`. Renew, try_acquire and the rest are
+//!   `redis/request.lua`. Renew, try_acquire and the rest are
 //!   idempotent as they are.
 //! - Waiters: a look at the queue that fails does not give the ticket up;
 //!   the waiter looks again while the ticket is alive (`lock.rs`).
@@ -136,7 +136,8 @@ mod commands;
 mod connection;
 mod from_client;
 mod keys;
-mod scripts;
+mod rasa;
+mod scan;
 mod subscriber;
 mod tls;
 
@@ -149,14 +150,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
-use crate::lock::{queue_full, validate_id};
+use crate::in_flight::{InFlight, InFlightTask};
+use crate::lock::validate_id;
 use crate::ticket::push_python_str;
 use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, Result, TicketLock};
-use commands::{Commands, Conn, Failure};
+use commands::{Commands, Failure};
 use connection::Target;
 use keys::Keys;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use scripts::{ACQUIRED, CORRUPT, FULL, GONE, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
 use subscriber::{Subscribed, Subscriber};
 
 /// A lock store in Redis, shared by every process that points at the same
@@ -189,8 +189,8 @@ struct Inner {
     keys: Keys,
     timeout: Duration,
     commands: Commands,
-    /// PUBLISH or SPUBLISH (cluster) flavour.
-    scripts: &'static Scripts,
+    /// A cluster: scripts publish with SPUBLISH (sharded pub/sub).
+    sharded: bool,
     /// `min_replicas_ack` and its timeout, when set.
     acks: Option<(u32, Duration)>,
     subscriber: Subscriber,
@@ -345,10 +345,7 @@ impl RedisLockStore {
                 ));
             }
         }
-        let scripts: &'static Scripts = match target {
-            Target::Cluster(_) => &SHARDED_SCRIPTS,
-            _ => &SCRIPTS,
-        };
+        let sharded = matches!(target, Target::Cluster(_));
         let (stop, stopped) = oneshot::channel();
         let subscriber = Subscriber::start(target.clone(), timeout, stopped);
         let commands = Commands::new(target, manager, timeout);
@@ -359,7 +356,7 @@ impl RedisLockStore {
                 keys: Keys::new(usable_prefix(config.key_prefix.as_deref())),
                 timeout,
                 commands,
-                scripts,
+                sharded,
                 acks: (config.min_replicas_ack > 0)
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
@@ -408,16 +405,9 @@ impl RedisLockStore {
     /// name is removed too.
     pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
         let key = self.key_for(conversation_id);
-        let removed: i64 = self
-            .script(|s| &s.delete, &key, conversation_id, &[], false)
-            .await?
-            .acked()?;
-        tracing::debug!(
-            conversation_id,
-            existed = removed == 1,
-            "redis: record deleted"
-        );
-        Ok(removed == 1)
+        let removed = rasa::delete(self, &key, conversation_id).await?;
+        tracing::debug!(conversation_id, existed = removed, "redis: record deleted");
+        Ok(removed)
     }
 
     /// The server's clock (Redis `TIME`) as Unix seconds: the clock every
@@ -444,7 +434,9 @@ impl RedisLockStore {
 
     fn error(&self, e: redis::RedisError, key: &str, reply: Reply) -> Error {
         let corrupt = match (reply, e.code()) {
-            (Reply::Script, Some(CORRUPT)) => Some(e.detail().unwrap_or("corrupt").to_string()),
+            (Reply::Script, Some(rasa::CORRUPT)) => {
+                Some(e.detail().unwrap_or("corrupt").to_string())
+            }
             (Reply::Command, Some("WRONGTYPE")) if !key.is_empty() => {
                 Some("not a string value (WRONGTYPE)".to_string())
             }
@@ -499,7 +491,7 @@ impl RedisLockStore {
     /// brings back a ticket that then expires, never a second holder.
     async fn script<T: redis::FromRedisValue + Send>(
         &self,
-        script: fn(&Scripts) -> &redis::Script,
+        script: &'static redis::Script,
         key: &str,
         id: &str,
         args: &[&str],
@@ -509,17 +501,16 @@ impl RedisLockStore {
     }
 
     /// [`RedisLockStore::script`] for the scripts that also take a request's
-    /// entry (`request`, KEYS[2]; see `scripts/request.lua`).
+    /// entry (`request`, KEYS[2]; see `redis/request.lua`).
     async fn script_with<T: redis::FromRedisValue + Send>(
         &self,
-        script: fn(&Scripts) -> &redis::Script,
+        script: &'static redis::Script,
         key: &str,
         request: Option<&str>,
         id: &str,
         args: &[&str],
         grants: bool,
     ) -> Result<Replied<T>> {
-        let script = script(self.inner.scripts);
         let mut id_json = String::with_capacity(id.len() + 2);
         push_python_str(&mut id_json, id);
         let mut invocation = script.key(key);
@@ -624,66 +615,13 @@ impl RedisLockStore {
         Ok(Replied { value, unacked })
     }
 
-    /// How long a request's entry is kept (`scripts/request.lua`): past
+    /// How long a request's entry is kept (`redis/request.lua`): past
     /// every retry of the request (each attempt and the retry window are
     /// bounded by the socket timeout), with a second to spare for a call
     /// that sat in a busy server's queue.
     fn request_ttl_ms(&self) -> String {
         let ms = self.inner.timeout.saturating_mul(2).as_millis() + 1000;
         ms.to_string()
-    }
-
-    /// One round trip of `issue` (retried on a fresh connection after a
-    /// connection error: the request id makes the retry answer with the
-    /// ticket the first attempt made): see [`Backend::issue`].
-    async fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
-        let key = self.key_for(id);
-        let request = keys::request_key(&key, &keys::request_suffix(&request_id()));
-        let Replied {
-            value: reply,
-            unacked,
-        } = self
-            .script_with::<Vec<i64>>(
-                |s| &s.issue,
-                &key,
-                Some(&request),
-                id,
-                &[
-                    &micros(lifetime).to_string(),
-                    &self.max_queue_len.to_string(),
-                    &self.request_ttl_ms(),
-                ],
-                true,
-            )
-            .await?;
-        let [number, epoch, status, a, remaining] = reply[..] else {
-            return Err(self.bad_reply("issue", &reply));
-        };
-        if status == FULL {
-            return Err(queue_full(id, self.max_queue_len));
-        }
-        let ticket = TicketId {
-            number: number as u64,
-            epoch: u64::try_from(epoch).ok(),
-        };
-        let attempt = match status {
-            ACQUIRED => Attempt::Acquired {
-                fencing_token: a as u64,
-                lease: lifetime,
-            },
-            QUEUED => Attempt::Queued {
-                ahead: a as u64,
-                holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
-            },
-            GONE => Attempt::Lost,
-            _ => return Err(self.bad_reply("issue", &reply)),
-        };
-        if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
-            // Not safely granted: withdraw it rather than leave it to expire.
-            self.release_on_drop(id, ticket);
-            return Err(e);
-        }
-        Ok(Issued { ticket, attempt })
     }
 
     fn bad_reply(&self, script: &str, reply: &[i64]) -> Error {
@@ -885,7 +823,7 @@ impl Backend for RedisLockStore {
         let task = self.background_task();
         tokio::spawn(async move {
             let _task = task;
-            let issued = store.issue_now(&owned, lifetime).await;
+            let issued = rasa::issue(&store, &owned, lifetime).await;
             if let Err(Ok(issued)) = tx.send(issued) {
                 tracing::debug!(
                     conversation_id = owned,
@@ -907,63 +845,11 @@ impl Backend for RedisLockStore {
     }
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
-        let key = self.key_for(id);
-        let reply = self
-            .script::<Vec<i64>>(
-                |s| &s.try_acquire,
-                &key,
-                id,
-                &[
-                    &ticket.number.to_string(),
-                    &epoch_arg(ticket).to_string(),
-                    &micros(lifetime).to_string(),
-                ],
-                true,
-            )
-            .await?;
-        let Replied {
-            value: reply,
-            unacked,
-        } = reply;
-        let attempt = match reply[..] {
-            [ACQUIRED, token] => Attempt::Acquired {
-                fencing_token: token as u64,
-                lease: lifetime,
-            },
-            [QUEUED, ahead, remaining] => Attempt::Queued {
-                ahead: ahead as u64,
-                holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
-            },
-            [2] => Attempt::Lost,
-            _ => return Err(self.bad_reply("try_acquire", &reply)),
-        };
-        // Only a granted lease needs the replicas (see `script`).
-        match unacked {
-            Some(e) if matches!(attempt, Attempt::Acquired { .. }) => Err(e),
-            _ => Ok(attempt),
-        }
+        rasa::try_acquire(self, id, ticket, lifetime).await
     }
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        let key = self.key_for(id);
-        // The ticket is the release's request id: only its owner releases it.
-        let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
-        let removed: i64 = self
-            .script_with(
-                |s| &s.release,
-                &key,
-                Some(&request),
-                id,
-                &[
-                    &ticket.number.to_string(),
-                    &epoch_arg(ticket).to_string(),
-                    &self.request_ttl_ms(),
-                ],
-                false,
-            )
-            .await?
-            .acked()?;
-        Ok(removed == 1)
+        rasa::release(self, id, ticket).await
     }
 
     fn release_on_drop(&self, id: &str, ticket: TicketId) {
@@ -989,37 +875,11 @@ impl Backend for RedisLockStore {
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
-        let key = self.key_for(id);
-        let renewed: i64 = self
-            .script(
-                |s| &s.renew,
-                &key,
-                id,
-                &[
-                    &ticket.number.to_string(),
-                    &epoch_arg(ticket).to_string(),
-                    &micros(lifetime).to_string(),
-                ],
-                true,
-            )
-            .await?
-            .acked()?;
-        Ok(renewed == 1)
+        rasa::renew(self, id, ticket, lifetime).await
     }
 
     async fn check(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        let key = self.key_for(id);
-        let held: i64 = self
-            .script(
-                |s| &s.check,
-                &key,
-                id,
-                &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
-                false,
-            )
-            .await?
-            .acked()?;
-        Ok(held == 1)
+        rasa::check(self, id, ticket).await
     }
 
     async fn watch(&self, id: &str, ticket: TicketId) -> Result<Watch> {
@@ -1063,46 +923,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
-        let id = lock.conversation_id();
-        let key = self.key_for(id);
-        let mut elements = String::with_capacity(56 * lock.tickets().len());
-        let mut last_expires = f64::MIN;
-        let mut max_number: i64 = -1;
-        for (i, t) in lock.tickets().enumerate() {
-            if i > 0 {
-                elements.push_str(", ");
-            }
-            t.push_element(&mut elements);
-            last_expires = last_expires.max(t.expires);
-            max_number = max_number.max(i64::try_from(t.number).unwrap_or(i64::MAX));
-        }
-        if !last_expires.is_finite() {
-            last_expires = 0.0;
-        }
-        let last_issued = lock
-            .last_issued()
-            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let epoch = lock
-            .epoch()
-            .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
-        let _: i64 = self
-            .script(
-                |s| &s.save,
-                &key,
-                id,
-                &[
-                    &elements,
-                    &lock.tickets().len().to_string(),
-                    &format!("{last_expires:?}"),
-                    &max_number.to_string(),
-                    &last_issued.to_string(),
-                    &epoch.to_string(),
-                ],
-                false,
-            )
-            .await?
-            .acked()?;
-        Ok(())
+        rasa::save_lock(self, lock).await
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
@@ -1110,19 +931,7 @@ impl Backend for RedisLockStore {
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
-        let key = self.key_for(id);
-        let removed: i64 = self
-            .script(|s| &s.update, &key, id, &[], false)
-            .await?
-            .acked()?;
-        if removed > 0 {
-            tracing::debug!(
-                conversation_id = id,
-                removed,
-                "redis: expired tickets removed"
-            );
-        }
-        Ok(())
+        rasa::update_lock(self, id).await
     }
 
     async fn conversations(&self) -> Result<Vec<String>> {
@@ -1140,142 +949,8 @@ impl Backend for RedisLockStore {
 }
 
 impl RedisLockStore {
-    /// Adds the ids of this store's records on `node` (a cluster primary;
-    /// `None`: the one server) to `ids`.
-    async fn scan(
-        &self,
-        node: Option<&(String, u16)>,
-        ids: &mut std::collections::HashSet<String>,
-    ) -> Result<()> {
-        let pattern = self.inner.keys.scan_pattern();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<Vec<u8>>) = match node {
-                None => self.query(&cmd, "").await?,
-                Some((host, port)) => {
-                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host: host.clone(),
-                        port: *port,
-                    });
-                    self.inner
-                        .commands
-                        .run(|conn| {
-                            let (cmd, routing) = (&cmd, &routing);
-                            async move {
-                                let mut c = match conn {
-                                    Conn::Cluster(c) => c,
-                                    mut other => return cmd.query_async(&mut other).await,
-                                };
-                                let v = c.route_command(cmd.clone(), routing.clone()).await?;
-                                Ok(redis::from_redis_value(v)?)
-                            }
-                        })
-                        .await
-                        .map_err(|f| self.failure(f, "", Reply::Command))?
-                }
-            };
-            for key in &keys {
-                if let Some(id) = self.inner.keys.conversation_id(key) {
-                    ids.insert(id.to_string());
-                }
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
-
-    /// The cluster's primaries, as `CLUSTER SLOTS` names them.
-    async fn primaries(&self) -> Result<Vec<(String, u16)>> {
-        let slots: Vec<redis::Value> = self.query(redis::cmd("CLUSTER").arg("SLOTS"), "").await?;
-        let mut nodes = Vec::new();
-        for range in slots {
-            // [start, end, [host, port, id, ...], replicas...]
-            let primary = match range {
-                redis::Value::Array(items) => items.into_iter().nth(2),
-                _ => None,
-            };
-            let node = match primary {
-                Some(redis::Value::Array(node)) => {
-                    let mut node = node.into_iter();
-                    let host = node
-                        .next()
-                        .and_then(|h| redis::from_redis_value::<String>(h).ok());
-                    let port = node
-                        .next()
-                        .and_then(|p| redis::from_redis_value::<u16>(p).ok());
-                    host.zip(port)
-                }
-                _ => None,
-            };
-            let Some(node) = node else {
-                return Err(self.unavailable(
-                    "CLUSTER SLOTS answered something that is not a slot map".into(),
-                    None,
-                ));
-            };
-            if !nodes.contains(&node) {
-                nodes.push(node);
-            }
-        }
-        Ok(nodes)
-    }
-}
-
-/// Counts background round trips, so that a process about to exit can wait
-/// for them.
-#[derive(Default)]
-struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    idle: Notify,
-}
-
-/// One background round trip; finished when dropped.
-struct InFlightTask(Arc<Inner>);
-
-impl RedisLockStore {
+    /// Counts one background round trip until the result is dropped.
     fn background_task(&self) -> InFlightTask {
-        let in_flight = &self.inner.in_flight;
-        in_flight
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlightTask(self.inner.clone())
-    }
-}
-
-impl InFlight {
-    async fn idle(&self) {
-        use std::sync::atomic::Ordering;
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            // Registered before the count is read, so a last task finishing
-            // in between is not missed.
-            notified.as_mut().enable();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for InFlightTask {
-    fn drop(&mut self) {
-        let in_flight = &self.0.in_flight;
-        if in_flight
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            in_flight.idle.notify_waiters();
-        }
+        self.inner.in_flight.start()
     }
 }

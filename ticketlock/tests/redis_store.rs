@@ -1316,7 +1316,7 @@ impl Rng {
 fn lua_map(con: &mut redis::Connection, function: &str, args: &[String]) -> Vec<String> {
     let source = format!(
         "{}\nlocal out = {{}}\nfor i = 2, #ARGV do out[#out + 1] = ({function})(ARGV[i]) end\nreturn out",
-        include_str!("../src/redis/scripts/common.lua")
+        include_str!("../src/redis/rasa/common.lua")
     );
     let script = redis::Script::new(&source);
     let mut invocation = script.key("unused");

@@ -31,13 +31,13 @@
 //!   a socket timeout and a second).
 //! - **No panic** anywhere.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-
-use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 
 use super::clock::ms;
 use super::event::{Downstream, Event, Outcome};
+use super::rules::{check_conversation, check_recovery, check_stalls};
+use super::verdict::percentiles;
+pub use super::verdict::{Figures, Verdict, Violation};
 
 /// Allowance for the time between the server granting a lease and its
 /// holder noting its entry (the reply's way back, a task wake-up, the
@@ -86,7 +86,7 @@ pub enum WorkerEnd {
 }
 
 impl WorkerEnd {
-    fn t(self) -> u64 {
+    pub(super) fn t(self) -> u64 {
         match self {
             WorkerEnd::Exited { t, .. } | WorkerEnd::Killed { t } | WorkerEnd::Hung { t } => t,
         }
@@ -101,166 +101,20 @@ pub struct Window {
     pub end: u64,
 }
 
-/// A broken promise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    pub kind: &'static str,
-    pub detail: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.detail)
-    }
-}
-
-/// The figures of a run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Figures {
-    /// Worker processes started, replacements included.
-    pub workers: u32,
-    /// Messages started.
-    pub messages: u64,
-    /// Sections entered.
-    pub sections: u64,
-    /// Sections left (the message was handled).
-    pub handled: u64,
-    /// Messages given up, by the last error's kind.
-    pub failed: BTreeMap<&'static str, u64>,
-    /// Attempts that failed and were retried, by kind.
-    pub retries: BTreeMap<&'static str, u64>,
-    /// Messages of killed workers that had not left their section.
-    pub lost_with_killed_processes: u64,
-    pub kills: Kills,
-    /// Fault windows from the fault log, by name.
-    pub injected: BTreeMap<String, u64>,
-    /// Sections that were inside when a fault window began (their holder
-    /// was in the middle of its work when Redis went away).
-    pub sections_across_faults: u64,
-    pub overlaps: Overlaps,
-    pub order_violations: u64,
-    pub fencing_violations: u64,
-    /// Messages entered twice, or requested again after their outcome.
-    pub duplicates: u64,
-    /// Messages of workers that exited normally with no outcome.
-    pub silent_losses: u64,
-    pub panics: u64,
-    pub crashed_workers: u64,
-    pub hung_workers: u64,
-    pub garbled_lines: u64,
-    pub leases: Leases,
-    pub downstream: DownstreamFigures,
-    pub wait_ms: Percentiles,
-    pub stalls: Stalls,
-    pub recovery: Recovery,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Kills {
-    pub total: u64,
-    /// Killed while holding a lock (a section entered and not released).
-    pub holders: u64,
-    /// Killed while waiting for a lock.
-    pub waiters: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Overlaps {
-    /// Sections that found the witness taken.
-    pub witness: u64,
-    /// Sections that entered before an earlier one left, by the clock.
-    pub intervals: u64,
-    /// Overlapping sections (either kind), by explanation.
-    pub explained_by_data_loss: u64,
-    pub explained_by_lease_overrun: u64,
-    pub unexplained: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Leases {
-    pub released: u64,
-    /// Releases that found the lease gone.
-    pub lost_at_release: u64,
-    /// Releases that failed otherwise, by kind.
-    pub release_errors: BTreeMap<&'static str, u64>,
-    /// Sections that ran past their lifetime on purpose.
-    pub overruns: u64,
-    /// Of those, the ones whose guard learnt it (is_held false, renew and
-    /// release expired).
-    pub overruns_detected: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DownstreamFigures {
-    pub accepted: u64,
-    pub rejected: u64,
-    /// Refused writes of holders whose lease was gone: fencing at work.
-    pub rejected_stale: u64,
-    /// Refused writes of holders whose release succeeded: a violation.
-    pub rejected_while_held: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Stalls {
-    /// Longest time a conversation had waiters and no holder.
-    pub max_ms: f64,
-    /// Longest time survivors stayed blocked after the last death of a
-    /// killed holder or waiter of the conversation (the part of a stall
-    /// after that death; away from fault windows): at most a lifetime and
-    /// a hand-over.
-    pub max_after_death_ms: f64,
-    /// Where the longest stall began (ms into the run), and how many dead
-    /// tickets and fault windows were near it.
-    pub longest_at_ms: f64,
-    pub longest_dead_tickets: u64,
-    pub longest_faults: u64,
-    /// Stalls longer than their bound.
-    pub over_bound: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Recovery {
-    /// (fault window, worker that lived through it) pairs.
-    pub checked: u64,
-    /// Longest time from a window's end to the worker's next entry.
-    pub max_ms: f64,
-    pub not_recovered: u64,
-}
-
-/// The checker's verdict.
-#[derive(Debug, Clone, Default)]
-pub struct Verdict {
-    pub figures: Figures,
-    pub violations: Vec<Violation>,
-}
-
-impl Verdict {
-    fn violation(&mut self, kind: &'static str, detail: String) {
-        self.violations.push(Violation { kind, detail });
-    }
-}
-
-type MsgKey = (u32, u32, u64);
+pub(super) type MsgKey = (u32, u32, u64);
 
 #[derive(Debug, Default)]
-struct Msg {
-    conv: Option<u32>,
-    attempts: Vec<Attempt>,
-    entered: Option<Entered>,
-    exit: Option<Left>,
-    released: Option<(Outcome, u64)>,
-    failed: Option<Outcome>,
+pub(super) struct Msg {
+    pub(super) conv: Option<u32>,
+    pub(super) attempts: Vec<Attempt>,
+    pub(super) entered: Option<Entered>,
+    pub(super) exit: Option<Left>,
+    pub(super) released: Option<(Outcome, u64)>,
+    pub(super) failed: Option<Outcome>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AttemptEnd {
+pub(super) enum AttemptEnd {
     Open,
     Retried,
     Failed,
@@ -268,46 +122,46 @@ enum AttemptEnd {
 }
 
 #[derive(Debug)]
-struct Attempt {
-    attempt: u32,
-    t: u64,
-    end: AttemptEnd,
+pub(super) struct Attempt {
+    pub(super) attempt: u32,
+    pub(super) t: u64,
+    pub(super) end: AttemptEnd,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Entered {
-    request_t: u64,
-    t: u64,
-    ticket: u64,
-    epoch: Option<u64>,
-    token: u64,
-    witness: bool,
+pub(super) struct Entered {
+    pub(super) request_t: u64,
+    pub(super) t: u64,
+    pub(super) ticket: u64,
+    pub(super) epoch: Option<u64>,
+    pub(super) token: u64,
+    pub(super) witness: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Left {
-    t: u64,
-    downstream: Downstream,
-    overrun: bool,
-    held: Option<Outcome>,
-    renewed: Option<Outcome>,
+pub(super) struct Left {
+    pub(super) t: u64,
+    pub(super) downstream: Downstream,
+    pub(super) overrun: bool,
+    pub(super) held: Option<Outcome>,
+    pub(super) renewed: Option<Outcome>,
 }
 
 /// One entered section, as the checker sees it.
 #[derive(Debug, Clone, Copy)]
-struct Section {
-    key: MsgKey,
-    conv: u32,
-    request_t: u64,
-    enter_t: u64,
+pub(super) struct Section {
+    pub(super) key: MsgKey,
+    pub(super) conv: u32,
+    pub(super) request_t: u64,
+    pub(super) enter_t: u64,
     /// When it left, or its worker died.
-    end_t: u64,
-    ticket: u64,
-    epoch: Option<u64>,
-    token: u64,
-    witness: bool,
-    released: Option<Outcome>,
-    killed: bool,
+    pub(super) end_t: u64,
+    pub(super) ticket: u64,
+    pub(super) epoch: Option<u64>,
+    pub(super) token: u64,
+    pub(super) witness: bool,
+    pub(super) released: Option<Outcome>,
+    pub(super) killed: bool,
 }
 
 /// Checks a run.
@@ -708,304 +562,6 @@ fn account_exit(v: &mut Verdict, run: &Run, key: MsgKey, l: &Left, released: Opt
                 ),
             );
         }
-    }
-}
-
-/// Overlaps, ticket order and fencing of one conversation's sections in
-/// entry order.
-fn check_conversation(v: &mut Verdict, run: &Run, s: &[Section]) {
-    let rel = |t: u64| ms(t.saturating_sub(run.start));
-    let name = |x: &Section| format!("{}/{}/{}", x.key.0, x.key.1, x.key.2);
-    // The earlier section still inside when each one entered (the one that
-    // leaves last), if any.
-    let mut open: Option<usize> = None;
-    for i in 0..s.len() {
-        let b = &s[i];
-        let by_clock = open.filter(|&j| b.enter_t < s[j].end_t);
-        if by_clock.is_some() {
-            v.figures.overlaps.intervals += 1;
-        }
-        if !b.witness {
-            v.figures.overlaps.witness += 1;
-        }
-        // A witness found taken with no interval open: the other holder was
-        // between noting its exit and dropping the witness; compare with
-        // the section just before.
-        let other = by_clock.or_else(|| (!b.witness && i > 0).then(|| i - 1));
-        if let Some(j) = other {
-            let a = &s[j];
-            match explain(run, a, b) {
-                Some(Explained::DataLoss) => v.figures.overlaps.explained_by_data_loss += 1,
-                Some(Explained::LeaseOverrun) => v.figures.overlaps.explained_by_lease_overrun += 1,
-                None => {
-                    v.figures.overlaps.unexplained += 1;
-                    v.violation(
-                        "overlap",
-                        format!(
-                            "conversation {}: {} (ticket {}, epoch {:?}) entered at {:.1} ms while \
-                             {} (ticket {}, epoch {:?}, entered {:.1} ms, left {:.1} ms{}) was inside",
-                            b.conv,
-                            name(b),
-                            b.ticket,
-                            b.epoch,
-                            rel(b.enter_t),
-                            name(a),
-                            a.ticket,
-                            a.epoch,
-                            rel(a.enter_t),
-                            rel(a.end_t),
-                            if a.killed { ", killed" } else { "" },
-                        ),
-                    );
-                }
-            }
-        } else if !b.witness {
-            v.figures.overlaps.unexplained += 1;
-            v.violation(
-                "overlap",
-                format!(
-                    "conversation {}: {} found the witness taken at {:.1} ms by no recorded section",
-                    b.conv,
-                    name(b),
-                    rel(b.enter_t)
-                ),
-            );
-        }
-        if open.is_none_or(|j| b.end_t > s[j].end_t) {
-            open = Some(i);
-        }
-        if i == 0 {
-            continue;
-        }
-        let a = &s[i - 1];
-        let in_order = match (a.epoch, b.epoch) {
-            (Some(ea), Some(eb)) if ea == eb => b.ticket > a.ticket,
-            (Some(ea), Some(eb)) => eb > ea,
-            _ => true,
-        };
-        if !in_order {
-            v.figures.order_violations += 1;
-            v.violation(
-                "order",
-                format!(
-                    "conversation {}: {} (epoch {:?}, ticket {}) entered at {:.1} ms after {} \
-                     (epoch {:?}, ticket {})",
-                    b.conv,
-                    name(b),
-                    b.epoch,
-                    b.ticket,
-                    rel(b.enter_t),
-                    name(a),
-                    a.epoch,
-                    a.ticket
-                ),
-            );
-        }
-        if b.token <= a.token {
-            v.figures.fencing_violations += 1;
-            v.violation(
-                "fencing",
-                format!(
-                    "conversation {}: {} entered with token {} after {} with token {}",
-                    b.conv,
-                    name(b),
-                    b.token,
-                    name(a),
-                    a.token
-                ),
-            );
-        }
-    }
-}
-
-enum Explained {
-    DataLoss,
-    LeaseOverrun,
-}
-
-/// Why `b` could enter while `a` was inside, if the lock allows it.
-fn explain(run: &Run, a: &Section, b: &Section) -> Option<Explained> {
-    let lost_between = run
-        .windows
-        .iter()
-        .any(|w| w.name == "data-loss" && a.request_t < w.begin && w.begin < b.enter_t);
-    if a.epoch != b.epoch && lost_between {
-        return Some(Explained::DataLoss);
-    }
-    let lease_gone = a.killed || a.released == Some(Outcome::Expired);
-    if lease_gone && b.enter_t + GRANT_LATENCY >= a.enter_t + run.lifetime {
-        return Some(Explained::LeaseOverrun);
-    }
-    None
-}
-
-/// Stalls: per conversation, the times some attempt that later entered
-/// was waiting while no section held the lock.
-fn check_stalls(
-    v: &mut Verdict,
-    run: &Run,
-    msgs: &BTreeMap<MsgKey, Msg>,
-    end_of: &HashMap<u32, WorkerEnd>,
-) {
-    // (time, waiting delta, holding delta) per conversation.
-    let mut marks: BTreeMap<u32, Vec<(u64, i32, i32)>> = BTreeMap::new();
-    // Death times of killed workers' tickets (waiting or held), per
-    // conversation.
-    let mut dead: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for (&(w, _, _), m) in msgs {
-        let Some(conv) = m.conv else { continue };
-        let end = end_of.get(&w).copied();
-        let marks = marks.entry(conv).or_default();
-        if let Some(e) = m.entered {
-            marks.push((e.request_t, 1, 0));
-            marks.push((e.t, -1, 0));
-            let until = m.released.map_or(end.map_or(e.t, WorkerEnd::t), |r| r.1);
-            marks.push((e.t, 0, 1));
-            marks.push((until.max(e.t), 0, -1));
-        }
-        if let Some(WorkerEnd::Killed { t }) = end {
-            let tickets = m
-                .attempts
-                .iter()
-                .filter(|a| a.end == AttemptEnd::Open)
-                .count()
-                + usize::from(m.entered.is_some() && m.released.is_none());
-            dead.entry(conv)
-                .or_default()
-                .extend(std::iter::repeat_n(t, tickets));
-        }
-    }
-    let (l, slack) = (run.lifetime, run.slack);
-    for (conv, mut marks) in marks {
-        // Holding starts before waiting ends at the same instant.
-        marks.sort_by_key(|&(t, w, h)| (t, -h, w));
-        let (mut waiting, mut holding) = (0i32, 0i32);
-        let mut since: Option<u64> = None;
-        for (t, dw, dh) in marks {
-            waiting += dw;
-            holding += dh;
-            let stalled = waiting > 0 && holding == 0;
-            match (since, stalled) {
-                (None, true) => since = Some(t),
-                (Some(a), false) => {
-                    since = None;
-                    let len = t - a;
-                    // Deaths that can have left a ticket in the queue
-                    // during the stall: a dead ticket lives at most a
-                    // lifetime past its process.
-                    let deaths: Vec<u64> = dead.get(&conv).map_or(Vec::new(), |d| {
-                        d.iter()
-                            .copied()
-                            .filter(|&k| k + l + slack >= a && k <= t)
-                            .collect()
-                    });
-                    let near: Vec<&Window> = run
-                        .windows
-                        .iter()
-                        .filter(|w| w.begin <= t && w.end + l + run.socket_timeout + slack >= a)
-                        .collect();
-                    let faults: u64 = near
-                        .iter()
-                        .map(|w| w.end - w.begin + l + run.socket_timeout)
-                        .sum();
-                    // Every dead ticket is gone a lifetime after the last
-                    // death, however many there are; then a hand-over.
-                    let last_death = deaths.iter().max().copied();
-                    let allowed = faults
-                        + match last_death {
-                            Some(k) => k.saturating_sub(a) + l + 2 * slack,
-                            None => slack,
-                        };
-                    let st = &mut v.figures.stalls;
-                    if ms(len) > st.max_ms {
-                        st.max_ms = ms(len);
-                        st.longest_at_ms = ms(a.saturating_sub(run.start));
-                        st.longest_dead_tickets = deaths.len() as u64;
-                        st.longest_faults = near.len() as u64;
-                    }
-                    if let Some(k) = last_death.filter(|_| near.is_empty()) {
-                        let after = t.saturating_sub(k.max(a));
-                        st.max_after_death_ms = st.max_after_death_ms.max(ms(after));
-                    }
-                    if len > allowed {
-                        v.figures.stalls.over_bound += 1;
-                        v.violation(
-                            "stall",
-                            format!(
-                                "conversation {conv} had waiters and no holder for {:.1} ms from \
-                                 {:.1} ms; allowed {:.1} ms ({} dead tickets, {} fault windows \
-                                 near it)",
-                                ms(len),
-                                ms(a.saturating_sub(run.start)),
-                                ms(allowed),
-                                deaths.len(),
-                                near.len()
-                            ),
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// After each fault window, every worker that lived through it enters
-/// again.
-fn check_recovery(v: &mut Verdict, run: &Run, by_conv: &BTreeMap<u32, Vec<Section>>) {
-    let mut entries: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
-    for s in by_conv.values().flatten() {
-        entries.entry(s.key.0).or_default().insert(s.enter_t);
-    }
-    let needed = run.lifetime + run.socket_timeout + 1_000_000_000;
-    for win in &run.windows {
-        for w in &run.workers {
-            let survived =
-                matches!(w.end, WorkerEnd::Exited { code: Some(0), .. }) && w.spawned <= win.begin;
-            if !survived {
-                continue;
-            }
-            v.figures.recovery.checked += 1;
-            let next = entries
-                .get(&w.index)
-                .and_then(|e| e.range(win.end..).next().copied());
-            match next {
-                Some(t) => {
-                    v.figures.recovery.max_ms = v.figures.recovery.max_ms.max(ms(t - win.end));
-                }
-                None if run.deadline >= win.end + needed => {
-                    v.figures.recovery.not_recovered += 1;
-                    v.violation(
-                        "not_recovered",
-                        format!(
-                            "worker {} entered no section after {} ended at {:.0} ms, though the \
-                             run went on for {:.0} ms",
-                            w.index,
-                            win.name,
-                            ms(win.end.saturating_sub(run.start)),
-                            ms(run.deadline - win.end)
-                        ),
-                    );
-                }
-                None => {}
-            }
-        }
-    }
-}
-
-fn percentiles(values: &mut [u64]) -> Percentiles {
-    if values.is_empty() {
-        return Percentiles::default();
-    }
-    values.sort_unstable();
-    let at = |p: usize| {
-        let rank = (values.len() * p).div_ceil(100).max(1);
-        ms(values[rank - 1])
-    };
-    Percentiles {
-        p50: at(50),
-        p99: at(99),
-        max: ms(values[values.len() - 1]),
     }
 }
 

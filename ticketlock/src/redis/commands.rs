@@ -167,7 +167,7 @@ impl Commands {
     /// call is sent again on a fresh one: at once, then, while the server
     /// refuses connections (restarting), with a short backoff, all within
     /// one more socket timeout. Every operation of the store may be sent
-    /// twice: issue and release carry a request id (`scripts/request.lua`)
+    /// twice: issue and release carry a request id (`redis/request.lua`)
     /// that makes a retry answer what the first attempt did, and the
     /// others are idempotent (try_acquire and renew extend to a lifetime
     /// from now again; reads read). A READONLY answer (sentinel mode, a

@@ -1,13 +1,13 @@
 //! The server-side scripts, one per atomic operation.
 //!
 //! Each is a one-line prelude naming the publish command, then
-//! `scripts/common.lua` (record parsing and writing, the clock), then the
+//! `common.lua` (record parsing and writing, the clock), then the
 //! operation, built once as a [`redis::Script`]: called by hash (EVALSHA)
 //! and loaded again when the server answers NOSCRIPT (after a restart,
 //! SCRIPT FLUSH, or on a cluster node that has not seen it yet).
 //!
 //! Issue and release also take the request's entry (KEYS[2]), read and
-//! written by the helpers of `scripts/request.lua`, so that a retried call
+//! written by the helpers of `../request.lua`, so that a retried call
 //! answers what its first attempt did.
 //!
 //! Two flavours: `PUBLISH` for a standalone server (any version Rasa
@@ -26,7 +26,7 @@ macro_rules! script {
             "local PUBLISH = '",
             $publish,
             "'\n",
-            include_str!("scripts/common.lua"),
+            include_str!("common.lua"),
             "\n",
             include_str!($file)
         ))
@@ -34,16 +34,16 @@ macro_rules! script {
 }
 
 /// A script that also takes a request's entry (KEYS[2]): the request-id
-/// helpers (`scripts/request.lua`) come between the head and the operation.
+/// helpers (`../request.lua`) come between the head and the operation.
 macro_rules! request_script {
     ($publish:literal, $file:literal) => {
         Script::new(concat!(
             "local PUBLISH = '",
             $publish,
             "'\n",
-            include_str!("scripts/common.lua"),
+            include_str!("common.lua"),
             "\n",
-            include_str!("scripts/request.lua"),
+            include_str!("../request.lua"),
             "\n",
             include_str!($file)
         ))
@@ -53,14 +53,14 @@ macro_rules! request_script {
 macro_rules! scripts {
     ($publish:literal) => {
         Scripts {
-            issue: request_script!($publish, "scripts/issue.lua"),
-            try_acquire: script!($publish, "scripts/try_acquire.lua"),
-            release: request_script!($publish, "scripts/release.lua"),
-            renew: script!($publish, "scripts/renew.lua"),
-            check: script!($publish, "scripts/check.lua"),
-            update: script!($publish, "scripts/update.lua"),
-            save: script!($publish, "scripts/save.lua"),
-            delete: script!($publish, "scripts/delete.lua"),
+            issue: request_script!($publish, "issue.lua"),
+            try_acquire: script!($publish, "try_acquire.lua"),
+            release: request_script!($publish, "release.lua"),
+            renew: script!($publish, "renew.lua"),
+            check: script!($publish, "check.lua"),
+            update: script!($publish, "update.lua"),
+            save: script!($publish, "save.lua"),
+            delete: script!($publish, "delete.lua"),
         }
     };
 }

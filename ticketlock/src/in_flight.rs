@@ -20,12 +20,12 @@ struct State {
 pub(crate) struct InFlightTask(Arc<State>);
 
 impl InFlight {
-    pub fn start(&self) -> InFlightTask {
+    pub(crate) fn start(&self) -> InFlightTask {
         self.0.count.fetch_add(1, Ordering::SeqCst);
         InFlightTask(self.0.clone())
     }
 
-    pub async fn idle(&self) {
+    pub(crate) async fn idle(&self) {
         loop {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);

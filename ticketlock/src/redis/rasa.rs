@@ -1,0 +1,249 @@
+//! The Rasa layout: one string key per conversation holding Rasa's JSON
+//! record byte for byte (see the module docs of `redis.rs`), changed only
+//! by the scripts beside this file (`rasa/*.lua`, built in
+//! `rasa/scripts.rs`).
+
+mod scripts;
+
+use std::time::Duration;
+
+use super::{RedisLockStore, Replied, epoch_arg, keys, micros, request_id};
+use crate::backend::{Attempt, Issued, TicketId};
+use crate::lock::queue_full;
+use crate::{Backend, Result, TicketLock};
+pub(super) use scripts::CORRUPT;
+use scripts::{ACQUIRED, FULL, GONE, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
+
+/// The scripts of the store's flavour (PUBLISH, or SPUBLISH on a cluster).
+fn scripts(store: &RedisLockStore) -> &'static Scripts {
+    if store.inner.sharded {
+        &SHARDED_SCRIPTS
+    } else {
+        &SCRIPTS
+    }
+}
+
+/// One round trip of `issue` (retried on a fresh connection after a
+/// connection error: the request id makes the retry answer with the
+/// ticket the first attempt made): see [`Backend::issue`].
+pub(super) async fn issue(store: &RedisLockStore, id: &str, lifetime: Duration) -> Result<Issued> {
+    let key = store.key_for(id);
+    let request = keys::request_key(&key, &keys::request_suffix(&request_id()));
+    let Replied {
+        value: reply,
+        unacked,
+    } = store
+        .script_with::<Vec<i64>>(
+            &scripts(store).issue,
+            &key,
+            Some(&request),
+            id,
+            &[
+                &micros(lifetime).to_string(),
+                &store.max_queue_len.to_string(),
+                &store.request_ttl_ms(),
+            ],
+            true,
+        )
+        .await?;
+    let [number, epoch, status, a, remaining] = reply[..] else {
+        return Err(store.bad_reply("issue", &reply));
+    };
+    if status == FULL {
+        return Err(queue_full(id, store.max_queue_len));
+    }
+    let ticket = TicketId {
+        number: number as u64,
+        epoch: u64::try_from(epoch).ok(),
+    };
+    let attempt = match status {
+        ACQUIRED => Attempt::Acquired {
+            fencing_token: a as u64,
+            lease: lifetime,
+        },
+        QUEUED => Attempt::Queued {
+            ahead: a as u64,
+            holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
+        },
+        GONE => Attempt::Lost,
+        _ => return Err(store.bad_reply("issue", &reply)),
+    };
+    if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
+        // Not safely granted: withdraw it rather than leave it to expire.
+        store.release_on_drop(id, ticket);
+        return Err(e);
+    }
+    Ok(Issued { ticket, attempt })
+}
+
+pub(super) async fn try_acquire(
+    store: &RedisLockStore,
+    id: &str,
+    ticket: TicketId,
+    lifetime: Duration,
+) -> Result<Attempt> {
+    let key = store.key_for(id);
+    let reply = store
+        .script::<Vec<i64>>(
+            &scripts(store).try_acquire,
+            &key,
+            id,
+            &[
+                &ticket.number.to_string(),
+                &epoch_arg(ticket).to_string(),
+                &micros(lifetime).to_string(),
+            ],
+            true,
+        )
+        .await?;
+    let Replied {
+        value: reply,
+        unacked,
+    } = reply;
+    let attempt = match reply[..] {
+        [ACQUIRED, token] => Attempt::Acquired {
+            fencing_token: token as u64,
+            lease: lifetime,
+        },
+        [QUEUED, ahead, remaining] => Attempt::Queued {
+            ahead: ahead as u64,
+            holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
+        },
+        [2] => Attempt::Lost,
+        _ => return Err(store.bad_reply("try_acquire", &reply)),
+    };
+    // Only a granted lease needs the replicas (see `script`).
+    match unacked {
+        Some(e) if matches!(attempt, Attempt::Acquired { .. }) => Err(e),
+        _ => Ok(attempt),
+    }
+}
+
+pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
+    let key = store.key_for(id);
+    // The ticket is the release's request id: only its owner releases it.
+    let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
+    let removed: i64 = store
+        .script_with(
+            &scripts(store).release,
+            &key,
+            Some(&request),
+            id,
+            &[
+                &ticket.number.to_string(),
+                &epoch_arg(ticket).to_string(),
+                &store.request_ttl_ms(),
+            ],
+            false,
+        )
+        .await?
+        .acked()?;
+    Ok(removed == 1)
+}
+
+pub(super) async fn renew(
+    store: &RedisLockStore,
+    id: &str,
+    ticket: TicketId,
+    lifetime: Duration,
+) -> Result<bool> {
+    let key = store.key_for(id);
+    let renewed: i64 = store
+        .script(
+            &scripts(store).renew,
+            &key,
+            id,
+            &[
+                &ticket.number.to_string(),
+                &epoch_arg(ticket).to_string(),
+                &micros(lifetime).to_string(),
+            ],
+            true,
+        )
+        .await?
+        .acked()?;
+    Ok(renewed == 1)
+}
+
+pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
+    let key = store.key_for(id);
+    let held: i64 = store
+        .script(
+            &scripts(store).check,
+            &key,
+            id,
+            &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+            false,
+        )
+        .await?
+        .acked()?;
+    Ok(held == 1)
+}
+
+pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Result<()> {
+    let id = lock.conversation_id();
+    let key = store.key_for(id);
+    let mut elements = String::with_capacity(56 * lock.tickets().len());
+    let mut last_expires = f64::MIN;
+    let mut max_number: i64 = -1;
+    for (i, t) in lock.tickets().enumerate() {
+        if i > 0 {
+            elements.push_str(", ");
+        }
+        t.push_element(&mut elements);
+        last_expires = last_expires.max(t.expires);
+        max_number = max_number.max(i64::try_from(t.number).unwrap_or(i64::MAX));
+    }
+    if !last_expires.is_finite() {
+        last_expires = 0.0;
+    }
+    let last_issued = lock
+        .last_issued()
+        .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let epoch = lock
+        .epoch()
+        .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
+    let _: i64 = store
+        .script(
+            &scripts(store).save,
+            &key,
+            id,
+            &[
+                &elements,
+                &lock.tickets().len().to_string(),
+                &format!("{last_expires:?}"),
+                &max_number.to_string(),
+                &last_issued.to_string(),
+                &epoch.to_string(),
+            ],
+            false,
+        )
+        .await?
+        .acked()?;
+    Ok(())
+}
+
+pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> {
+    let key = store.key_for(id);
+    let removed: i64 = store
+        .script(&scripts(store).update, &key, id, &[], false)
+        .await?
+        .acked()?;
+    if removed > 0 {
+        tracing::debug!(
+            conversation_id = id,
+            removed,
+            "redis: expired tickets removed"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the record at `key` (any type); whether there was one.
+pub(super) async fn delete(store: &RedisLockStore, key: &str, id: &str) -> Result<bool> {
+    let removed: i64 = store
+        .script(&scripts(store).delete, key, id, &[], false)
+        .await?
+        .acked()?;
+    Ok(removed == 1)
+}
