@@ -225,3 +225,47 @@ fn the_native_layout_is_asked_for_in_the_url() {
         );
     }
 }
+
+/// `--layout both` measures each layout in the same runs, against the same
+/// baselines: one median line per layout with the same baseline figures
+/// (or, until the library knows layouts, its error about the setting).
+#[test]
+fn both_layouts_share_the_runs_baselines() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let out = tl(&[
+        "bench",
+        "--store",
+        "redis",
+        "--redis",
+        &url(&server),
+        "--workload",
+        "throughput",
+        "--messages",
+        "100",
+        "--concurrency",
+        "4",
+        "--repeat",
+        "1",
+        "--layout",
+        "both",
+        "--json",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if !out.status.success() {
+        assert!(
+            stderr.starts_with("ticketlock: --layout native: "),
+            "{stderr}"
+        );
+        return;
+    }
+    let lines = json_lines(&out.stdout);
+    let medians: Vec<&Value> = lines.iter().filter(|v| v["kind"] == "median").collect();
+    let layouts: Vec<&Value> = medians.iter().map(|v| &v["layout"]).collect();
+    assert_eq!(layouts, ["rasa", "native"], "{lines:?}");
+    for field in ["baseline_cycles_per_s", "setnx_cycles_per_s"] {
+        assert_eq!(medians[0][field], medians[1][field], "{field}: {lines:?}");
+    }
+}

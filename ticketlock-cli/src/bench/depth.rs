@@ -282,7 +282,7 @@ async fn turns(store: &LockStore, id: &str, ring: &Ring, start: Start) -> anyhow
                 .with_context(|| format!("depth: releasing {id}"))
         }
     };
-    let mut queued = match start {
+    let queued = match start {
         Start::Holding(guard, go) => {
             tokio::select! {
                 _ = go => {}
@@ -292,6 +292,9 @@ async fn turns(store: &LockStore, id: &str, ring: &Ring, start: Start) -> anyhow
             enqueue(store, id, ring).await?
         }
         Start::Waiting => enqueue(store, id, ring).await?,
+    };
+    let Some(mut queued) = queued else {
+        return Ok(());
     };
     loop {
         let guard = tokio::select! {
@@ -310,23 +313,42 @@ async fn turns(store: &LockStore, id: &str, ring: &Ring, start: Start) -> anyhow
             () = ring.stopped() => return release(guard).await,
         }
         release(guard).await?;
-        queued = enqueue(store, id, ring).await?;
+        match enqueue(store, id, ring).await? {
+            Some(q) => queued = q,
+            None => return Ok(()),
+        }
     }
 }
 
-/// Takes a place in the queue (never served at once: someone holds).
-async fn enqueue(store: &LockStore, id: &str, ring: &Ring) -> anyhow::Result<QueuedTicket> {
+/// Takes a place in the queue; `None` when the phase is over.
+///
+/// While the ring turns a holder releases only once W others are queued,
+/// so a new ticket is never served at once; once the phase is over the
+/// last holder leaves without waiting, and a ticket served at once is
+/// then released again.
+async fn enqueue(store: &LockStore, id: &str, ring: &Ring) -> anyhow::Result<Option<QueuedTicket>> {
     let queued = store
         .lock(id)
         .enqueue()
         .await
         .with_context(|| format!("depth: enqueueing on {id}"))?;
-    anyhow::ensure!(
-        !queued.is_served(),
-        "depth: a waiter on {id} was served at once although a holder held it; the store is not exclusive"
-    );
+    if queued.is_served() {
+        anyhow::ensure!(
+            ring.stop.borrow().is_some(),
+            "depth: a waiter on {id} was served at once although a holder held it; the store is not exclusive"
+        );
+        let guard = queued
+            .acquired()
+            .await
+            .with_context(|| format!("depth: taking {id}"))?;
+        guard
+            .release()
+            .await
+            .with_context(|| format!("depth: releasing {id}"))?;
+        return Ok(None);
+    }
     ring.queued.send_modify(|n| *n += 1);
-    Ok(queued)
+    Ok(Some(queued))
 }
 
 /// How long the withdrawn tickets of a depth may take to go.
