@@ -8,35 +8,61 @@
 //! - `handoff`: one holder, one queued waiter; time from the release call to
 //!   the waiter's entry.
 //! - `memory`: bytes per conversation holding one ticket.
+//! - `depth`: hand-offs on one conversation with 1 to 1,000 waiters held
+//!   queued; the server's CPU per hand-off, and what the waiters alone cost
+//!   it.
 //!
 //! Baselines: for `memory` stores, the same workload on a map of
 //! `tokio::sync::Mutex`es; for `redis`, the same number of round trips of a
-//! trivial script at the same concurrency (the wire limit). Runs alternate
-//! which side goes first, and the summary is the median of `--repeat` runs.
+//! trivial script at the same concurrency (the wire limit) and, for
+//! `throughput`, `contended` and `depth`, the `SET NX PX` spin lock most
+//! people write. Runs alternate which side goes first, and the summary is
+//! the median of `--repeat` runs. `--layout both` measures each Redis
+//! layout in every run, against the same baselines.
 
 use std::hash::BuildHasher as _;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use anyhow::Context as _;
 use serde::Serialize;
-use ticketlock::{LockStore, LockStoreConfig, RedisConfig};
+use ticketlock::LockStore;
 
 mod cycles;
+mod depth;
+mod depth_report;
 mod handoff;
 mod keyed;
+mod layout;
 mod locker;
 mod memory;
+mod plan;
+mod plot;
 mod postgres;
 mod progress;
 mod report;
+mod setnx;
+mod target;
 mod wire;
 
 use cycles::Cycles;
+use depth_report::DepthReport;
 use keyed::KeyedMutex;
+pub use layout::LayoutChoice;
 use memory::Meter;
+use plan::Plan;
 use progress::Progress;
-use report::{Params, Report, Side};
-use wire::Wire;
+use report::{Report, Side};
+use target::Target;
+
+/// Runs per command unless `--repeat` says otherwise (1 for `depth`).
+pub(crate) const DEFAULT_REPEAT: u64 = 5;
+
+/// Waiter counts of `--workload depth` unless `--depths` says otherwise.
+pub const DEFAULT_DEPTHS: [usize; 5] = [1, 10, 100, 500, 1000];
+
+/// Contenders on the one key of the `SET NX` baseline of `depth`.
+const BASELINE_CONTENDERS: usize = 16;
 
 /// Options of `ticketlock bench`.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -70,18 +96,39 @@ pub struct BenchArgs {
     /// Conversations the messages are spread over (`contended`). Default 4.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub conversations: Option<u64>,
-    /// Hand-offs per run (`handoff`). Default 20,000 in memory, 2,000 on
-    /// Redis.
+    /// Hand-offs per run (`handoff`), or per depth (`depth`). Default
+    /// 20,000 in memory, 2,000 on Redis (`depth`: 10,000 and 1,000).
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     pub rounds: Option<u64>,
+    /// Waiters held queued behind the holder, one measure each (`depth`).
+    #[arg(long, value_name = "W,..", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub depths: Option<Vec<u64>>,
+    /// The longest timed phase of one depth, in seconds: it stops at the
+    /// first hand-off after this long even if fewer than R were made
+    /// (`depth`). Default 2.
+    #[arg(long, value_name = "S", value_parser = crate::cli::positive_seconds)]
+    pub depth_seconds: Option<std::time::Duration>,
+    /// Seconds the deepest queue sits behind a holder doing nothing before
+    /// its hand-offs, to measure what waiting alone costs the server; 0 for
+    /// none (`depth`). Default 2.
+    #[arg(long, value_name = "S", value_parser = crate::cli::seconds)]
+    pub idle_seconds: Option<std::time::Duration>,
+    /// The Redis record layout to measure, set in the URL's query
+    /// (`layout=`); `both` measures each in every run. Default: rasa.
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub layout: Option<LayoutChoice>,
+    /// Draw hand-offs per second against depth (each layout, and the
+    /// baseline) into this SVG file (`depth`).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Untimed cycles (rounds for `handoff`) before the first run, on both
     /// sides. Default: a tenth of a run, at most 10,000 (1,000 rounds).
     #[arg(long, value_name = "N")]
     pub warmup: Option<u64>,
     /// Runs; the summary is the median of each measure (and of the runs'
-    /// ratios).
-    #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub repeat: u64,
+    /// ratios). Default 5 (1 for `depth`).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub repeat: Option<u64>,
     /// Keys unrelated to any conversation to write first, and delete after
     /// (`--store redis`: the cost of a big keyspace).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -104,6 +151,8 @@ pub enum Workload {
     Handoff,
     /// Bytes per conversation holding one ticket.
     Memory,
+    /// Hand-offs with W waiters queued on one conversation.
+    Depth,
 }
 
 /// A store to bench.
@@ -123,6 +172,7 @@ impl Workload {
             Workload::Contended => "contended",
             Workload::Handoff => "handoff",
             Workload::Memory => "memory",
+            Workload::Depth => "depth",
         }
     }
 }
@@ -149,6 +199,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return memory_child(&plans[0], &which).await;
     }
     let target = Target::open(&args).await?;
+    if plans[0].workload == Workload::Depth {
+        return depth_command(&args, &plans[0], &target).await;
+    }
     let unrelated = match &target {
         Target::Redis(r) if plans[0].unrelated_keys > 0 => {
             let tag = fresh_tag();
@@ -163,7 +216,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut result = Ok(());
     for plan in &plans {
         match runs(&args, plan, &target).await {
-            Ok(reports) => medians.push(Report::median(&reports)),
+            Ok(per_store) => medians.extend(per_store.iter().map(|r| Report::median(r))),
             Err(e) => {
                 result = Err(e);
                 break;
@@ -210,8 +263,9 @@ async fn memory_child(plan: &Plan, which: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The warm-up and the timed runs; each run's line is printed as it ends.
-async fn runs(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<Vec<Report>> {
+/// The warm-up and the timed runs; each run's lines are printed as it
+/// ends. The reports of each store under test (one per layout), in order.
+async fn runs(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<Vec<Vec<Report>>> {
     let visible = !args.json && std::io::stderr().is_terminal();
     if plan.warmup > 0 {
         let warm = Plan {
@@ -221,276 +275,253 @@ async fn runs(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<
         };
         measure(&warm, target, 1, &Progress::hidden()).await?;
     }
-    let progress = Progress::new(visible, plan.repeat * 2 * plan.work_per_side());
-    let mut reports = Vec::new();
+    let stores = target.stores();
+    let sides = (stores.len() + 1 + usize::from(target.setnx(plan).is_some())) as u64;
+    let progress = Progress::new(visible, plan.repeat * sides * plan.work_per_side());
+    let mut reports = vec![Vec::new(); stores.len()];
     for run in 1..=plan.repeat as usize {
-        let (ours, base) = measure(plan, target, run, &progress).await?;
-        let report = Report::run(plan.params(), run, &ours, &base);
-        let mut out = std::io::stdout().lock();
-        if args.json {
-            writeln!(out, "{}", report.json_line())?;
-        } else if plan.repeat > 1 {
-            progress.suspend(|| {
-                writeln!(
-                    out,
-                    "run {run}: {:.0} cycles/s, baseline {:.0} cycles/s, ratio {:.3}",
-                    report.cycles_per_s, report.baseline_cycles_per_s, report.ratio
-                )
-            })?;
+        let m = measure(plan, target, run, &progress).await?;
+        for (i, ((layout, _), ours)) in stores.iter().zip(&m.ours).enumerate() {
+            let report = Report::run(plan.params(*layout), run, ours, &m.base, m.setnx.as_ref())
+                .with_ping(m.ping_p50_us);
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                writeln!(out, "{}", report.json_line())?;
+            } else if plan.repeat > 1 {
+                let layout = layout.map_or(String::new(), |l| format!(" ({} layout)", l.name()));
+                progress.suspend(|| {
+                    writeln!(
+                        out,
+                        "run {run}{layout}: {:.0} cycles/s, baseline {:.0} cycles/s, ratio {:.3}",
+                        report.cycles_per_s, report.baseline_cycles_per_s, report.ratio
+                    )
+                })?;
+            }
+            reports[i].push(report);
         }
-        reports.push(report);
     }
     Ok(reports)
 }
 
-/// The tasks of the in-memory throughput runs when `--concurrency` is not
-/// given.
-const DEFAULT_MEMORY_CONCURRENCIES: [u64; 3] = [1, 32, 64];
-
-/// The bench's parameters, defaults filled in and checked.
-#[derive(Debug, Clone, PartialEq)]
-struct Plan {
-    workload: Workload,
-    store: StoreKind,
-    /// Cycles per run (conversations held, for `memory`).
-    messages: u64,
-    concurrency: u64,
-    conversations: Option<u64>,
-    rounds: Option<u64>,
-    warmup: u64,
-    repeat: u64,
-    unrelated_keys: u64,
-    /// Measure each side of the in-memory `memory` workload in a fresh
-    /// process (off in unit tests, whose process is the test harness).
-    isolate_memory: bool,
-}
-
-impl Plan {
-    fn new(a: &BenchArgs) -> anyhow::Result<Plan> {
-        use StoreKind as S;
-        use Workload as W;
-        let refuse = |given: bool, option: &str, why: &str| {
-            anyhow::ensure!(!given, "{option} {why}");
-            Ok(())
-        };
-        let w = a.workload;
-        match a.store {
-            S::Memory => {
-                refuse(a.redis.is_some(), "--redis", "is only for --store redis")?;
-                refuse(
-                    a.endpoints.is_some(),
-                    "--endpoints",
-                    "is only for --store redis",
-                )?;
-                refuse(
-                    a.unrelated_keys > 0,
-                    "--unrelated-keys",
-                    "is only for --store redis",
-                )?;
+/// `--workload depth`: every run measures each layout at each depth and
+/// the baseline; then the medians, and the plot.
+async fn depth_command(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<()> {
+    let visible = !args.json && std::io::stderr().is_terminal();
+    let stores = target.stores();
+    let rounds = plan.rounds.unwrap_or(1);
+    let progress = Progress::new(
+        visible,
+        plan.repeat * (stores.len() * plan.depths.len() + 1) as u64 * rounds,
+    );
+    let mut all = DepthReport::default();
+    for run in 1..=plan.repeat as usize {
+        // The baseline first in even runs, last in odd ones.
+        let mut base = None;
+        if run.is_multiple_of(2) {
+            base = Some(depth_baseline(plan, target, &progress).await?);
+        }
+        let mut measured = Vec::new();
+        for (layout, store) in &stores {
+            let mut depths = Vec::new();
+            for (i, &waiters) in plan.depths.iter().enumerate() {
+                let deepest = i + 1 == plan.depths.len();
+                let d = depth::Depth {
+                    waiters,
+                    rounds,
+                    max_time: plan.depth_time,
+                    idle: plan.idle.filter(|t| deepest && !t.is_zero()),
+                };
+                let label = match layout {
+                    Some(l) => format!("{} layout, {waiters} waiters", l.name()),
+                    None => format!("{waiters} waiters"),
+                };
+                // A depth the server cannot sustain (calls time out) is
+                // reported as failed; the deeper ones are not tried.
+                match depth::run(store, target.wire(), d, fresh_tag(), &label, &progress).await {
+                    Ok(side) => depths.push((waiters, Ok(side))),
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        progress.suspend(|| {
+                            eprintln!("ticketlock: bench: {label}: {e}; deeper queues skipped")
+                        });
+                        depths.push((waiters, Err(e)));
+                        break;
+                    }
+                }
             }
-            S::Redis => anyhow::ensure!(
-                a.redis.is_some() || a.endpoints.is_some(),
-                "--store redis needs the server: --redis redis://host:port/db or --endpoints endpoints.yml"
-            ),
+            measured.push((*layout, depths));
         }
-        refuse(
-            a.conversations.is_some() && w != W::Contended,
-            "--conversations",
-            "is only for --workload contended",
-        )?;
-        refuse(
-            a.rounds.is_some() && w != W::Handoff,
-            "--rounds",
-            "is only for --workload handoff",
-        )?;
-        refuse(
-            a.messages.is_some() && w == W::Handoff,
-            "--messages",
-            "does not apply to --workload handoff: use --rounds",
-        )?;
-        refuse(
-            a.concurrency.is_some() && matches!(w, W::Handoff | W::Memory),
-            "--concurrency",
-            "does not apply to --workload handoff or memory (one holder and one waiter; one task filling)",
-        )?;
-        refuse(
-            a.warmup.is_some() && w == W::Memory,
-            "--warmup",
-            "does not apply to --workload memory",
-        )?;
-        let redis = a.store == S::Redis;
-        let rounds =
-            (w == W::Handoff).then(|| a.rounds.unwrap_or(if redis { 2_000 } else { 20_000 }));
-        let messages = match (w, rounds) {
-            (_, Some(r)) => 2 * r,
-            (W::Throughput, _) => a.messages.unwrap_or(if redis { 20_000 } else { 1_000_000 }),
-            (W::Contended, _) => a.messages.unwrap_or(if redis { 10_000 } else { 500_000 }),
-            (W::Memory | W::Handoff, _) => {
-                a.messages.unwrap_or(if redis { 10_000 } else { 1_000_000 })
+        let base = match base {
+            Some(b) => b,
+            None => depth_baseline(plan, target, &progress).await?,
+        };
+        let mut this_run = DepthReport::default();
+        for (layout, depths) in &measured {
+            this_run.extend(DepthReport::run(
+                plan.store, *layout, run, rounds, depths, base,
+            ));
+        }
+        if args.json {
+            let mut out = std::io::stdout().lock();
+            for line in this_run.json_lines() {
+                writeln!(out, "{line}")?;
             }
-        };
-        let concurrency = match w {
-            W::Handoff => 2,
-            W::Memory => 1,
-            _ => a.concurrency.unwrap_or(32),
-        };
-        let warmup = match (w, rounds) {
-            (W::Memory, _) => 0,
-            (_, Some(r)) => a.warmup.unwrap_or((r / 10).min(1_000)),
-            _ => a.warmup.unwrap_or((messages / 10).min(10_000)),
-        };
-        Ok(Plan {
-            workload: w,
-            store: a.store,
-            messages,
-            concurrency,
-            conversations: (w == W::Contended).then(|| a.conversations.unwrap_or(4)),
-            rounds,
-            warmup,
-            repeat: a.repeat,
-            unrelated_keys: a.unrelated_keys,
-            isolate_memory: true,
-        })
-    }
-
-    /// The plans of one `bench` command: one per concurrency. Without
-    /// `--concurrency`, the in-memory throughput workload runs with 1, 32
-    /// and 64 tasks (one task shows what a cycle costs, many how the store
-    /// scales); every other workload with its one default.
-    fn sweep(a: &BenchArgs) -> anyhow::Result<Vec<Plan>> {
-        let plan = Plan::new(a)?;
-        let sweep = plan.workload == Workload::Throughput
-            && plan.store == StoreKind::Memory
-            && a.concurrency.is_none();
-        if !sweep {
-            return Ok(vec![plan]);
         }
-        Ok(DEFAULT_MEMORY_CONCURRENCIES
-            .iter()
-            .map(|&concurrency| Plan {
-                concurrency,
-                ..plan.clone()
-            })
-            .collect())
+        all.extend(this_run);
     }
-
-    fn params(&self) -> Params {
-        Params {
-            workload: self.workload,
-            store: self.store,
-            messages: self.messages,
-            concurrency: self.concurrency as usize,
-            conversations: self.conversations,
-            rounds: self.rounds,
+    let medians = all.median();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for line in medians.json_lines() {
+            writeln!(out, "{line}")?;
         }
+    } else {
+        write!(out, "{}", medians.table())?;
     }
-
-    fn cycles(&self) -> Cycles {
-        Cycles {
-            messages: self.messages,
-            concurrency: self.concurrency as usize,
-            conversations: self.conversations,
-            record_waits: self.workload == Workload::Contended,
-        }
-    }
-
-    /// Units of progress of one side of one run.
-    fn work_per_side(&self) -> u64 {
-        self.rounds.unwrap_or(self.messages)
-    }
-}
-
-/// The store under test, and what its baseline needs.
-enum Target {
-    /// A new in-memory store (and keyed map) for every side of every run.
-    Memory,
-    Redis(RedisTarget),
-}
-
-struct RedisTarget {
-    store: LockStore,
-    wire: Wire,
-}
-
-/// Where the Redis server is named.
-#[derive(Debug, Clone, Copy)]
-enum RedisSource<'a> {
-    Url(&'a str),
-    Endpoints(&'a Path),
-}
-
-impl Target {
-    async fn open(args: &BenchArgs) -> anyhow::Result<Target> {
-        let source = match (&args.redis, &args.endpoints, args.store) {
-            (_, _, StoreKind::Memory) => return Ok(Target::Memory),
-            (Some(url), _, _) => RedisSource::Url(url),
-            (None, Some(file), _) => RedisSource::Endpoints(file),
-            (None, None, _) => anyhow::bail!("--store redis needs --redis URL or --endpoints FILE"),
-        };
-        let (store, config) = open_redis(source).await?;
-        let wire = Wire::open(&config).await?;
-        Ok(Target::Redis(RedisTarget { store, wire }))
-    }
-
-    fn store(&self) -> LockStore {
-        match self {
-            Target::Memory => LockStore::in_memory(),
-            Target::Redis(r) => r.store.clone(),
-        }
-    }
-}
-
-/// The Redis store named by `source`, and its configuration (for the
-/// baseline's own connection).
-async fn open_redis(source: RedisSource<'_>) -> anyhow::Result<(LockStore, RedisConfig)> {
-    let config = match source {
-        RedisSource::Url(url) => LockStoreConfig::from_url(url)?,
-        RedisSource::Endpoints(file) => LockStoreConfig::from_endpoints_file(file)?,
-    };
-    let LockStoreConfig::Redis(redis) = &config else {
-        anyhow::bail!(
-            "--store redis: {} does not configure a Redis lock store (its lock_store type is in-memory)",
-            match source {
-                RedisSource::Url(_) => "the URL".to_string(),
-                RedisSource::Endpoints(file) => file.display().to_string(),
-            }
+    if let Some(file) = &args.plot {
+        let (lines, baseline) = plot::series(&medians);
+        let title = format!(
+            "ticketlock on {}: hand-offs/s against queue depth (median of {} runs)",
+            plan.store.name(),
+            plan.repeat
         );
-    };
-    let redis = redis.clone();
-    let store = LockStore::create(config).await?;
-    Ok((store, redis))
+        plot::draw(file, &title, &lines, baseline.as_ref())?;
+    }
+    Ok(())
 }
+
+/// The baseline of a depth run: a plain lock's hand-off rate with
+/// [`BASELINE_CONTENDERS`] contenders on one key, and one round trip.
+async fn depth_baseline(
+    plan: &Plan,
+    target: &Target,
+    progress: &Progress,
+) -> anyhow::Result<depth_report::Baseline> {
+    let cycles = Cycles {
+        messages: plan.rounds.unwrap_or(1),
+        concurrency: BASELINE_CONTENDERS,
+        conversations: Some(1),
+        record_waits: false,
+        record_handoffs: false,
+    };
+    let (name, side, ping) = match target {
+        Target::Memory => {
+            let side = cycles::run(
+                &KeyedMutex::default(),
+                cycles,
+                fresh_tag(),
+                "baseline",
+                progress,
+            )
+            .await?;
+            ("keyed tokio::sync::Mutex map", side, None)
+        }
+        Target::Redis(r) => {
+            let side = cycles::run(&r.setnx, cycles, fresh_tag(), "SET NX", progress).await?;
+            (setnx::NAME, side, Some(r.wire.ping_p50(PINGS).await?))
+        }
+    };
+    Ok(depth_report::Baseline {
+        name,
+        handoffs_per_s: side.cycles_per_s(),
+        ping_p50_us: ping,
+    })
+}
+
+/// Sequential `PING`s per run for the one-round-trip figure.
+const PINGS: usize = 200;
 
 /// Which side of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Which {
     Ours,
     Baseline,
+    SetNx,
 }
 
-/// One run: both sides, ticketlock first in odd runs and the baseline first
-/// in even ones, so that a drift of the machine does not favour either.
+/// What one run measured: each store under test, the baseline, and the
+/// `SET NX` lock where it applies.
+struct Measured {
+    ours: Vec<Side>,
+    base: Side,
+    setnx: Option<Side>,
+    /// One round trip (`PING`), p50 in microseconds (Redis `contended`
+    /// and `handoff`).
+    ping_p50_us: Option<f64>,
+}
+
+/// One run: every side, ticketlock first in odd runs and the baselines
+/// first in even ones, so that a drift of the machine does not favour
+/// either.
 async fn measure(
     plan: &Plan,
     target: &Target,
     run: usize,
     progress: &Progress,
-) -> anyhow::Result<(Side, Side)> {
-    if run % 2 == 1 {
-        let ours = side(plan, target, Which::Ours, progress).await?;
-        let base = side(plan, target, Which::Baseline, progress).await?;
-        Ok((ours, base))
-    } else {
-        let base = side(plan, target, Which::Baseline, progress).await?;
-        let ours = side(plan, target, Which::Ours, progress).await?;
-        Ok((ours, base))
+) -> anyhow::Result<Measured> {
+    let stores = target.stores();
+    let with_setnx = target.setnx(plan).is_some();
+    let mut order: Vec<(Which, Option<&LockStore>)> =
+        stores.iter().map(|(_, s)| (Which::Ours, Some(s))).collect();
+    order.push((Which::Baseline, None));
+    if with_setnx {
+        order.push((Which::SetNx, None));
     }
+    if run.is_multiple_of(2) {
+        order.rotate_left(stores.len());
+    }
+    let mut ours = vec![None; stores.len()];
+    let (mut base, mut setnx) = (None, None);
+    for (which, store) in order {
+        let measured = metered(target, side(plan, target, which, store, progress)).await?;
+        match which {
+            Which::Ours => {
+                let i = stores
+                    .iter()
+                    .position(|(_, s)| store.is_some_and(|t| std::ptr::eq(s, t)))
+                    .context("bench: a side of no store")?;
+                ours[i] = Some(measured);
+            }
+            Which::Baseline => base = Some(measured),
+            Which::SetNx => setnx = Some(measured),
+        }
+    }
+    let ping_p50_us = match target.wire() {
+        Some(w) if matches!(plan.workload, Workload::Contended | Workload::Handoff) => {
+            Some(w.ping_p50(PINGS).await?)
+        }
+        _ => None,
+    };
+    Ok(Measured {
+        ours: ours.into_iter().map(Option::unwrap_or_default).collect(),
+        base: base.unwrap_or_default(),
+        setnx,
+        ping_p50_us,
+    })
+}
+
+/// `side` with the server's CPU time over it, on a standalone Redis.
+async fn metered(
+    target: &Target,
+    side: impl std::future::Future<Output = anyhow::Result<Side>>,
+) -> anyhow::Result<Side> {
+    let wire = target.wire().filter(|w| w.is_standalone());
+    let before = match wire {
+        Some(w) => Some(w.cpu().await?),
+        None => None,
+    };
+    let mut measured = side.await?;
+    if let (Some(w), Some(before)) = (wire, before) {
+        measured.server_cpu = Some(w.cpu().await?.saturating_sub(before));
+    }
+    Ok(measured)
 }
 
 async fn side(
     plan: &Plan,
     target: &Target,
     which: Which,
+    store: Option<&LockStore>,
     progress: &Progress,
 ) -> anyhow::Result<Side> {
     use Which::{Baseline, Ours};
@@ -500,20 +531,36 @@ async fn side(
     let label = match which {
         Ours => "ticketlock",
         Baseline => "baseline",
+        Which::SetNx => "SET NX",
     };
     let rounds = plan.rounds.unwrap_or(0);
     let n = plan.messages;
+    let ours = || store.context("bench: ticketlock's side needs a store");
     match (plan.workload, which, target) {
+        (W::Depth, _, _) => anyhow::bail!("bench: the depth workload has sides of its own"),
+        (_, Which::SetNx, _) => {
+            let lock = target
+                .setnx(plan)
+                .context("bench: no SET NX lock for this workload")?;
+            cycles::run(lock, plan.cycles(true), tag, label, progress).await
+        }
         (W::Throughput | W::Contended, Ours, _) => {
-            cycles::run(&target.store(), plan.cycles(), tag, label, progress).await
+            cycles::run(ours()?, plan.cycles(true), tag, label, progress).await
         }
         (W::Throughput | W::Contended, Baseline, Target::Memory) => {
-            cycles::run(&KeyedMutex::default(), plan.cycles(), tag, label, progress).await
+            cycles::run(
+                &KeyedMutex::default(),
+                plan.cycles(true),
+                tag,
+                label,
+                progress,
+            )
+            .await
         }
         (W::Throughput | W::Contended, Baseline, Target::Redis(r)) => {
-            cycles::run(&r.wire, plan.cycles(), tag, label, progress).await
+            cycles::run(&r.wire, plan.cycles(false), tag, label, progress).await
         }
-        (W::Handoff, Ours, _) => handoff::run(&target.store(), rounds, tag, label, progress).await,
+        (W::Handoff, Ours, _) => handoff::run(ours()?, rounds, tag, label, progress).await,
         (W::Handoff, Baseline, Target::Memory) => {
             handoff::run(&KeyedMutex::default(), rounds, tag, label, progress).await
         }
@@ -522,10 +569,10 @@ async fn side(
             memory::in_child(label, n, progress).await
         }
         (W::Memory, Ours, Target::Memory) => {
-            memory::store(&target.store(), &Meter::Rss, n, tag, progress).await
+            memory::store(ours()?, &Meter::Rss, n, tag, progress).await
         }
         (W::Memory, Ours, Target::Redis(r)) => {
-            memory::store(&r.store, &Meter::Redis(&r.wire), n, tag, progress).await
+            memory::store(ours()?, &Meter::Redis(&r.wire), n, tag, progress).await
         }
         (W::Memory, Baseline, Target::Memory) => {
             memory::keyed(&KeyedMutex::default(), n, tag, progress).await
@@ -544,6 +591,7 @@ fn fresh_tag() -> u32 {
 mod tests {
     use clap::Parser;
 
+    use super::layout::Layout;
     use super::*;
 
     #[derive(Parser, Debug)]
@@ -585,7 +633,8 @@ mod tests {
         );
         let p = plan(&["--workload", "contended"]).unwrap();
         assert_eq!((p.messages, p.conversations), (500_000, Some(4)));
-        assert!(p.cycles().record_waits);
+        assert!(p.cycles(true).record_waits && p.cycles(true).record_handoffs);
+        assert!(!p.cycles(false).record_handoffs);
         let p = plan(&["--workload", "handoff"]).unwrap();
         assert_eq!(
             (p.rounds, p.messages, p.concurrency, p.warmup),
@@ -648,11 +697,11 @@ mod tests {
         );
         assert_eq!(
             err(&["--workload", "contended", "--rounds", "3"]),
-            "--rounds is only for --workload handoff"
+            "--rounds is only for --workload handoff or depth"
         );
         assert_eq!(
             err(&["--workload", "handoff", "--messages", "3"]),
-            "--messages does not apply to --workload handoff: use --rounds"
+            "--messages does not apply to --workload handoff or depth: use --rounds"
         );
         assert!(
             err(&["--workload", "memory", "--concurrency", "3"])
@@ -660,13 +709,41 @@ mod tests {
         );
         assert_eq!(
             err(&["--workload", "memory", "--warmup", "3"]),
-            "--warmup does not apply to --workload memory"
+            "--warmup does not apply to --workload memory or depth"
+        );
+        assert_eq!(
+            err(&["--depths", "1,2"]),
+            "--depths is only for --workload depth"
+        );
+        assert_eq!(
+            err(&["--plot", "p.svg"]),
+            "--plot is only for --workload depth"
+        );
+        assert_eq!(
+            err(&["--layout", "native"]),
+            "--layout is only for --store redis"
+        );
+        assert_eq!(
+            err(&[
+                "--store",
+                "redis",
+                "--endpoints",
+                "e.yml",
+                "--layout",
+                "rasa"
+            ]),
+            "--layout needs --redis URL (with --endpoints, set `layout:` in the file)"
         );
         // clap's own checks name the option and the bad value.
         let e = parse(&["--messages", "0"]).unwrap_err();
         assert!(e.contains("--messages") && e.contains("0"), "{e}");
         let e = parse(&["--workload", "fast"]).unwrap_err();
-        assert!(e.contains("throughput, contended, handoff, memory"), "{e}");
+        assert!(
+            e.contains("throughput, contended, handoff, memory, depth"),
+            "{e}"
+        );
+        let e = parse(&["--layout", "sideways"]).unwrap_err();
+        assert!(e.contains("rasa, native, both"), "{e}");
         let e = parse(&["--store", "redis", "--redis", "u", "--endpoints", "f"]).unwrap_err();
         assert!(e.contains("cannot be used with"), "{e}");
     }
@@ -723,7 +800,7 @@ mod tests {
             let mut args = parse(line).unwrap();
             args.store = StoreKind::Redis;
             args.redis = Some(url.clone());
-            args.repeat = 2;
+            args.repeat = Some(2);
             let plan = Plan::new(&args).unwrap();
             let target = Target::open(&args).await.unwrap();
             let Target::Redis(r) = &target else {
@@ -738,15 +815,28 @@ mod tests {
                     .unwrap();
             }
             let reports = runs(&args, &plan, &target).await.unwrap();
-            let m = Report::median(&reports);
+            // The default layout, one store under test.
+            assert_eq!(reports.len(), 1, "{line:?}");
+            assert_eq!(reports[0].len(), 2);
+            let m = Report::median(&reports[0]);
+            assert_eq!(m.params.layout, Some(Layout::Rasa));
             assert!(
                 m.cycles_per_s > 0.0 && m.baseline_cycles_per_s > 0.0,
                 "{line:?}"
             );
             let x = &m.extra;
+            assert!(x.redis_cpu_per_cycle_us.is_some(), "{line:?}");
+            let setnx = matches!(plan.workload, Workload::Throughput | Workload::Contended);
+            assert_eq!(x.setnx_cycles_per_s.is_some(), setnx, "{line:?}");
+            assert_eq!(x.setnx_ratio.is_some(), setnx, "{line:?}");
+            let ping = matches!(plan.workload, Workload::Contended | Workload::Handoff);
+            assert_eq!(x.ping_p50_us.is_some(), ping, "{line:?}");
             match plan.workload {
                 Workload::Contended => {
-                    assert!(x.wait_p99_us.is_some() && x.baseline_wait_p99_us.is_some())
+                    assert!(x.wait_p99_us.is_some() && x.baseline_wait_p99_us.is_some());
+                    // Hand-offs for the locks, not for the wire baseline.
+                    assert!(x.handoff_p50_us.is_some() && x.setnx_handoff_p99_us.is_some());
+                    assert!(x.baseline_handoff_p50_us.is_none());
                 }
                 Workload::Handoff => {
                     assert!(x.handoff_p50_us.is_some() && x.baseline_handoff_p50_us.is_some())
@@ -755,7 +845,10 @@ mod tests {
                     assert!(x.bytes_per_conversation.unwrap() > 0.0);
                     assert!(x.baseline_bytes_per_conversation.unwrap() > 0.0);
                 }
-                Workload::Throughput => assert!(x.wait_p50_us.is_none()),
+                Workload::Throughput => {
+                    assert!(x.wait_p50_us.is_none() && x.setnx_wait_p50_us.is_none())
+                }
+                Workload::Depth => unreachable!("not in this list"),
             }
             // Every lock was released and every record deleted (request
             // entries, `{..}:..`, expire by themselves within seconds).
@@ -798,12 +891,16 @@ mod tests {
             &["--workload", "memory", "--messages", "5000"],
         ] {
             let mut args = parse(line).unwrap();
-            args.repeat = 2;
+            args.repeat = Some(2);
             let mut plan = Plan::new(&args).unwrap();
             plan.isolate_memory = false;
-            let reports = runs(&args, &plan, &Target::Memory).await.unwrap();
+            let mut per_store = runs(&args, &plan, &Target::Memory).await.unwrap();
+            assert_eq!(per_store.len(), 1);
+            let reports = per_store.remove(0);
             assert_eq!(reports.len(), 2);
             let m = Report::median(&reports);
+            assert_eq!(m.params.layout, None);
+            assert!(m.extra.setnx_cycles_per_s.is_none() && m.extra.ping_p50_us.is_none());
             assert!(
                 m.cycles_per_s > 0.0 && m.baseline_cycles_per_s > 0.0,
                 "{line:?}"
@@ -824,6 +921,7 @@ mod tests {
                 Workload::Throughput => {
                     assert!(x.wait_p50_us.is_none() && x.handoff_p50_us.is_none())
                 }
+                Workload::Depth => unreachable!("not in this list"),
             }
         }
     }

@@ -26,6 +26,10 @@ pub(crate) struct Cycles {
     pub conversations: Option<u64>,
     /// Record each message's wait for its lock.
     pub record_waits: bool,
+    /// Record each hand-off (with `conversations`): the time from a
+    /// holder's release call to the next holder's entry on the same
+    /// conversation. Only for real locks: the wire baseline excludes no one.
+    pub record_handoffs: bool,
 }
 
 /// Writes the id of conversation `n` of run `tag`: 36 characters shaped
@@ -61,37 +65,46 @@ pub(crate) async fn run<L: Locker>(
 ) -> anyhow::Result<Side> {
     let next = Arc::new(AtomicU64::new(0));
     let phase = progress.phase(label, next.clone(), plan.messages);
+    let releases = Arc::new(Releases::new(plan));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..plan.concurrency {
-        let (locker, next) = (locker.clone(), next.clone());
+        let (locker, next, releases) = (locker.clone(), next.clone(), releases.clone());
         tasks.spawn(async move {
             let mut buf = String::with_capacity(40);
             let mut waits = Vec::new();
+            let mut handoffs = Vec::new();
             let mut done = 0u64;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= plan.messages {
                     break;
                 }
-                write_id(&mut buf, tag, plan.conversations.map_or(i, |k| i % k));
+                let c = plan.conversations.map_or(i, |k| i % k);
+                write_id(&mut buf, tag, c);
                 let asked = plan.record_waits.then(Instant::now);
                 let guard = locker.lock(&buf).await?;
                 if let Some(asked) = asked {
                     waits.push(asked.elapsed().as_nanos() as u64);
                 }
+                if let Some(gap) = releases.entered(c) {
+                    handoffs.push(gap);
+                }
+                releases.releasing(c);
                 locker.release(&buf, guard).await?;
                 done += 1;
             }
-            anyhow::Ok((done, waits))
+            anyhow::Ok((done, waits, handoffs))
         });
     }
     let mut done = 0;
     let mut waits = Vec::new();
+    let mut handoffs = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (n, w) = joined.context("a bench task panicked")??;
+        let (n, w, h) = joined.context("a bench task panicked")??;
         done += n;
         waits.extend(w);
+        handoffs.extend(h);
     }
     let elapsed = started.elapsed();
     drop(phase);
@@ -108,8 +121,42 @@ pub(crate) async fn run<L: Locker>(
         } else {
             None
         },
+        handoff: Stats::of(&mut handoffs),
         ..Side::default()
     })
+}
+
+/// The last release call of each conversation not yet followed by an
+/// entry (for hand-off times).
+struct Releases(Vec<std::sync::Mutex<Option<Instant>>>);
+
+impl Releases {
+    fn new(plan: Cycles) -> Releases {
+        let k = match plan.conversations {
+            Some(k) if plan.record_handoffs => k as usize,
+            _ => 0,
+        };
+        Releases((0..k).map(|_| std::sync::Mutex::new(None)).collect())
+    }
+
+    fn slot(&self, c: u64) -> Option<std::sync::MutexGuard<'_, Option<Instant>>> {
+        let slot = self.0.get(c as usize)?;
+        Some(slot.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A holder of conversation `c` is about to call release.
+    fn releasing(&self, c: u64) {
+        if let Some(mut slot) = self.slot(c) {
+            *slot = Some(Instant::now());
+        }
+    }
+
+    /// A holder entered conversation `c`: nanoseconds since the release
+    /// call before it, if there was one.
+    fn entered(&self, c: u64) -> Option<u64> {
+        let released = self.slot(c)?.take()?;
+        Some(released.elapsed().as_nanos() as u64)
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +220,7 @@ mod tests {
             concurrency: 8,
             conversations: None,
             record_waits: false,
+            record_handoffs: false,
         };
         let side = run(&locker, plan, 7, "t", &Progress::hidden())
             .await
@@ -194,6 +242,7 @@ mod tests {
             concurrency: 16,
             conversations: Some(3),
             record_waits: true,
+            record_handoffs: true,
         };
         let side = run(&locker, plan, 9, "c", &Progress::hidden())
             .await
@@ -201,6 +250,8 @@ mod tests {
         assert_eq!(side.cycles, 301);
         let waits = side.waits.unwrap();
         assert!(waits.p50 <= waits.p90 && waits.p90 <= waits.p99 && waits.p99 <= waits.max);
+        let handoffs = side.handoff.unwrap();
+        assert!(handoffs.p50 <= handoffs.p99 && handoffs.p99 <= handoffs.max);
         let cycles = locker.cycles.lock().unwrap();
         let mut counts: Vec<u64> = cycles.values().copied().collect();
         counts.sort();
@@ -217,6 +268,7 @@ mod tests {
             concurrency: 16,
             conversations: Some(4),
             record_waits: true,
+            record_handoffs: true,
         };
         let side = run(&store, plan, 1, "c", &Progress::hidden())
             .await

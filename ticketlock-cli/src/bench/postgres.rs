@@ -183,13 +183,14 @@ pub(crate) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let messages = args.messages.unwrap_or(5_000);
     let concurrency = args.concurrency.unwrap_or(32) as usize;
     let rounds = args.rounds.unwrap_or(1_000);
-    let repeat = args.repeat as usize;
+    let repeat = args.repeat.unwrap_or(super::DEFAULT_REPEAT) as usize;
     let hidden = Progress::hidden();
     let plan = Cycles {
         messages,
         concurrency,
         conversations: None,
         record_waits: false,
+        record_handoffs: false,
     };
     let json = args.json;
     let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{StoreKind, Workload};
+use super::layout::Layout;
+use super::{StoreKind, Workload, setnx};
 
 /// Latency percentiles, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -52,11 +53,19 @@ pub(crate) struct Side {
     pub bytes_per_conversation: Option<f64>,
     /// Memory per conversation still held after all were released.
     pub bytes_after_release: Option<f64>,
+    /// The Redis server's CPU time over the side (a standalone server).
+    pub server_cpu: Option<Duration>,
 }
 
 impl Side {
     pub(crate) fn cycles_per_s(&self) -> f64 {
         self.cycles as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The server's CPU time per cycle, in microseconds.
+    fn cpu_per_cycle_us(&self) -> Option<f64> {
+        let cpu = self.server_cpu.filter(|_| self.cycles > 0)?;
+        Some(cpu.as_secs_f64() * 1e6 / self.cycles as f64)
     }
 }
 
@@ -65,6 +74,8 @@ impl Side {
 pub(crate) struct Params {
     pub workload: Workload,
     pub store: StoreKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
     pub messages: u64,
     pub concurrency: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +137,30 @@ pub(crate) struct Extra {
     pub bytes_after_release: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_bytes_after_release: Option<f64>,
+    /// The Redis server's CPU time per cycle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cpu_per_cycle_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_redis_cpu_per_cycle_us: Option<f64>,
+    /// The `SET NX PX` spin lock on the same workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_cycles_per_s: Option<f64>,
+    /// `cycles_per_s / setnx_cycles_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_wait_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_wait_p99_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_handoff_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_handoff_p99_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setnx_redis_cpu_per_cycle_us: Option<f64>,
+    /// One round trip to the server (`PING`), p50.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ping_p50_us: Option<f64>,
 }
 
 /// What the baseline of `params` is, in words.
@@ -133,13 +168,21 @@ pub(crate) fn baseline_name(workload: Workload, store: StoreKind) -> &'static st
     match (store, workload) {
         (StoreKind::Memory, _) => "keyed tokio::sync::Mutex map",
         (StoreKind::Redis, Workload::Memory) => "SET of the Rasa record",
+        (StoreKind::Redis, Workload::Depth) => setnx::NAME,
         (StoreKind::Redis, _) => "EVALSHA of `return 1`, 2 round trips per cycle",
     }
 }
 
 impl Report {
-    /// The report of run `run` (from 1).
-    pub(crate) fn run(params: Params, run: usize, ours: &Side, base: &Side) -> Report {
+    /// The report of run `run` (from 1); `setnx`: the `SET NX` lock's side,
+    /// where the workload has one.
+    pub(crate) fn run(
+        params: Params,
+        run: usize,
+        ours: &Side,
+        base: &Side,
+        setnx: Option<&Side>,
+    ) -> Report {
         let (cycles, base_cycles) = (ours.cycles_per_s(), base.cycles_per_s());
         Report {
             kind: "run",
@@ -165,8 +208,24 @@ impl Report {
                 baseline_bytes_per_conversation: base.bytes_per_conversation,
                 bytes_after_release: ours.bytes_after_release,
                 baseline_bytes_after_release: base.bytes_after_release,
+                redis_cpu_per_cycle_us: ours.cpu_per_cycle_us(),
+                baseline_redis_cpu_per_cycle_us: base.cpu_per_cycle_us(),
+                setnx_cycles_per_s: setnx.map(Side::cycles_per_s),
+                setnx_ratio: setnx.map(|s| cycles / s.cycles_per_s().max(1e-9)),
+                setnx_wait_p50_us: setnx.and_then(|s| s.waits).map(|w| w.p50),
+                setnx_wait_p99_us: setnx.and_then(|s| s.waits).map(|w| w.p99),
+                setnx_handoff_p50_us: setnx.and_then(|s| s.handoff).map(|w| w.p50),
+                setnx_handoff_p99_us: setnx.and_then(|s| s.handoff).map(|w| w.p99),
+                setnx_redis_cpu_per_cycle_us: setnx.and_then(Side::cpu_per_cycle_us),
+                ping_p50_us: None,
             },
         }
+    }
+
+    /// The same report with the one-round-trip figure.
+    pub(crate) fn with_ping(mut self, ping_p50_us: Option<f64>) -> Report {
+        self.extra.ping_p50_us = ping_p50_us;
+        self
     }
 
     /// The median of each measure over `runs` (not empty), taken measure by
@@ -199,6 +258,16 @@ impl Report {
                 baseline_bytes_per_conversation: e(|x| x.baseline_bytes_per_conversation),
                 bytes_after_release: e(|x| x.bytes_after_release),
                 baseline_bytes_after_release: e(|x| x.baseline_bytes_after_release),
+                redis_cpu_per_cycle_us: e(|x| x.redis_cpu_per_cycle_us),
+                baseline_redis_cpu_per_cycle_us: e(|x| x.baseline_redis_cpu_per_cycle_us),
+                setnx_cycles_per_s: e(|x| x.setnx_cycles_per_s),
+                setnx_ratio: e(|x| x.setnx_ratio),
+                setnx_wait_p50_us: e(|x| x.setnx_wait_p50_us),
+                setnx_wait_p99_us: e(|x| x.setnx_wait_p99_us),
+                setnx_handoff_p50_us: e(|x| x.setnx_handoff_p50_us),
+                setnx_handoff_p99_us: e(|x| x.setnx_handoff_p99_us),
+                setnx_redis_cpu_per_cycle_us: e(|x| x.setnx_redis_cpu_per_cycle_us),
+                ping_p50_us: e(|x| x.ping_p50_us),
             },
         }
     }
@@ -222,6 +291,9 @@ impl Report {
             p.messages,
             p.concurrency
         );
+        if let Some(l) = p.layout {
+            let _ = write!(out, ", layout {}", l.name());
+        }
         if let Some(k) = p.conversations {
             let _ = write!(out, ", {k} conversations");
         }
@@ -234,6 +306,9 @@ impl Report {
         };
         let _ = writeln!(out, " ({what})");
         let _ = writeln!(out, "baseline: {}", self.baseline);
+        if self.extra.setnx_cycles_per_s.is_some() {
+            let _ = writeln!(out, "SET NX rows: against the {}", setnx::NAME);
+        }
         let rows = self.rows();
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         let _ = writeln!(
@@ -301,6 +376,52 @@ impl Report {
             x.baseline_bytes_after_release,
             " B",
         );
+        add(
+            "Redis CPU/cycle",
+            x.redis_cpu_per_cycle_us,
+            x.baseline_redis_cpu_per_cycle_us,
+            " us",
+        );
+        add(
+            "SET NX: cycles/s",
+            Some(self.cycles_per_s).filter(|_| x.setnx_cycles_per_s.is_some()),
+            x.setnx_cycles_per_s,
+            "",
+        );
+        add(
+            "SET NX: wait p50",
+            x.wait_p50_us.filter(|_| x.setnx_wait_p50_us.is_some()),
+            x.setnx_wait_p50_us,
+            " us",
+        );
+        add(
+            "SET NX: wait p99",
+            x.wait_p99_us.filter(|_| x.setnx_wait_p99_us.is_some()),
+            x.setnx_wait_p99_us,
+            " us",
+        );
+        add(
+            "SET NX: handoff p50",
+            x.handoff_p50_us
+                .filter(|_| x.setnx_handoff_p50_us.is_some()),
+            x.setnx_handoff_p50_us,
+            " us",
+        );
+        add(
+            "SET NX: handoff p99",
+            x.handoff_p99_us
+                .filter(|_| x.setnx_handoff_p99_us.is_some()),
+            x.setnx_handoff_p99_us,
+            " us",
+        );
+        add(
+            "SET NX: Redis CPU/cycle",
+            x.redis_cpu_per_cycle_us
+                .filter(|_| x.setnx_redis_cpu_per_cycle_us.is_some()),
+            x.setnx_redis_cpu_per_cycle_us,
+            " us",
+        );
+        add("one round trip (PING) p50", x.ping_p50_us, None, " us");
         rows
     }
 }
@@ -352,6 +473,7 @@ mod tests {
         Params {
             workload,
             store: StoreKind::Memory,
+            layout: None,
             messages: 10,
             concurrency: 2,
             conversations: None,
@@ -380,6 +502,7 @@ mod tests {
             1,
             &side(10, 1000, 4.0),
             &side(20, 1000, 2.0),
+            None,
         );
         let v: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
         assert_eq!(v["kind"], "run");
@@ -404,9 +527,9 @@ mod tests {
     fn median_takes_each_measure_and_the_ratio_of_pairs() {
         let p = params(Workload::Handoff);
         let runs = [
-            Report::run(p, 1, &side(10, 1000, 4.0), &side(20, 1000, 1.0)),
-            Report::run(p, 2, &side(30, 1000, 6.0), &side(30, 1000, 3.0)),
-            Report::run(p, 3, &side(20, 1000, 5.0), &side(80, 1000, 2.0)),
+            Report::run(p, 1, &side(10, 1000, 4.0), &side(20, 1000, 1.0), None),
+            Report::run(p, 2, &side(30, 1000, 6.0), &side(30, 1000, 3.0), None),
+            Report::run(p, 3, &side(20, 1000, 5.0), &side(80, 1000, 2.0), None),
         ];
         let m = Report::median(&runs);
         assert_eq!(m.kind, "median");
@@ -427,6 +550,7 @@ mod tests {
             1,
             &side(10, 1000, 4.0),
             &side(20, 1000, 2.0),
+            None,
         );
         let t = r.table();
         assert!(

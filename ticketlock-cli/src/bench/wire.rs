@@ -31,7 +31,7 @@ pub(crate) struct Wire {
 
 /// One server's connection, or a cluster's.
 #[derive(Clone)]
-enum Con {
+pub(crate) enum Con {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
@@ -124,6 +124,46 @@ impl Wire {
             .context("bench baseline: EVALSHA")?;
         anyhow::ensure!(one == 1, "bench baseline: the script returned {one}, not 1");
         Ok(())
+    }
+
+    /// The connection, for other clients of the same server (the `SET NX`
+    /// baseline).
+    pub(crate) fn con(&self) -> Con {
+        self.con.clone()
+    }
+
+    /// Whether this is one server (not a cluster).
+    pub(crate) fn is_standalone(&self) -> bool {
+        matches!(self.con, Con::Single(_))
+    }
+
+    /// The CPU time the server has used since it started, user and system
+    /// (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`).
+    pub(crate) async fn cpu(&self) -> anyhow::Result<Duration> {
+        anyhow::ensure!(
+            matches!(self.con, Con::Single(_)),
+            "bench: Redis CPU figures need a standalone server, not a cluster"
+        );
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut self.con.clone())
+            .await
+            .context("bench: INFO cpu")?;
+        server_cpu(&info)
+    }
+
+    /// The median of `n` sequential `PING` round trips (at least one).
+    pub(crate) async fn ping_p50(&self, n: usize) -> anyhow::Result<f64> {
+        let mut samples = Vec::with_capacity(n.max(1));
+        for _ in 0..n.max(1) {
+            let t = Instant::now();
+            redis::cmd("PING")
+                .exec_async(&mut self.con.clone())
+                .await
+                .context("bench: PING")?;
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        Ok(Stats::of(&mut samples).map_or(0.0, |s| s.p50))
     }
 
     /// The server's `used_memory`, in bytes.
@@ -285,6 +325,19 @@ pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
     Ok(client)
 }
 
+/// `used_cpu_user` + `used_cpu_sys` of an `INFO cpu` reply.
+fn server_cpu(info: &str) -> anyhow::Result<Duration> {
+    let field = |name: &str| -> anyhow::Result<f64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .with_context(|| format!("bench: no {name} in INFO cpu"))
+    };
+    let seconds = field("used_cpu_user")? + field("used_cpu_sys")?;
+    Duration::try_from_secs_f64(seconds)
+        .with_context(|| format!("bench: INFO cpu reports {seconds} s of CPU"))
+}
+
 /// Bounds every baseline call, so a dead server fails the bench instead of
 /// hanging it.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -337,6 +390,7 @@ mod tests {
             concurrency: 8,
             conversations: None,
             record_waits: false,
+            record_handoffs: false,
         };
         let side = run(&wire, plan, 1, "b", &Progress::hidden()).await.unwrap();
         assert_eq!(side.cycles, 300);
@@ -386,6 +440,7 @@ mod tests {
             concurrency: 8,
             conversations: None,
             record_waits: false,
+            record_handoffs: false,
         };
         let side = run(&wire, plan, 1, "b", &Progress::hidden()).await.unwrap();
         assert_eq!(side.cycles, 300);
@@ -394,6 +449,29 @@ mod tests {
         assert!(per_node.iter().all(|&n| n > 0), "{per_node:?}");
         let err = wire.used_memory().await.unwrap_err().to_string();
         assert!(err.contains("standalone server"), "{err}");
+    }
+
+    #[test]
+    fn server_cpu_adds_user_and_system_time() {
+        let info = "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.500000\r\n\
+                    used_cpu_sys_children:9.000000\r\nused_cpu_user_children:9.000000\r\n";
+        assert_eq!(server_cpu(info).unwrap(), Duration::from_millis(1750));
+        let err = server_cpu("used_cpu_sys:1\r\n").unwrap_err().to_string();
+        assert!(err.contains("no used_cpu_user"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_cpu_grows_with_work_and_ping_has_a_round_trip() {
+        let Some((_server, config)) = server() else {
+            return;
+        };
+        let wire = Wire::connect(&client(&config).unwrap()).await.unwrap();
+        let before = wire.cpu().await.unwrap();
+        for _ in 0..200 {
+            wire.round_trip("k").await.unwrap();
+        }
+        assert!(wire.cpu().await.unwrap() >= before);
+        assert!(wire.ping_p50(5).await.unwrap() > 0.0);
     }
 
     #[test]
