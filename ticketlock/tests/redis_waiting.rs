@@ -116,6 +116,7 @@ async fn a_deep_queue_costs_keep_alives_not_wait_time_looks_and_drains_in_order(
     let start = evalsha_calls(&mut con);
     tokio::time::sleep(WINDOW).await;
     let looks = evalsha_calls(&mut con) - start;
+    eprintln!("{looks} script calls by {WAITERS} waiters in {WINDOW:?}");
     // Every waiter looks at least every lifetime / 3 = 2 s (at most
     // WINDOW / 2 s + 1 = 4 looks each in the window); the next in line also
     // every wait_time, 1 s (WINDOW / 1 s + 1 = 7); a few to spare. Before,
