@@ -351,7 +351,8 @@ impl<'a> IntoFuture for LockRequest<'a> {
     ///
     /// # Cancel safety
     /// Dropping the future at any await point withdraws the ticket (at once
-    /// in memory; with one spawned round trip on Redis), so the next waiter
+    /// in memory; on Redis with a spawned release, after a repeat of the
+    /// issue when its reply was outstanding), so the next waiter
     /// is not held up; a ticket whose withdrawal cannot reach the store
     /// expires after its lifetime.
     fn into_future(self) -> LockFuture<'a> {

@@ -33,8 +33,11 @@
 //!   the head's number on the channel named like the key (`*` after
 //!   save_lock and delete_lock: everybody looks again). One pub/sub
 //!   connection per store, owned by a background task, serves all its
-//!   waiters (`redis/subscriber.rs`). A release by a Rasa process publishes
-//!   nothing: our waiters then see it at their next bounded re-check.
+//!   waiters (`redis/subscriber.rs`); a head-change message wakes the new
+//!   head's waiter and the lowest waiting ticket above it in the process
+//!   (the new next in line). A release by a Rasa process publishes nothing:
+//!   our waiter next in line sees it at its next `wait_time` look (the
+//!   others look every third of their lifetime, see `lock.rs`).
 //! - Connections: one multiplexed connection for commands plus the pub/sub
 //!   one. Every attempt is bounded by `socket_timeout`. A connection that
 //!   failed or timed out is replaced (never used again), and the call is
