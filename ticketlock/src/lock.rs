@@ -60,9 +60,11 @@ pub struct LockOptions {
     /// How long the holder keeps the lock without renewing, counted from
     /// acquisition. Rasa's `lock_lifetime`.
     pub lifetime: Duration,
-    /// The longest pause between two looks at the queue while waiting.
-    /// Rasa's `wait_time_in_seconds`; wake-ups are pushed, so this only
-    /// bounds the wait after a lost wake-up or a release by a Rasa process.
+    /// The longest pause between two looks at the queue by the waiter next
+    /// in line. Rasa's `wait_time_in_seconds`; wake-ups are pushed, so this
+    /// only bounds the wait after a lost wake-up or a release by a Rasa
+    /// process. Waiters further back look every third of the lifetime (to
+    /// keep their tickets alive) and on a push, not every `wait_time`.
     pub wait_time: Duration,
     /// Give up (with [`Error::Timeout`]) when the lock is not acquired within
     /// this long. `None` waits as long as it takes.
@@ -141,8 +143,9 @@ impl<'a> LockRequest<'a> {
         self
     }
 
-    /// Sets the longest pause between two looks at the queue (Rasa's
-    /// `wait_time_in_seconds`).
+    /// Sets the longest pause between two looks at the queue by the waiter
+    /// next in line (Rasa's `wait_time_in_seconds`; see
+    /// [`LockOptions::wait_time`]).
     pub fn wait_time(mut self, wait_time: Duration) -> Self {
         self.options.wait_time = wait_time;
         self
@@ -348,7 +351,8 @@ impl<'a> IntoFuture for LockRequest<'a> {
     ///
     /// # Cancel safety
     /// Dropping the future at any await point withdraws the ticket (at once
-    /// in memory; with one spawned round trip on Redis), so the next waiter
+    /// in memory; on Redis with a spawned release, after a repeat of the
+    /// issue when its reply was outstanding), so the next waiter
     /// is not held up; a ticket whose withdrawal cannot reach the store
     /// expires after its lifetime.
     fn into_future(self) -> LockFuture<'a> {
@@ -623,9 +627,12 @@ pub(crate) fn queue_full(id: &str, limit: usize) -> Error {
 /// [`Error::Unavailable`] (each look already retried on a fresh connection).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// Waits until `attempt` is no longer [`Attempt::Queued`]: on push wake-ups,
-/// at the holder's expiry, and at least every `wait_time` (and every third
-/// of the lifetime, which keeps the waiting ticket alive).
+/// Waits until `attempt` is no longer [`Attempt::Queued`]: on push wake-ups
+/// and on timers (see [`next_look`]): every waiter looks at least every
+/// third of its lifetime, which keeps its ticket alive; only the waiter next
+/// in line also looks every `wait_time` and at the holder's expiry. So the
+/// looks of a queue's waiters between two changes do not grow with
+/// `wait_time` times its depth.
 ///
 /// A look that fails with [`Error::Unavailable`] (the store is down or the
 /// connection dropped) does not give the ticket up: the waiter looks again
@@ -644,10 +651,6 @@ async fn wait<B: Backend>(
     let mut watch: Option<Watch> = None;
     // When a push last woke this waiter: the start of a hand-off.
     let mut pushed_at: Option<Instant> = None;
-    let longest = o
-        .wait_time
-        .min(o.lifetime / 3)
-        .max(Duration::from_millis(1));
     let mut alive_until = issued_at + o.lifetime;
     loop {
         let Attempt::Queued {
@@ -670,17 +673,13 @@ async fn wait<B: Backend>(
                 watch = Some(b.watch(id, ticket).await?);
             }
             Some(w) => {
-                let pause = holder_remaining.map_or(longest, |r| longest.min(r + EXPIRY_SLACK));
+                let (pause, cause) = next_look(ahead, holder_remaining, o);
                 let pushed = tokio::select! {
                     biased;
                     () = w.changed() => true,
                     () = tokio::time::sleep(pause) => false,
                 };
-                crate::metrics::wakeup(match (pushed, pause < longest) {
-                    (true, _) => "push",
-                    (false, true) => "holder_expiry",
-                    (false, false) => "wait_time",
-                });
+                crate::metrics::wakeup(if pushed { "push" } else { cause.label() });
                 pushed_at = pushed.then(Instant::now);
             }
         }
@@ -700,7 +699,8 @@ async fn wait<B: Backend>(
                     error = %e,
                     "look at the queue failed; keeping the ticket and looking again"
                 );
-                // Look again after the pause (or at a wake-up).
+                // Look again after the pause (or at a wake-up), whatever
+                // the ticket's place.
                 Attempt::Queued {
                     ahead: 0,
                     holder_remaining: Some(RETRY_PAUSE),
@@ -712,6 +712,56 @@ async fn wait<B: Backend>(
             crate::metrics::handoff(at.elapsed());
         }
     }
+}
+
+/// Why a waiter looks at the queue without a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// A third of the lifetime passed: the look keeps the ticket alive.
+    KeepAlive,
+    /// Next in line, `wait_time` passed (a release by a Rasa process
+    /// publishes nothing).
+    WaitTime,
+    /// Next in line, the holder's lease ends.
+    HolderExpiry,
+}
+
+impl Look {
+    fn label(self) -> &'static str {
+        match self {
+            Look::KeepAlive => "keep_alive",
+            Look::WaitTime => "wait_time",
+            Look::HolderExpiry => "holder_expiry",
+        }
+    }
+}
+
+/// How long a waiter `ahead` places behind the head pauses before it looks
+/// again unless a push wakes it, and why it looks then.
+///
+/// Every waiter looks at least every third of its lifetime (keep-alive).
+/// Only the waiter next in line (`ahead` <= 1: the holder alone is ahead)
+/// also looks every `wait_time` and just after the holder's expiry: it is
+/// the one a release by a Rasa process or a vanished holder lets in. A
+/// waiter further back learns of a change by a push (a head-change message
+/// also wakes the waiter of this process behind the new head, see
+/// `redis/subscriber.rs`) or at its keep-alive.
+fn next_look(ahead: u64, holder_remaining: Option<Duration>, o: &LockOptions) -> (Duration, Look) {
+    let keep_alive = (o.lifetime / 3).max(Duration::from_millis(1));
+    let mut next = (keep_alive, Look::KeepAlive);
+    if ahead > 1 {
+        return next;
+    }
+    let wait_time = o.wait_time.max(Duration::from_millis(1));
+    if wait_time < next.0 {
+        next = (wait_time, Look::WaitTime);
+    }
+    if let Some(r) = holder_remaining.map(|r| r + EXPIRY_SLACK)
+        && r < next.0
+    {
+        next = (r, Look::HolderExpiry);
+    }
+    next
 }
 
 #[cfg(test)]
@@ -741,6 +791,47 @@ mod tests {
         let at = seen_at.expect("the other task never ran during 10,000 free locks");
         // Tokio's budget is 128 operations per turn.
         assert!(at <= 1_000, "the other task ran only after {at} locks");
+    }
+
+    #[test]
+    fn only_the_waiter_next_in_line_looks_every_wait_time_and_at_the_expiry() {
+        use super::{LockOptions, Look, next_look};
+        let o = LockOptions::new(Duration::from_secs(6));
+        let expiry = Some(Duration::from_millis(500));
+        // Far back: the keep-alive alone, a third of the lifetime.
+        for ahead in [2, 3, 999] {
+            assert_eq!(
+                next_look(ahead, expiry, &o),
+                (Duration::from_secs(2), Look::KeepAlive)
+            );
+        }
+        // Next in line: the holder's expiry (plus the slack), else wait_time.
+        for ahead in [0, 1] {
+            assert_eq!(
+                next_look(ahead, expiry, &o),
+                (Duration::from_millis(501), Look::HolderExpiry)
+            );
+            assert_eq!(
+                next_look(ahead, Some(Duration::from_secs(30)), &o),
+                (Duration::from_secs(1), Look::WaitTime)
+            );
+            assert_eq!(
+                next_look(ahead, None, &o),
+                (Duration::from_secs(1), Look::WaitTime)
+            );
+        }
+        // A wait_time longer than the keep-alive never delays it.
+        let mut long = o;
+        long.wait_time = Duration::from_secs(3600);
+        assert_eq!(
+            next_look(1, None, &long),
+            (Duration::from_secs(2), Look::KeepAlive)
+        );
+        // Nor does a far holder expiry.
+        assert_eq!(
+            next_look(1, Some(Duration::from_secs(30)), &long),
+            (Duration::from_secs(2), Look::KeepAlive)
+        );
     }
 
     #[test]

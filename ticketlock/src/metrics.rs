@@ -16,7 +16,7 @@
 //! | `ticketlock_tickets_ahead` | histogram | | live tickets ahead of a ticket when it was issued |
 //! | `ticketlock_locks_held` | gauge | | guards alive in this process |
 //! | `ticketlock_tickets_waiting` | gauge | | tickets issued in this process and not served yet |
-//! | `ticketlock_wakeups_total` | counter | `cause`: `push`, `holder_expiry`, `wait_time` | looks at the queue by a waiter, by what woke it |
+//! | `ticketlock_wakeups_total` | counter | `cause`: `push`, `holder_expiry`, `wait_time`, `keep_alive` | looks at the queue by a waiter, by what woke it |
 //! | `ticketlock_leases_lost_total` | counter | | guards that learnt their lease ran out |
 //! | `ticketlock_renewals_total` | counter | | lease renewals that succeeded |
 //! | `ticketlock_renewal_failures_total` | counter | | renewals that failed: the store could not be reached (a lost lease is counted above) |
@@ -45,7 +45,8 @@ pub const LOCKS_HELD: &str = "ticketlock_locks_held";
 /// Gauge: tickets issued in this process and not served yet.
 pub const TICKETS_WAITING: &str = "ticketlock_tickets_waiting";
 /// Counter: a waiter's looks at the queue, by `cause` (`push`,
-/// `holder_expiry`, `wait_time`).
+/// `holder_expiry`, `wait_time`: the waiter next in line's; `keep_alive`:
+/// every waiter's, each third of its lifetime).
 pub const WAKEUPS_TOTAL: &str = "ticketlock_wakeups_total";
 /// Counter: guards that learnt their lease ran out.
 pub const LEASES_LOST_TOTAL: &str = "ticketlock_leases_lost_total";

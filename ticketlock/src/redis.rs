@@ -33,8 +33,11 @@
 //!   the head's number on the channel named like the key (`*` after
 //!   save_lock and delete_lock: everybody looks again). One pub/sub
 //!   connection per store, owned by a background task, serves all its
-//!   waiters (`redis/subscriber.rs`). A release by a Rasa process publishes
-//!   nothing: our waiters then see it at their next bounded re-check.
+//!   waiters (`redis/subscriber.rs`); a head-change message wakes the new
+//!   head's waiter and the lowest waiting ticket above it in the process
+//!   (the new next in line). A release by a Rasa process publishes nothing:
+//!   our waiter next in line sees it at its next `wait_time` look (the
+//!   others look every third of their lifetime, see `lock.rs`).
 //! - Connections: one multiplexed connection for commands plus the pub/sub
 //!   one. Every attempt is bounded by `socket_timeout`. A connection that
 //!   failed or timed out is replaced (never used again), and the call is
@@ -83,8 +86,11 @@
 //!   new primary's clock, which must not be behind the old one's by more
 //!   than the failover took (detection alone is `down-after-milliseconds`
 //!   or `cluster-node-timeout`).
-//! - Cancellation: `issue` runs in a spawned task, so a ticket whose caller
-//!   went away during the round trip is still released.
+//! - Cancellation: `issue` runs inline; if its caller goes away while the
+//!   reply is outstanding, a drop guard spawns (only then) a task that sends
+//!   the same request again (same request id, drawn before the first send:
+//!   the script answers the ticket the first attempt made, or makes it if
+//!   the first never ran) and releases that ticket.
 //! - Bounds: the issue script refuses a ticket (status 2, then
 //!   [`Error::QueueFull`]) when the queue already holds the handle's
 //!   `max_queue_len` live tickets, so our processes cannot grow a record
@@ -511,24 +517,49 @@ impl RedisLockStore {
         args: &[&str],
         grants: bool,
     ) -> Result<Replied<T>> {
-        let mut id_json = String::with_capacity(id.len() + 2);
-        push_python_str(&mut id_json, id);
-        let mut invocation = script.key(key);
-        if let Some(request) = request {
-            invocation.key(request);
-        }
-        invocation.arg(&id_json);
-        for a in args {
-            invocation.arg(*a);
-        }
+        self.script_args(script, key, request, id, args, grants)
+            .await
+    }
+
+    /// [`RedisLockStore::script_with`] with the arguments after the id as
+    /// any [`redis::ToRedisArgs`] (a tuple of numbers, say), written
+    /// straight into the command: the usual path formats no string of its
+    /// own. The command is EVALSHA, built once (with the id's JSON written
+    /// into it), sent again after SCRIPT LOAD when the server answers
+    /// NOSCRIPT.
+    async fn script_args<T: redis::FromRedisValue + Send, A: redis::ToRedisArgs + Send>(
+        &self,
+        script: &'static redis::Script,
+        key: &str,
+        request: Option<&str>,
+        id: &str,
+        args: A,
+        grants: bool,
+    ) -> Result<Replied<T>> {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(script.get_hash());
+        match request {
+            Some(request) => evalsha.arg(2).arg(key).arg(request),
+            None => evalsha.arg(1).arg(key),
+        };
+        evalsha.arg(PythonStr(id)).arg(args);
         let acks = self.inner.acks.filter(|_| grants);
         let Some((wanted, wait)) = acks else {
             let value = self
                 .inner
                 .commands
                 .run(|mut conn| {
-                    let invocation = &invocation;
-                    async move { invocation.invoke_async(&mut conn).await }
+                    let evalsha = &evalsha;
+                    async move {
+                        match evalsha.query_async(&mut conn).await {
+                            Err(e) if e.code() == Some("NOSCRIPT") => {
+                                // First use on this server (or node).
+                                script.load_async(&mut conn).await?;
+                                evalsha.query_async(&mut conn).await
+                            }
+                            reply => reply,
+                        }
+                    }
                 })
                 .await
                 .map_err(|f| self.failure(f, key, Reply::Script))?;
@@ -537,17 +568,6 @@ impl RedisLockStore {
                 unacked: None,
             });
         };
-        // EVALSHA by hand: the invocation cannot go in a pipeline.
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash());
-        match request {
-            Some(request) => evalsha.arg(2).arg(key).arg(request),
-            None => evalsha.arg(1).arg(key),
-        };
-        evalsha.arg(&id_json);
-        for a in args {
-            evalsha.arg(*a);
-        }
         let mut pipe = redis::pipe();
         pipe.add_command(evalsha)
             .cmd("WAIT")
@@ -615,13 +635,13 @@ impl RedisLockStore {
         Ok(Replied { value, unacked })
     }
 
-    /// How long a request's entry is kept (`redis/request.lua`): past
-    /// every retry of the request (each attempt and the retry window are
-    /// bounded by the socket timeout), with a second to spare for a call
-    /// that sat in a busy server's queue.
-    fn request_ttl_ms(&self) -> String {
+    /// How long a request's entry is kept (`redis/request.lua`), in
+    /// milliseconds: past every retry of the request (each attempt and the
+    /// retry window are bounded by the socket timeout), with a second to
+    /// spare for a call that sat in a busy server's queue.
+    fn request_ttl_ms(&self) -> u64 {
         let ms = self.inner.timeout.saturating_mul(2).as_millis() + 1000;
-        ms.to_string()
+        u64::try_from(ms).unwrap_or(u64::MAX)
     }
 
     fn bad_reply(&self, script: &str, reply: &[i64]) -> Error {
@@ -757,45 +777,113 @@ fn config_error(e: &redis::RedisError, user: Option<&str>) -> Option<Error> {
     None
 }
 
-/// The caller's end of an issue in flight. Dropped before the answer was
-/// received, it withdraws the ticket: closing the channel makes a later
-/// answer bounce back to the issuing task (which releases it), and an
-/// answer already sent is released here.
-struct Incoming<'a> {
-    rx: oneshot::Receiver<Result<Issued>>,
+/// An issue whose reply is outstanding. Dropped before the reply was read
+/// (the caller went away), it withdraws the ticket from a spawned task:
+/// the same request is sent again, so the script answers the ticket the
+/// first attempt made (or makes it, if the first never ran), and that
+/// ticket is released. Nothing is spawned unless the caller leaves.
+struct PendingIssue<'a> {
     store: &'a RedisLockStore,
     id: &'a str,
-    received: bool,
+    lifetime: Duration,
+    request: RequestId,
+    armed: bool,
 }
 
-impl Drop for Incoming<'_> {
+impl Drop for PendingIssue<'_> {
     fn drop(&mut self) {
-        if self.received {
+        if !self.armed {
             return;
         }
-        self.rx.close();
-        if let Ok(Ok(issued)) = self.rx.try_recv() {
-            tracing::debug!(
-                conversation_id = self.id,
-                ticket = issued.ticket.number,
-                "redis: caller gone during issue; ticket withdrawn"
-            );
-            self.store.release_on_drop(self.id, issued.ticket);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to send it from: the ticket (if made) expires
+            // after its lifetime.
+            return;
+        };
+        let (store, id, lifetime, request) = (
+            self.store.clone(),
+            self.id.to_string(),
+            self.lifetime,
+            self.request,
+        );
+        let task = store.background_task();
+        runtime.spawn(async move {
+            let _task = task;
+            match store.issue_once(&id, lifetime, &request).await {
+                Ok(issued) => {
+                    tracing::debug!(
+                        conversation_id = id,
+                        ticket = issued.ticket.number,
+                        "redis: caller gone during issue; ticket withdrawn"
+                    );
+                    if let Err(e) = store.release(&id, issued.ticket).await {
+                        tracing::debug!(conversation_id = id, ticket = issued.ticket.number, error = %e, "redis: withdrawal failed; the ticket will expire");
+                    }
+                }
+                Err(e) => tracing::debug!(
+                    conversation_id = id,
+                    error = %e,
+                    "redis: caller gone during issue, and the issue could not be repeated; \
+                     a ticket it made will expire"
+                ),
+            }
+        });
+    }
+}
+
+/// A conversation id as a script argument: JSON as Python writes it,
+/// written straight into the command (an id without characters to escape,
+/// the usual case, is copied whole).
+struct PythonStr<'a>(&'a str);
+
+impl redis::ToRedisArgs for PythonStr<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        if crate::ticket::python_str_is_plain(self.0) {
+            let mut w = out.writer_for_next_arg();
+            // Writes into the command's buffer cannot fail.
+            let _ = w.write_all(b"\"");
+            let _ = w.write_all(self.0.as_bytes());
+            let _ = w.write_all(b"\"");
+        } else {
+            let mut json = String::with_capacity(self.0.len() + 8);
+            push_python_str(&mut json, self.0);
+            out.write_arg(json.as_bytes());
         }
     }
 }
 
-/// A new request id: 128 bits, unique across processes and machines (a
-/// per-process random SipHash key, from the OS, over a counter).
-fn request_id() -> String {
+/// A request id: 128 bits as 32 lowercase hex digits, unique across
+/// processes and machines (a per-process random SipHash key, from the OS,
+/// over a counter). Inline, so drawing one allocates nothing.
+#[derive(Clone, Copy)]
+struct RequestId([u8; 32]);
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// A new request id (see [`RequestId`]).
+fn request_id() -> RequestId {
     use std::hash::BuildHasher;
     use std::sync::atomic::{AtomicU64, Ordering};
     static KEYS: std::sync::LazyLock<std::collections::hash_map::RandomState> =
         std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let (a, b) = (KEYS.hash_one((n, 0u8)), KEYS.hash_one((n, 1u8)));
-    format!("{a:016x}{b:016x}")
+    let mut out = [0u8; 32];
+    for (i, c) in out.iter_mut().enumerate() {
+        let word = if i < 16 { a } else { b };
+        *c = HEX[(word >> (60 - 4 * (i % 16)) & 0xf) as usize];
+    }
+    RequestId(out)
 }
 
 fn micros(d: Duration) -> u64 {
@@ -815,33 +903,19 @@ impl Backend for RedisLockStore {
 
     async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         validate_id(id)?;
-        // The round trip runs in its own task: if the caller goes away
-        // while it is in flight, the ticket is still learnt and released.
-        let (tx, rx) = oneshot::channel();
-        let store = self.clone();
-        let owned = id.to_string();
-        let task = self.background_task();
-        tokio::spawn(async move {
-            let _task = task;
-            let issued = rasa::issue(&store, &owned, lifetime).await;
-            if let Err(Ok(issued)) = tx.send(issued) {
-                tracing::debug!(
-                    conversation_id = owned,
-                    ticket = issued.ticket.number,
-                    "redis: caller gone during issue; ticket withdrawn"
-                );
-                let _ = store.release(&owned, issued.ticket).await;
-            }
-        });
-        let mut incoming = Incoming {
-            rx,
+        // The round trip runs inline; if the caller goes away while it is
+        // in flight, `PendingIssue` repeats it (same request id, drawn
+        // here, before the first send) and releases the ticket.
+        let mut pending = PendingIssue {
             store: self,
             id,
-            received: false,
+            lifetime,
+            request: request_id(),
+            armed: true,
         };
-        let issued = (&mut incoming.rx).await;
-        incoming.received = true;
-        issued.map_err(|_| self.unavailable("the issuing task was cancelled".into(), None))?
+        let issued = self.issue_once(id, lifetime, &pending.request).await;
+        pending.armed = false;
+        issued
     }
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
@@ -949,6 +1023,18 @@ impl Backend for RedisLockStore {
 }
 
 impl RedisLockStore {
+    /// One issue with the request id `request` (retried on a fresh
+    /// connection after a connection error; a retry with the same id
+    /// answers the ticket the first attempt made).
+    async fn issue_once(
+        &self,
+        id: &str,
+        lifetime: Duration,
+        request: &RequestId,
+    ) -> Result<Issued> {
+        rasa::issue(self, id, lifetime, request).await
+    }
+
     /// Counts one background round trip until the result is dropped.
     fn background_task(&self) -> InFlightTask {
         self.inner.in_flight.start()

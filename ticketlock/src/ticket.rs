@@ -504,15 +504,20 @@ impl Digits {
     }
 }
 
+/// Whether `s` is written as JSON by Python as it is, between quotes:
+/// printable ASCII without `"` or a backslash.
+pub(crate) fn python_str_is_plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+}
+
 /// Appends `s` as a JSON string the way Python's `json.dumps` writes it
 /// (`ensure_ascii`): every character outside printable ASCII is escaped.
 pub(crate) fn push_python_str(out: &mut String, s: &str) {
     out.push('"');
     // Most ids need no escape: copied whole (the loop below costs about 25
     // instructions a character).
-    if s.bytes()
-        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
-    {
+    if python_str_is_plain(s) {
         out.push_str(s);
         out.push('"');
         return;

@@ -47,6 +47,15 @@ async fn warm_up(store: &LockStore) {
     let _ = store.get_lock("warm-up").await.unwrap();
 }
 
+/// The EVALSHA calls the server has run so far.
+fn evalsha_calls(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|l| l.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 /// The numbers of the tickets in `id`'s record, read directly.
 async fn tickets(direct: &LockStore, id: &str) -> Vec<u64> {
     direct
@@ -100,6 +109,45 @@ async fn a_retried_issue_returns_the_ticket_its_first_attempt_made() {
     assert_eq!(second.ticket(), 1);
     second.release().await.unwrap();
     assert_eq!(tickets(&direct, "c").await, Vec::<u64>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_dropped_while_its_issue_is_in_flight_leaves_no_ticket() {
+    let server = server!();
+    let proxy = FaultProxy::start(server.port());
+    let store = through(&server, &proxy, Duration::from_secs(5)).await;
+    let direct = open(&server, config(&server)).await;
+    warm_up(&store).await;
+    let mut con = connection(&server, 1);
+    let calls = evalsha_calls(&mut con);
+    // Every chunk takes 300 ms through the proxy: the issue is on its way
+    // (sent, not yet run, its reply not yet back) when the caller leaves.
+    proxy.set_latency(Duration::from_millis(300), Duration::from_millis(300));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        std::future::IntoFuture::into_future(store.lock("c").lifetime(Duration::from_secs(60))),
+    )
+    .await;
+    assert!(dropped.is_err(), "the issue answered within 100 ms");
+    // The withdrawal: the same request again (answered with the ticket the
+    // first one made), then its release.
+    store.flush().await;
+    proxy.set_latency(Duration::ZERO, Duration::ZERO);
+    assert_eq!(
+        evalsha_calls(&mut con),
+        calls + 3,
+        "the issue, its repeat and the release"
+    );
+    assert_eq!(tickets(&direct, "c").await, Vec::<u64>::new());
+    let key = direct.as_redis().unwrap().key_for("c");
+    let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
+    assert_eq!(raw, None, "the record is gone with its only ticket");
+    // And the next locker is served at once, in a record of its own.
+    let next = direct.lock("c").enqueue().await.unwrap();
+    assert!(next.is_served(), "the withdrawn ticket still blocks");
+    assert_eq!(next.ticket(), 0);
+    assert_eq!(tickets(&direct, "c").await, [0]);
+    next.acquired().await.unwrap().release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

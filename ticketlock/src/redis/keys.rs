@@ -76,29 +76,44 @@ impl Keys {
 /// `a{user7}`), else the whole key when that holds no `}` (`{lock:abc}`
 /// places a key in the slot of `lock:abc`), else a short tag of the same
 /// slot, found by search.
-pub(crate) fn request_key(record_key: &str, suffix: &str) -> String {
+pub(crate) fn request_key(record_key: &str, suffix: &impl std::fmt::Display) -> String {
+    use std::fmt::Write;
     let tag = slot_tag(record_key);
-    let mut key = String::with_capacity(tag.len() + record_key.len() + suffix.len() + 4);
+    // The longest suffix: `rl:<epoch>:<number>`, 44 bytes.
+    let mut key = String::with_capacity(tag.len() + record_key.len() + 48);
     key.push('{');
     key.push_str(&tag);
     key.push_str("}:");
     key.push_str(record_key);
     key.push(':');
-    key.push_str(suffix);
+    let _ = write!(key, "{suffix}");
     key
 }
 
-/// The suffix of an issue's entry: its request id (32 hex digits).
-pub(crate) fn request_suffix(request_id: &str) -> String {
-    format!("rq:{request_id}")
+/// The suffix of an issue's entry: its request id (32 hex digits), written
+/// into the key by [`request_key`] (no string of its own).
+pub(crate) fn request_suffix(request_id: &str) -> impl std::fmt::Display + '_ {
+    Suffix::Request(request_id)
 }
 
 /// The suffix of a release's entry: the ticket it released (`-` for a
 /// ticket without an epoch).
-pub(crate) fn release_suffix(number: u64, epoch: Option<u64>) -> String {
-    match epoch {
-        Some(e) => format!("rl:{e}:{number}"),
-        None => format!("rl:-:{number}"),
+pub(crate) fn release_suffix(number: u64, epoch: Option<u64>) -> impl std::fmt::Display {
+    Suffix::Release(number, epoch)
+}
+
+enum Suffix<'a> {
+    Request(&'a str),
+    Release(u64, Option<u64>),
+}
+
+impl std::fmt::Display for Suffix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Suffix::Request(id) => write!(f, "rq:{id}"),
+            Suffix::Release(number, Some(e)) => write!(f, "rl:{e}:{number}"),
+            Suffix::Release(number, None) => write!(f, "rl:-:{number}"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ mod scripts;
 
 use std::time::Duration;
 
-use super::{RedisLockStore, Replied, epoch_arg, keys, micros, request_id};
+use super::{RedisLockStore, Replied, epoch_arg, keys, micros};
 use crate::backend::{Attempt, Issued, TicketId};
 use crate::lock::queue_full;
 use crate::{Backend, Result, TicketLock};
@@ -23,26 +23,32 @@ fn scripts(store: &RedisLockStore) -> &'static Scripts {
     }
 }
 
-/// One round trip of `issue` (retried on a fresh connection after a
-/// connection error: the request id makes the retry answer with the
-/// ticket the first attempt made): see [`Backend::issue`].
-pub(super) async fn issue(store: &RedisLockStore, id: &str, lifetime: Duration) -> Result<Issued> {
+/// One round trip of `issue` with the request id `request_id` (retried on
+/// a fresh connection after a connection error: the request id makes the
+/// retry answer with the ticket the first attempt made): see
+/// [`Backend::issue`].
+pub(super) async fn issue(
+    store: &RedisLockStore,
+    id: &str,
+    lifetime: Duration,
+    request_id: &str,
+) -> Result<Issued> {
     let key = store.key_for(id);
-    let request = keys::request_key(&key, &keys::request_suffix(&request_id()));
+    let request = keys::request_key(&key, &keys::request_suffix(request_id));
     let Replied {
         value: reply,
         unacked,
     } = store
-        .script_with::<Vec<i64>>(
+        .script_args::<Vec<i64>, _>(
             &scripts(store).issue,
             &key,
             Some(&request),
             id,
-            &[
-                &micros(lifetime).to_string(),
-                &store.max_queue_len.to_string(),
-                &store.request_ttl_ms(),
-            ],
+            (
+                micros(lifetime),
+                store.max_queue_len,
+                store.request_ttl_ms(),
+            ),
             true,
         )
         .await?;
@@ -84,15 +90,12 @@ pub(super) async fn try_acquire(
 ) -> Result<Attempt> {
     let key = store.key_for(id);
     let reply = store
-        .script::<Vec<i64>>(
+        .script_args::<Vec<i64>, _>(
             &scripts(store).try_acquire,
             &key,
+            None,
             id,
-            &[
-                &ticket.number.to_string(),
-                &epoch_arg(ticket).to_string(),
-                &micros(lifetime).to_string(),
-            ],
+            (ticket.number, epoch_arg(ticket), micros(lifetime)),
             true,
         )
         .await?;
@@ -124,16 +127,12 @@ pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) 
     // The ticket is the release's request id: only its owner releases it.
     let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
     let removed: i64 = store
-        .script_with(
+        .script_args(
             &scripts(store).release,
             &key,
             Some(&request),
             id,
-            &[
-                &ticket.number.to_string(),
-                &epoch_arg(ticket).to_string(),
-                &store.request_ttl_ms(),
-            ],
+            (ticket.number, epoch_arg(ticket), store.request_ttl_ms()),
             false,
         )
         .await?
@@ -149,15 +148,12 @@ pub(super) async fn renew(
 ) -> Result<bool> {
     let key = store.key_for(id);
     let renewed: i64 = store
-        .script(
+        .script_args(
             &scripts(store).renew,
             &key,
+            None,
             id,
-            &[
-                &ticket.number.to_string(),
-                &epoch_arg(ticket).to_string(),
-                &micros(lifetime).to_string(),
-            ],
+            (ticket.number, epoch_arg(ticket), micros(lifetime)),
             true,
         )
         .await?
@@ -168,11 +164,12 @@ pub(super) async fn renew(
 pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
     let key = store.key_for(id);
     let held: i64 = store
-        .script(
+        .script_args(
             &scripts(store).check,
             &key,
+            None,
             id,
-            &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+            (ticket.number, epoch_arg(ticket)),
             false,
         )
         .await?

@@ -4,8 +4,10 @@
 //! background task keeps the connection subscribed to exactly the channels
 //! that have waiters (reconciling the wanted set with the confirmed one, so
 //! that subscribe and unsubscribe requests can never overtake each other)
-//! and turns each message into a wake-up of the waiter it names: the new
-//! head's number, or `*` for everybody on the channel. Registration waits
+//! and turns each message into a wake-up of the waiters it names: the new
+//! head's number (its waiter, and the lowest registered ticket above it,
+//! which is now next in line as far as this process knows), or `*` for
+//! everybody on the channel. Registration waits
 //! until the server confirmed the subscription, so a release published after
 //! the waiter's next look at the queue cannot be missed. When the connection
 //! drops, the task reconnects, subscribes again and wakes every waiter to
@@ -515,8 +517,11 @@ fn refuse(shared: &Shared, channels: &[Vec<u8>], why: &str) {
     }
 }
 
-/// Wakes the waiter a message names: the new head's number, or everybody
-/// on the channel for `*` (or anything unexpected).
+/// Wakes the waiters a message names: for the new head's number, its
+/// waiter and the lowest registered ticket above it (the new next in line,
+/// as far as this process knows: it then looks every `wait_time`, since a
+/// Rasa process's release would publish nothing); everybody on the channel
+/// for `*` (or anything unexpected).
 fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
     let number = std::str::from_utf8(payload)
         .ok()
@@ -525,8 +530,16 @@ fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
     let Some(entry) = state.channels.get(channel) else {
         return;
     };
+    let behind = number.and_then(|n| {
+        entry
+            .waiters
+            .iter()
+            .map(|w| w.number)
+            .filter(|&m| m > n)
+            .min()
+    });
     for w in &entry.waiters {
-        if number.is_none_or(|n| n == w.number) {
+        if number.is_none_or(|n| n == w.number) || behind == Some(w.number) {
             w.notify.notify_one();
         }
     }
