@@ -136,6 +136,7 @@ mod commands;
 mod connection;
 mod from_client;
 mod keys;
+mod native;
 mod rasa;
 mod scan;
 mod subscriber;
@@ -149,11 +150,11 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
-use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
+use crate::backend::{Attempt, Backend, GrantSlot, Issued, TicketId, Watch};
 use crate::in_flight::{InFlight, InFlightTask};
 use crate::lock::validate_id;
 use crate::ticket::push_python_str;
-use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, Result, TicketLock};
+use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, RedisLayout, Result, TicketLock};
 use commands::{Commands, Failure};
 use connection::Target;
 use keys::Keys;
@@ -191,6 +192,8 @@ struct Inner {
     commands: Commands,
     /// A cluster: scripts publish with SPUBLISH (sharded pub/sub).
     sharded: bool,
+    /// How conversations are stored.
+    layout: RedisLayout,
     /// `min_replicas_ack` and its timeout, when set.
     acks: Option<(u32, Duration)>,
     subscriber: Subscriber,
@@ -212,6 +215,7 @@ impl std::fmt::Debug for RedisLockStore {
             .field("keys", &self.inner.keys.key("*"))
             .field("socket_timeout", &self.inner.timeout)
             .field("max_queue_len", &self.max_queue_len)
+            .field("layout", &self.inner.layout)
             .finish_non_exhaustive()
     }
 }
@@ -357,6 +361,7 @@ impl RedisLockStore {
                 timeout,
                 commands,
                 sharded,
+                layout: config.layout,
                 acks: (config.min_replicas_ack > 0)
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
@@ -405,7 +410,10 @@ impl RedisLockStore {
     /// name is removed too.
     pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
         let key = self.key_for(conversation_id);
-        let removed = rasa::delete(self, &key, conversation_id).await?;
+        let removed = match self.inner.layout {
+            RedisLayout::Rasa => rasa::delete(self, &key, conversation_id).await?,
+            RedisLayout::Native => native::delete(self, &key).await?,
+        };
         tracing::debug!(conversation_id, existed = removed, "redis: record deleted");
         Ok(removed)
     }
@@ -433,6 +441,9 @@ impl RedisLockStore {
     }
 
     fn error(&self, e: redis::RedisError, key: &str, reply: Reply) -> Error {
+        if let (Reply::Script, Some(native::LAYOUT)) = (&reply, e.code()) {
+            return self.layout_error(key);
+        }
         let corrupt = match (reply, e.code()) {
             (Reply::Script, Some(rasa::CORRUPT)) => {
                 Some(e.detail().unwrap_or("corrupt").to_string())
@@ -452,6 +463,23 @@ impl RedisLockStore {
             return config;
         }
         self.unavailable(e.to_string(), Some(e))
+    }
+
+    /// The error for a conversation at `key` held in the other layout.
+    fn layout_error(&self, key: &str) -> Error {
+        let (theirs, what, ours) = match self.inner.layout {
+            RedisLayout::Rasa => ("native", "a hash", "rasa"),
+            RedisLayout::Native => ("rasa", "a string", "native"),
+        };
+        Error::config(
+            "lock_store.layout",
+            format!(
+                "the conversation at {key:?} is held in the {theirs} layout ({what}); this store \
+                 uses layout {ours}: set the same layout on every client of this Redis \
+                 (layout: {theirs} to use these conversations), or remove them with \
+                 `ticketlock clear` in layout {theirs} while no client uses them"
+            ),
+        )
     }
 
     fn failure(&self, f: Failure, key: &str, reply: Reply) -> Error {
@@ -513,11 +541,36 @@ impl RedisLockStore {
     ) -> Result<Replied<T>> {
         let mut id_json = String::with_capacity(id.len() + 2);
         push_python_str(&mut id_json, id);
-        let mut invocation = script.key(key);
-        if let Some(request) = request {
-            invocation.key(request);
+        let mut args_with_id = Vec::with_capacity(args.len() + 1);
+        args_with_id.push(id_json.as_str());
+        args_with_id.extend_from_slice(args);
+        match request {
+            Some(request) => {
+                self.script_keys(script, &[key, request], &args_with_id, grants)
+                    .await
+            }
+            None => {
+                self.script_keys(script, &[key], &args_with_id, grants)
+                    .await
+            }
         }
-        invocation.arg(&id_json);
+    }
+
+    /// Runs a script on `keys` (the first is the conversation's, named in
+    /// errors) with `args` as ARGV, within the socket timeout; with
+    /// `min_replicas_ack`, as [`RedisLockStore::script`] says.
+    async fn script_keys<T: redis::FromRedisValue + Send>(
+        &self,
+        script: &'static redis::Script,
+        keys: &[&str],
+        args: &[&str],
+        grants: bool,
+    ) -> Result<Replied<T>> {
+        let key = keys[0];
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(*k);
+        }
         for a in args {
             invocation.arg(*a);
         }
@@ -539,12 +592,10 @@ impl RedisLockStore {
         };
         // EVALSHA by hand: the invocation cannot go in a pipeline.
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash());
-        match request {
-            Some(request) => evalsha.arg(2).arg(key).arg(request),
-            None => evalsha.arg(1).arg(key),
-        };
-        evalsha.arg(&id_json);
+        evalsha.arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            evalsha.arg(*k);
+        }
         for a in args {
             evalsha.arg(*a);
         }
@@ -823,7 +874,10 @@ impl Backend for RedisLockStore {
         let task = self.background_task();
         tokio::spawn(async move {
             let _task = task;
-            let issued = rasa::issue(&store, &owned, lifetime).await;
+            let issued = match store.inner.layout {
+                RedisLayout::Rasa => rasa::issue(&store, &owned, lifetime).await,
+                RedisLayout::Native => native::issue(&store, &owned, lifetime).await,
+            };
             if let Err(Ok(issued)) = tx.send(issued) {
                 tracing::debug!(
                     conversation_id = owned,
@@ -845,11 +899,17 @@ impl Backend for RedisLockStore {
     }
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
-        rasa::try_acquire(self, id, ticket, lifetime).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::try_acquire(self, id, ticket, lifetime).await,
+            RedisLayout::Native => native::try_acquire(self, id, ticket, lifetime).await,
+        }
     }
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        rasa::release(self, id, ticket).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::release(self, id, ticket).await,
+            RedisLayout::Native => native::release(self, id, ticket).await,
+        }
     }
 
     fn release_on_drop(&self, id: &str, ticket: TicketId) {
@@ -875,20 +935,36 @@ impl Backend for RedisLockStore {
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
-        rasa::renew(self, id, ticket, lifetime).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::renew(self, id, ticket, lifetime).await,
+            RedisLayout::Native => native::renew(self, id, ticket, lifetime).await,
+        }
     }
 
     async fn check(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        rasa::check(self, id, ticket).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::check(self, id, ticket).await,
+            RedisLayout::Native => native::check(self, id, ticket).await,
+        }
     }
 
     async fn watch(&self, id: &str, ticket: TicketId) -> Result<Watch> {
         let key = self.key_for(id);
         let notify = Arc::new(Notify::new());
+        // The native layout pushes each ticket's grant on its own channel.
+        let (channel, grant) = match (self.inner.layout, ticket.epoch) {
+            (RedisLayout::Native, Some(epoch)) => (
+                keys::NativeKeys::new(&key)
+                    .channel(epoch, ticket.number)
+                    .into_bytes(),
+                Some(GrantSlot::default()),
+            ),
+            _ => (Keys::channel(&key).to_vec(), None),
+        };
         let (registration, subscribed) = self
             .inner
             .subscriber
-            .register(Keys::channel(&key), ticket.number, notify.clone())
+            .register(&channel, ticket.number, notify.clone(), grant.clone())
             .await;
         match subscribed {
             Subscribed::Confirmed => {}
@@ -907,11 +983,26 @@ impl Backend for RedisLockStore {
                 ));
             }
         }
-        Ok(Watch::with_registration(notify, Box::new(registration)))
+        Ok(match grant {
+            Some(grant) => Watch::with_grant(notify, grant, Box::new(registration)),
+            None => Watch::with_registration(notify, Box::new(registration)),
+        })
     }
 
     async fn get_lock(&self, id: &str) -> Result<Option<TicketLock>> {
-        let Some(raw) = self.raw_record(id).await? else {
+        if self.inner.layout == RedisLayout::Native {
+            return native::get_lock(self, id).await;
+        }
+        let raw = match self.raw_record(id).await {
+            Err(Error::CorruptRecord { key, message })
+                if self.is_native_conversation(&key).await =>
+            {
+                let _ = message;
+                return Err(self.layout_error(&key));
+            }
+            raw => raw,
+        };
+        let Some(raw) = raw? else {
             return Ok(None);
         };
         TicketLock::from_record(id, &raw)
@@ -923,7 +1014,10 @@ impl Backend for RedisLockStore {
     }
 
     async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
-        rasa::save_lock(self, lock).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::save_lock(self, lock).await,
+            RedisLayout::Native => native::save_lock(self, lock).await,
+        }
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
@@ -931,7 +1025,10 @@ impl Backend for RedisLockStore {
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
-        rasa::update_lock(self, id).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::update_lock(self, id).await,
+            RedisLayout::Native => native::update_lock(self, id).await,
+        }
     }
 
     async fn conversations(&self) -> Result<Vec<String>> {
@@ -949,6 +1046,15 @@ impl Backend for RedisLockStore {
 }
 
 impl RedisLockStore {
+    /// Whether the key of another type at `key` is a native-layout
+    /// conversation (a hash with an epoch), for a rasa-layout store's
+    /// messages.
+    async fn is_native_conversation(&self, key: &str) -> bool {
+        let mut cmd = redis::cmd("HEXISTS");
+        cmd.arg(key).arg("e");
+        matches!(self.query::<i64>(&cmd, "").await, Ok(1))
+    }
+
     /// Counts one background round trip until the result is dropped.
     fn background_task(&self) -> InFlightTask {
         self.inner.in_flight.start()
