@@ -1,40 +1,46 @@
-//! The Redis store: many processes and machines, wire-compatible with Rasa.
+//! The Redis store: many processes and machines, wire-compatible with Rasa
+//! in the rasa layout.
 //!
 //! # Implementation details
-//! - Data: one string key per conversation, `lock:<id>` or
-//!   `<key_prefix>:lock:<id>`, holding Rasa's JSON record byte for byte as
-//!   Python writes it (tickets double-encoded, `expires` as float seconds),
-//!   followed by two optional fields of ours that Rasa ignores:
-//!   `last_issued` (numbers are never reused, even after the highest ticket
-//!   expired; written only then, since otherwise the queue tells it) and
-//!   `epoch` (tells incarnations of a record apart). Keys are
-//!   built in one place (`redis/keys.rs`); the id is appended verbatim and
-//!   every command names its key exactly, so no id can reach another's
-//!   record.
-//! - Atomicity: every operation is one Lua script (`redis/rasa/*.lua`),
-//!   so one round trip, atomic with respect to every other client, Rasa's
-//!   included: issue (with the first attempt to acquire), try to acquire
-//!   (which also keeps a waiting ticket alive), release (dropping the record
-//!   with its last ticket), renew, check, update, save, delete. Scripts are
-//!   called by hash and loaded again when the server answers NOSCRIPT. Each
-//!   first drops the expired tickets; a corrupt record is answered with an
-//!   error naming what is wrong, never overwritten.
+//! - Data: one conversation per key `lock:<id>` or `<key_prefix>:lock:<id>`,
+//!   in one of two layouts ([`RedisLayout`], `layout:`), each documented in
+//!   its module: `rasa` (`redis/rasa.rs`: Rasa's JSON record in a string,
+//!   shared with Rasa processes) and `native` (`redis/native.rs`: a hash
+//!   beside two sorted sets, constant cost per call). The key has a
+//!   different Redis type in each, so a client of one layout that meets a
+//!   conversation of the other gets WRONGTYPE inside its script, answered
+//!   as `LAYOUT` and reported as [`Error::Config`] naming
+//!   `lock_store.layout`: never read, never overwritten, never an overlap.
+//!   Keys are built in one place (`redis/keys.rs`); the id is appended
+//!   verbatim and every command names its key exactly, so no id can reach
+//!   another's conversation. Auxiliary keys start with `{`, so a SCAN of
+//!   `lock:*` lists conversations only, of both layouts.
+//! - Atomicity: every operation is one Lua script of the layout
+//!   (`redis/rasa/*.lua`, `redis/native/*.lua`), so one round trip, atomic
+//!   with respect to every other client (Rasa's included): issue (with the
+//!   first attempt to acquire), try to acquire (which also keeps a waiting
+//!   ticket alive), release (dropping the conversation with its last
+//!   ticket), renew, check, update, save, delete. Scripts are called by hash
+//!   and loaded again when the server answers NOSCRIPT. Each first drops
+//!   expired tickets; a corrupt record is answered with an error naming
+//!   what is wrong, never overwritten.
 //! - Clock: the server's (`TIME` in every script), so skew between clients
 //!   cannot move an expiry. A ticket expires when now > expires, as in Rasa.
-//! - Fencing tokens: a record's epoch is the server time in microseconds
-//!   when a script created it; a holder's token is epoch + ticket number
-//!   (server time + number for a record Rasa created, which has no epoch).
+//! - Fencing tokens: a conversation's epoch is the server time in
+//!   microseconds when a script created it; a holder's token is epoch +
+//!   ticket number (server time + number for a record Rasa created, which
+//!   has no epoch).
 //!   Tokens therefore increase for successive holders, also across deletion
 //!   of the record, as long as the server's clock does not go back and fewer
 //!   tickets than microseconds pass in one incarnation of a record.
-//! - TTL: every write sets the key to expire one second after its latest
+//! - TTL: every write sets the keys to expire one second after their latest
 //!   ticket, so a crashed process leaves nothing behind for long.
-//! - Wake-ups: a script whose change gives the queue a new head publishes
-//!   the head's number on the channel named like the key (`*` after
-//!   save_lock and delete_lock: everybody looks again). One pub/sub
-//!   connection per store, owned by a background task, serves all its
-//!   waiters (`redis/subscriber.rs`). A release by a Rasa process publishes
-//!   nothing: our waiters then see it at their next bounded re-check.
+//! - Wake-ups: one pub/sub connection per store, owned by a background
+//!   task, serves all its waiters (`redis/subscriber.rs`). What is published
+//!   is the layout's: the rasa layout names the queue's new head on the
+//!   key's channel, and the waiter then takes the lock with a call; the
+//!   native layout pushes the grant itself on the ticket's own channel,
+//!   which the waiter's [`Watch`] takes without a call.
 //! - Connections: one multiplexed connection for commands plus the pub/sub
 //!   one. Every attempt is bounded by `socket_timeout`. A connection that
 //!   failed or timed out is replaced (never used again), and the call is
@@ -49,15 +55,16 @@
 //!   retry answers from it instead of issuing again or reporting the
 //!   ticket gone. `T` is the key's hash tag, or the key itself, or a tag of
 //!   the same slot (`redis/keys.rs`). Entries live two socket timeouts
-//!   plus a second. The record itself is untouched (Rasa's format; Rasa
+//!   plus a second. A rasa record itself is untouched (Rasa's format; Rasa
 //!   rewrites whole records), and the helpers are kept apart in
-//!   `redis/request.lua`. Renew, try_acquire and the rest are
+//!   `redis/request.lua`, shared by both layouts. Renew, try_acquire and the rest are
 //!   idempotent as they are.
 //! - Waiters: a look at the queue that fails does not give the ticket up;
 //!   the waiter looks again while the ticket is alive (`lock.rs`).
 //! - Deployments (`deployment_mode`): `standard`, one server; `cluster`, a
 //!   Redis Cluster reached through `endpoints`: each script is routed by
-//!   its one key (the channel is the same name, so the same slot), MOVED
+//!   its conversation's key (its other keys and channels are in the same
+//!   slot), MOVED
 //!   and ASK are followed by the client, wake-ups use sharded pub/sub
 //!   (SPUBLISH/SSUBSCRIBE, Redis 7) so each stays on the key's shard, and
 //!   [`Backend::conversations`] scans every primary; `sentinel`, the
@@ -87,7 +94,7 @@
 //!   went away during the round trip is still released.
 //! - Bounds: the issue script refuses a ticket (status 2, then
 //!   [`Error::QueueFull`]) when the queue already holds the handle's
-//!   `max_queue_len` live tickets, so our processes cannot grow a record
+//!   `max_queue_len` live tickets, so our processes cannot grow a queue
 //!   without limit; ids longer than [`crate::MAX_ID_LEN`] are refused before
 //!   any key is built. (A client that writes records itself, as Rasa does,
 //!   is not bound by this.)
@@ -117,9 +124,12 @@
 //!   sentinels.
 //!
 //! # Redis ACL
-//! The least privilege the store needs (with `key_prefix: p`, write
-//! `~p:lock:* ~{*}:p:lock:*` and `&p:lock:*`; the second key pattern is
-//! for the request-id entries, see "Request ids" above):
+//! The least privilege the store needs in the rasa layout (with
+//! `key_prefix: p`, write `~p:lock:* ~{*}:p:lock:*` and `&p:lock:*`; the
+//! second key pattern is for the request-id entries, see "Request ids"
+//! above); the native layout's rule, which lists its scripts' commands
+//! (Redis checks each command a script runs), is in `redis/native.rs` and
+//! the README:
 //!
 //! ```text
 //! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
@@ -395,12 +405,23 @@ impl RedisLockStore {
     }
 
     /// The record of `conversation_id` exactly as stored, if any (for
-    /// inspection tools).
+    /// inspection tools). In the native layout, which stores no JSON, the
+    /// conversation rendered as the Rasa record it stands for (its
+    /// tickets, `last_issued` and `epoch`).
     pub async fn raw_record(&self, conversation_id: &str) -> Result<Option<Vec<u8>>> {
+        if self.inner.layout == RedisLayout::Native {
+            let lock = native::get_lock(self, conversation_id).await?;
+            return Ok(lock.map(|l| l.dumps().into_bytes()));
+        }
         let key = self.key_for(conversation_id);
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
-        self.query(&cmd, &key).await
+        match self.query(&cmd, &key).await {
+            Err(Error::CorruptRecord { .. }) if self.is_native_conversation(&key).await => {
+                Err(self.layout_error(&key))
+            }
+            raw => raw,
+        }
     }
 
     /// Deletes the record of `conversation_id`, as
@@ -993,16 +1014,7 @@ impl Backend for RedisLockStore {
         if self.inner.layout == RedisLayout::Native {
             return native::get_lock(self, id).await;
         }
-        let raw = match self.raw_record(id).await {
-            Err(Error::CorruptRecord { key, message })
-                if self.is_native_conversation(&key).await =>
-            {
-                let _ = message;
-                return Err(self.layout_error(&key));
-            }
-            raw => raw,
-        };
-        let Some(raw) = raw? else {
+        let Some(raw) = self.raw_record(id).await? else {
             return Ok(None);
         };
         TicketLock::from_record(id, &raw)

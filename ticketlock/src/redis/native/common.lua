@@ -129,8 +129,10 @@ end
 -- answered in the script's reply; any other is pushed on its channel: one
 -- receiver or more takes the full lease at once, none (its process is gone,
 -- or its subscription is down) makes the grant provisional, for at most
--- `claim` µs, within which a look of its waiter claims it (try_acquire).
-local function grant(st, number, now, claim, me)
+-- `claim` µs and never past the ticket's own expiry `score` (so a dead
+-- waiter lives no longer for being granted), within which a look of its
+-- waiter claims it (try_acquire).
+local function grant(st, number, now, claim, me, score)
   local m = int(number)
   local lifetime = tonumber(redis.call('HGET', K, m)) or claim
   st.h = number
@@ -150,7 +152,7 @@ local function grant(st, number, now, claim, me)
   else
     st.p = true
     redis.call('HSET', K, 'h', m, 'p', 1)
-    redis.call('ZADD', X, int(now + math.min(lifetime, claim)), m)
+    redis.call('ZADD', X, int(math.min(score, now + math.min(lifetime, claim))), m)
     -- The next in line learns the holder's new, early expiry, and looks
     -- then: if nobody claimed the grant, it is the next live one.
     local after = redis.call('ZRANGE', Q, 1, 1)[1]
@@ -178,7 +180,7 @@ local function advance(st, now, claim, me)
     end
     local s = redis.call('ZSCORE', X, head)
     if s and tonumber(s) >= now then
-      grant(st, tonumber(head), now, claim, me)
+      grant(st, tonumber(head), now, claim, me, tonumber(s))
       return
     end
     drop(st, tonumber(head))
