@@ -32,9 +32,13 @@
 //! channel: with one receiver or more, the lease runs a lifetime from now;
 //! with none (its process is gone, or its subscription is down) the grant
 //! is provisional for the claim window (the request entries' TTL, two
-//! socket timeouts and a second), within which its waiter's next look
-//! claims it; past it, the next live ticket is granted. A dead waiter is
-//! thus skipped within the claim window, never a lifetime. A release hands
+//! socket timeouts and a second; never past the ticket's own expiry),
+//! within which its waiter's next look claims it, and the next in line is
+//! woken (`*`) to look when the window ends; then the next live ticket is
+//! granted. A dead waiter is thus skipped within the claim window, never a
+//! lifetime. A live waiter whose subscription was down claims the grant at
+//! its next look (every waiter looks after a reconnection); one that looks
+//! less often than the window can lose it. A release hands
 //! the lock over in the same script (one script, one push); the waiter's
 //! `Watch` takes the pushed grant without another call. A waiter's look
 //! (try_acquire) writes only when less than two thirds of its lifetime is
