@@ -21,7 +21,8 @@
 //!   first attempt to acquire), try to acquire (which also keeps a waiting
 //!   ticket alive), release (dropping the conversation with its last
 //!   ticket), renew, check, update, save, delete. Scripts are called by hash
-//!   and loaded again when the server answers NOSCRIPT. Each first drops
+//!   and loaded again when the server answers NOSCRIPT (the native layout,
+//!   on Redis 7+, calls them as Redis Functions: see `redis/native.rs`). Each first drops
 //!   expired tickets; a corrupt record is answered with an error naming
 //!   what is wrong, never overwritten.
 //! - Clock: the server's (`TIME` in every script), so skew between clients
@@ -204,6 +205,9 @@ struct Inner {
     sharded: bool,
     /// How conversations are stored.
     layout: RedisLayout,
+    /// Native layout: call the scripts as Redis Functions (FCALL); cleared
+    /// when the server turns out to have none.
+    functions: std::sync::atomic::AtomicBool,
     /// `min_replicas_ack` and its timeout, when set.
     acks: Option<(u32, Duration)>,
     subscriber: Subscriber,
@@ -372,6 +376,7 @@ impl RedisLockStore {
                 commands,
                 sharded,
                 layout: config.layout,
+                functions: std::sync::atomic::AtomicBool::new(true),
                 acks: (config.min_replicas_ack > 0)
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,

@@ -237,8 +237,8 @@ async fn the_commands_a_call_runs_do_not_grow_with_the_depth_of_the_queue() {
         .zip(shallow.iter().zip(&deep))
     {
         assert!(
-            s.iter().any(|(c, _)| c == "evalsha"),
-            "{op}: no script ran: {s:?}"
+            s.iter().any(|(c, _)| c == "fcall"),
+            "{op}: no function ran (Redis 7 has FCALL): {s:?}"
         );
         assert_eq!(s, d, "{op}: commands at depth 2 vs 1000");
     }
@@ -255,8 +255,14 @@ async fn a_release_hands_the_lock_over_with_one_script_and_one_push() {
     warm.release().await.unwrap();
     next.acquired().await.unwrap().release().await.unwrap();
     let holder = store.lock("h").lifetime(HOUR).await.unwrap();
-    let scripts =
-        |con: &mut redis::Connection| command_counts(con).get("evalsha").copied().unwrap_or(0);
+    // Script calls: FCALL on this server (7.0), EVALSHA on older ones.
+    let scripts = |con: &mut redis::Connection| {
+        let counts = command_counts(con);
+        ["evalsha", "fcall"]
+            .iter()
+            .map(|c| counts.get(*c).copied().unwrap_or(0))
+            .sum::<u64>()
+    };
     let start = scripts(&mut con);
     let waiter = {
         let store = store.clone();
@@ -379,7 +385,7 @@ async fn each_layout_refuses_the_others_conversations_and_acquires_nothing() {
 }
 
 /// The least-privilege rule documented for the native layout (native.rs).
-const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
+const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {
@@ -426,7 +432,11 @@ async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {
     drop(w);
     store.flush().await;
     g.release().await.unwrap();
-    redis::cmd("SCRIPT").arg("FLUSH").exec(&mut admin).unwrap();
+    // The library loads again under the ACL after a flush.
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .exec(&mut admin)
+        .unwrap();
     store.lock("c").await.unwrap().release().await.unwrap();
     assert_eq!(store.get_lock("c").await.unwrap(), None);
 
@@ -443,6 +453,8 @@ async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {
                     "+ping",
                     "+select",
                     "+script|load",
+                    // For servers without Functions, and min_replicas_ack.
+                    "+evalsha",
                 ]
                 .contains(r)
         })
@@ -458,6 +470,11 @@ async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {
         c.username = Some("less".into());
         c.password = Some(Secret::new("l-pw"));
         let store = connect_with(&server, c).await;
+        // Not loaded yet, as on a fresh server.
+        redis::cmd("FUNCTION")
+            .arg("FLUSH")
+            .exec(&mut admin)
+            .unwrap();
         let failed = exercise(&store).await;
         assert!(
             matches!(&failed, Some(Error::Config { key, .. }) if key == "lock_store.username"),
@@ -501,4 +518,31 @@ async fn exercise(store: &LockStore) -> Option<Error> {
         ticketlock::Result::Ok(())
     };
     run.await.err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_without_fcall_is_served_by_evalsha() {
+    // As a server before 7.0 answers: FCALL is an unknown command.
+    let server = server!(ticketlock_test_support::RedisOptions {
+        extra_args: vec!["--rename-command".into(), "FCALL".into(), "".into()],
+        ..Default::default()
+    });
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    let holder = store.lock("old").await.unwrap();
+    let waiter = store.lock("old").enqueue().await.unwrap();
+    holder.release().await.unwrap();
+    let g = tokio::time::timeout(PROMPT, waiter.acquired())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(g.is_held().await.unwrap());
+    g.release().await.unwrap();
+    assert_eq!(store.get_lock("old").await.unwrap(), None);
+    let counts = command_counts(&mut con);
+    assert!(
+        counts.get("evalsha").copied().unwrap_or(0) >= 4,
+        "{counts:?}"
+    );
+    assert_eq!(counts.get("fcall"), None, "{counts:?}");
 }

@@ -54,12 +54,22 @@
 //! write `~p:lock:* ~{*}:p:lock:*` and `&{*}:p:lock:*`):
 //!
 //! ```text
-//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
 //! ```
 //!
-//! A cluster also needs `+spublish +ssubscribe +sunsubscribe
-//! +cluster|slots`, sentinel mode `+role`, `min_replicas_ack` `+wait`, as
-//! in the rasa layout (`redis.rs`).
+//! `+fcall +function|load` are for Redis 7+ (Functions), `+evalsha
+//! +script|load` for older servers and for the calls that wait for
+//! replicas (`min_replicas_ack`). A cluster also needs `+spublish
+//! +ssubscribe +sunsubscribe +cluster|slots`, sentinel mode `+role`,
+//! `min_replicas_ack` `+wait`, as in the rasa layout (`redis.rs`).
+//!
+//! # Redis Functions
+//! On Redis 7+ the operations are one library, `ticketlock_<hash>`
+//! (`native/scripts.rs`), called with FCALL and loaded with FUNCTION LOAD
+//! on first use or when the server says the function is not found; a
+//! server without FCALL (before 7.0) is noticed at the first call and
+//! served by EVALSHA from then on. Calls that grant with
+//! `min_replicas_ack` go by EVALSHA, in one pipeline with WAIT.
 
 mod scripts;
 
@@ -71,13 +81,25 @@ use crate::backend::{Attempt, Issued, TicketId};
 use crate::lock::queue_full;
 use crate::{Result, Ticket, TicketLock};
 pub(super) use scripts::LAYOUT;
-use scripts::{SCRIPTS, SHARDED_SCRIPTS, Scripts};
+use scripts::{LIBRARY, Library, SCRIPTS, SHARDED_LIBRARY, SHARDED_SCRIPTS, Scripts};
+use std::sync::atomic::Ordering;
+
+use super::Reply;
+use super::commands::Failure;
 
 fn scripts(store: &RedisLockStore) -> &'static Scripts {
     if store.inner.sharded {
         &SHARDED_SCRIPTS
     } else {
         &SCRIPTS
+    }
+}
+
+fn library(store: &RedisLockStore) -> &'static Library {
+    if store.inner.sharded {
+        &SHARDED_LIBRARY
+    } else {
+        &LIBRARY
     }
 }
 
@@ -88,11 +110,20 @@ fn claim_us(store: &RedisLockStore) -> String {
     (u128::from(micros(store.inner.timeout)) * 2 + 1_000_000).to_string()
 }
 
-/// Runs `script` on the conversation at `key` (K, optionally the request's
-/// entry, q, x); ARGV[1] is the wake-up channels' prefix.
+/// Runs `operation` (`script`, or the library's function of that name) on
+/// the conversation at `key` (K, optionally the request's entry, q, x);
+/// ARGV[1] is the wake-up channels' prefix.
+///
+/// With FCALL (Redis Functions, 7.0+) where the server has it: the library
+/// is loaded on first use and again when the server answers that the
+/// function is not found (a restart without persistence, a new primary,
+/// FUNCTION FLUSH). A server without the command (before 7.0) is told
+/// once, and every later call goes by EVALSHA. With `min_replicas_ack`, a
+/// call that grants goes by EVALSHA, in the pipeline with WAIT.
 async fn run<T: redis::FromRedisValue + Send>(
     store: &RedisLockStore,
     script: &'static redis::Script,
+    operation: &str,
     key: &str,
     request: Option<&str>,
     args: &[&str],
@@ -102,22 +133,65 @@ async fn run<T: redis::FromRedisValue + Send>(
     let mut all = Vec::with_capacity(args.len() + 1);
     all.push(native.wake.as_str());
     all.extend_from_slice(args);
-    match request {
-        Some(r) => {
-            store
-                .script_keys(
-                    script,
-                    &[key, r, &native.queue, &native.expiry],
-                    &all,
-                    grants,
-                )
-                .await
+    let keys: Vec<&str> = match request {
+        Some(r) => vec![key, r, &native.queue, &native.expiry],
+        None => vec![key, &native.queue, &native.expiry],
+    };
+    let waits = grants && store.inner.acks.is_some();
+    if !waits && store.inner.functions.load(Ordering::Relaxed) {
+        match fcall(store, operation, &keys, &all).await {
+            Some(value) => {
+                return value.map(|value| Replied {
+                    value,
+                    unacked: None,
+                });
+            }
+            None => {
+                tracing::debug!("redis: the server has no FCALL (Redis < 7); using EVALSHA");
+                store.inner.functions.store(false, Ordering::Relaxed);
+            }
         }
-        None => {
-            store
-                .script_keys(script, &[key, &native.queue, &native.expiry], &all, grants)
-                .await
-        }
+    }
+    store.script_keys(script, &keys, &all, grants).await
+}
+
+/// One FCALL of `operation`; `None` when the server has no such command.
+async fn fcall<T: redis::FromRedisValue + Send>(
+    store: &RedisLockStore,
+    operation: &str,
+    keys: &[&str],
+    args: &[&str],
+) -> Option<Result<T>> {
+    let library = library(store);
+    let mut call = redis::cmd("FCALL");
+    call.arg(library.function(operation)).arg(keys.len());
+    for k in keys {
+        call.arg(*k);
+    }
+    for a in args {
+        call.arg(*a);
+    }
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD").arg("REPLACE").arg(&library.source);
+    let result = store
+        .inner
+        .commands
+        .run(|mut conn| {
+            let (call, load) = (&call, &load);
+            async move {
+                match call.query_async::<T>(&mut conn).await {
+                    Err(e) if e.to_string().contains("Function not found") => {
+                        load.query_async::<String>(&mut conn).await?;
+                        call.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await;
+    match result {
+        Err(Failure::Redis(e)) if e.to_string().contains("unknown command") => None,
+        other => Some(other.map_err(|f| store.failure(f, keys[0], Reply::Script))),
     }
 }
 
@@ -130,6 +204,7 @@ pub(super) async fn issue(store: &RedisLockStore, id: &str, lifetime: Duration) 
     } = run::<Vec<i64>>(
         store,
         &scripts(store).issue,
+        "issue",
         &key,
         Some(&request),
         &[
@@ -183,6 +258,7 @@ pub(super) async fn try_acquire(
     } = run::<Vec<i64>>(
         store,
         &scripts(store).try_acquire,
+        "try_acquire",
         &key,
         None,
         &[
@@ -218,6 +294,7 @@ pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) 
     let removed: i64 = run(
         store,
         &scripts(store).release,
+        "release",
         &key,
         Some(&request),
         &[
@@ -243,6 +320,7 @@ pub(super) async fn renew(
     let renewed: i64 = run(
         store,
         &scripts(store).renew,
+        "renew",
         &key,
         None,
         &[
@@ -263,6 +341,7 @@ pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) ->
     let held: i64 = run(
         store,
         &scripts(store).check,
+        "check",
         &key,
         None,
         &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
@@ -277,12 +356,13 @@ pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) ->
 /// first), for inspection.
 pub(super) async fn get_lock(store: &RedisLockStore, id: &str) -> Result<Option<TicketLock>> {
     let key = store.key_for(id);
-    let reply: Vec<u64> = run::<Vec<i64>>(store, &scripts(store).get, &key, None, &[], false)
-        .await?
-        .acked()?
-        .into_iter()
-        .map(|v| u64::try_from(v).unwrap_or(u64::MAX))
-        .collect();
+    let reply: Vec<u64> =
+        run::<Vec<i64>>(store, &scripts(store).get, "get", &key, None, &[], false)
+            .await?
+            .acked()?
+            .into_iter()
+            .map(|v| u64::try_from(v).unwrap_or(u64::MAX))
+            .collect();
     let [n, e, _holder, _provisional, ref pairs @ ..] = reply[..] else {
         return Ok(None);
     };
@@ -311,9 +391,17 @@ pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Resu
         args.push(format!("{}", (t.expires.max(0.0) * 1e6).ceil() as u64));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _: i64 = run(store, &scripts(store).save, &key, None, &args, false)
-        .await?
-        .acked()?;
+    let _: i64 = run(
+        store,
+        &scripts(store).save,
+        "save",
+        &key,
+        None,
+        &args,
+        false,
+    )
+    .await?
+    .acked()?;
     Ok(())
 }
 
@@ -322,6 +410,7 @@ pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> 
     let removed: i64 = run(
         store,
         &scripts(store).update,
+        "update",
         &key,
         None,
         &[&claim_us(store)],
@@ -342,8 +431,16 @@ pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> 
 /// Deletes the conversation at `key` (a key of another type too); whether
 /// there was one.
 pub(super) async fn delete(store: &RedisLockStore, key: &str) -> Result<bool> {
-    let removed: i64 = run(store, &scripts(store).delete, key, None, &[], false)
-        .await?
-        .acked()?;
+    let removed: i64 = run(
+        store,
+        &scripts(store).delete,
+        "delete",
+        key,
+        None,
+        &[],
+        false,
+    )
+    .await?
+    .acked()?;
     Ok(removed == 1)
 }

@@ -40,6 +40,83 @@ macro_rules! request_script {
     };
 }
 
+/// The text of one operation, as a script body (for the library).
+macro_rules! body {
+    ($publish:literal, $file:literal) => {
+        concat!(
+            "local PUBLISH = '",
+            $publish,
+            "'\n",
+            include_str!("common.lua"),
+            "\n",
+            include_str!($file)
+        )
+    };
+    ($publish:literal, request $file:literal) => {
+        concat!(
+            "local PUBLISH = '",
+            $publish,
+            "'\n",
+            include_str!("common.lua"),
+            "\n",
+            include_str!("../request.lua"),
+            "\n",
+            include_str!($file)
+        )
+    };
+}
+
+macro_rules! library {
+    ($publish:literal) => {
+        Library::new(&[
+            ("issue", body!($publish, request "issue.lua")),
+            ("try_acquire", body!($publish, "try_acquire.lua")),
+            ("release", body!($publish, request "release.lua")),
+            ("renew", body!($publish, "renew.lua")),
+            ("check", body!($publish, "check.lua")),
+            ("update", body!($publish, "update.lua")),
+            ("get", body!($publish, "get.lua")),
+            ("save", body!($publish, "save.lua")),
+            ("delete", body!($publish, "delete.lua")),
+        ])
+    };
+}
+
+/// The same operations as one Redis Functions library (Redis 7+), called
+/// with FCALL: `ticketlock_<hash>`, its functions `tl<hash>_<operation>`,
+/// the hash of the operations' text, so that two versions of this crate
+/// on one server never replace each other's functions.
+pub(crate) struct Library {
+    pub source: String,
+    prefix: String,
+}
+
+impl Library {
+    fn new(ops: &[(&str, &str)]) -> Library {
+        let all: String = ops.iter().map(|(_, body)| *body).collect();
+        let hash = Script::new(&all).get_hash()[..16].to_string();
+        let prefix = format!("tl{hash}_");
+        let mut source = format!("#!lua name=ticketlock_{hash}\n");
+        for (name, body) in ops {
+            source.push_str(&format!(
+                "redis.register_function('{prefix}{name}', function(KEYS, ARGV)\n{body}\nend)\n"
+            ));
+        }
+        Library { source, prefix }
+    }
+
+    /// The function of `operation` (a file name without `.lua`).
+    pub fn function(&self, operation: &str) -> String {
+        format!("{}{operation}", self.prefix)
+    }
+}
+
+/// The library for a standalone server or a sentinel-managed primary.
+pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| library!("PUBLISH"));
+
+/// The library for a cluster.
+pub(crate) static SHARDED_LIBRARY: LazyLock<Library> = LazyLock::new(|| library!("SPUBLISH"));
+
 macro_rules! scripts {
     ($publish:literal) => {
         Scripts {
