@@ -773,3 +773,139 @@ fn every_tool_gives_the_same_verdict_on_a_record() {
     assert_eq!(server.cli(&["GET", "lock:m"]), other);
     assert_eq!(server.cli(&["GET", "lock:big"]), big);
 }
+
+/// `ticketlock run` holding `id` in the native layout until `go` exists.
+fn native_holder(url: &str, id: &str, go: &std::path::Path) -> Proc {
+    Proc::spawn(
+        ticketlock()
+            .args(["run", "--redis", url, id, "--", "sh", "-c"])
+            .arg("while [ ! -e \"$1\" ]; do sleep 0.01; done")
+            .arg("holder")
+            .arg(go)
+            .stderr(Stdio::piped()),
+    )
+}
+
+#[test]
+fn the_tools_show_list_and_clear_native_conversations() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let native = url(&server, 0, "layout=native");
+    let store = Store::connect(&native);
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let holder = native_holder(&native, "c1", &go);
+    wait_until("the holder holds", Duration::from_secs(10), || {
+        store.live_tickets("c1") == [0]
+    });
+    let waiter = Proc::spawn(
+        ticketlock()
+            .args(["run", "--redis", &native, "c1", "--", "echo", "entered"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    wait_until("the waiter is queued", Duration::from_secs(10), || {
+        store.live_tickets("c1") == [0, 1]
+    });
+
+    let out = tl(&["inspect", "--redis", &native, "c1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json_out(&out);
+    assert_eq!(v["key"], "lock:c1");
+    assert_eq!(v["now_serving"], 0);
+    assert_eq!(v["last_issued"], 1);
+    assert!(v["epoch"].as_u64().is_some(), "{v}");
+    let statuses: Vec<(u64, &str)> = v["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["number"].as_u64().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [(0, "serving"), (1, "waiting")]);
+
+    let out = tl(&["list", "--redis", &native, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the conversation, no auxiliary key: {rows:?}"
+    );
+    assert_eq!(rows[0]["conversation_id"], "c1");
+    assert_eq!(rows[0]["live"], 2);
+
+    // The rasa layout's tools refuse it, naming the setting.
+    let out = tl(&["inspect", "--redis", &url(&server, 0, ""), "c1"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_one_error_line(&out, &["lock_store.layout", "native layout"]);
+
+    let out = tl(&["clear", "--redis", &native, "c1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = waiter.output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the waiter entered");
+    // Only short-lived request entries are left, none of the conversation.
+    let left = keys(&server, 0);
+    assert!(
+        left.iter()
+            .all(|k| k.contains(":rq:") || k.contains(":rl:")),
+        "{left:?}"
+    );
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(
+        holder.output(Duration::from_secs(10)).status.code(),
+        Some(75)
+    );
+}
+
+#[test]
+fn a_native_waiter_killed_with_sigkill_is_skipped_within_the_claim_window() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Claim window: two socket timeouts and a second, 3 s; lifetimes 1 h.
+    let native = url(&server, 0, "layout=native&socket_timeout=1");
+    let store = Store::connect(&native);
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let holder = native_holder(&native, "k", &go);
+    wait_until("the holder holds", Duration::from_secs(10), || {
+        store.live_tickets("k") == [0]
+    });
+    let run = |what: &str| {
+        Proc::spawn(
+            ticketlock()
+                .args(["run", "--lifetime", "3600", "--redis", &native, "k", "--"])
+                .args(["echo", what])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+    };
+    let mut doomed = run("the killed waiter entered");
+    wait_until(
+        "the first waiter is queued",
+        Duration::from_secs(10),
+        || store.live_tickets("k") == [0, 1],
+    );
+    let next = run("entered");
+    wait_until(
+        "the second waiter is queued",
+        Duration::from_secs(10),
+        || store.live_tickets("k") == [0, 1, 2],
+    );
+    doomed.child().kill().unwrap();
+    doomed.wait_for(Duration::from_secs(10));
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(
+        holder.output(Duration::from_secs(10)).status.code(),
+        Some(0)
+    );
+    // Far less than the killed waiter's hour.
+    let out = next.output(Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "entered\n");
+}

@@ -363,6 +363,69 @@ fn sigkill_of_holders_and_waiters() {
     });
 }
 
+/// The native layout (`?layout=native`), no faults: every message once,
+/// in ticket order, no overlap.
+#[test]
+fn native_layout_no_faults_every_message_once_in_ticket_order() {
+    scenario(
+        "native_no_faults",
+        3.0,
+        RedisOptions::default(),
+        |server, secs| {
+            let run = Torture::start(server, "socket_timeout=1&layout=native", secs, &[]);
+            let outcome = run.finish(server);
+            let r = &outcome.report;
+            assert_sound(r, (secs * 20.0) as u64);
+            assert_exact(r);
+            assert_eq!(total(r, "retries"), 0, "{r}");
+            outcome
+        },
+    );
+}
+
+/// The native layout with holders and waiters killed: a killed holder
+/// blocks at most its lifetime, a killed waiter at most the shorter of its
+/// lifetime and the claim window of the grant pushed to nobody, and the
+/// survivors see no overlap and no failure.
+#[test]
+fn native_layout_sigkill_of_holders_and_waiters() {
+    scenario(
+        "native_sigkill",
+        4.0,
+        RedisOptions::default(),
+        |server, secs| {
+            let kills = (secs as u64).max(4);
+            let run = Torture::start(
+                server,
+                "socket_timeout=1&layout=native",
+                secs,
+                &[
+                    "--kills",
+                    &kills.to_string(),
+                    "--work-min-ms",
+                    "2",
+                    "--work-max-ms",
+                    "20",
+                ],
+            );
+            let outcome = run.finish(server);
+            let r = &outcome.report;
+            assert_sound(r, (secs * 10.0) as u64);
+            assert_eq!(n(r, "kills.total"), kills, "{r}");
+            assert_eq!(total(r, "failed"), 0, "{r}");
+            assert_eq!(
+                n(r, "overlaps.witness") + n(r, "overlaps.intervals"),
+                0,
+                "{r}"
+            );
+            assert_eq!(n(r, "workers"), 3 + kills, "each victim is replaced");
+            // A provisional grant lasts at most the lifetime (1 s) too.
+            assert!(f(r, "stalls.max_after_death_us") < 1_500_000.0, "{r}");
+            outcome
+        },
+    );
+}
+
 /// Kills Redis and restarts it on the same port every ~1.3 s of the run.
 fn restart_redis_repeatedly(run: &mut Torture, server: &mut RedisServer, data_loss: bool) {
     let mut at = 0.8;

@@ -85,7 +85,25 @@ pub struct Issued {
 /// awaited is kept, so registering before the re-check loses nothing.
 pub struct Watch {
     notify: Arc<Notify>,
+    /// Where a store that pushes grants (Redis, native layout) leaves one.
+    grant: Option<GrantSlot>,
     _registration: Option<Box<dyn Send + Sync>>,
+}
+
+/// A grant pushed to a waiter: the store put its ticket in the lock's hands
+/// and said so on the ticket's channel, so the waiter holds it without
+/// another call. The lease counts from the push's arrival.
+#[derive(Clone, Default)]
+pub(crate) struct GrantSlot(Arc<std::sync::Mutex<Option<Attempt>>>);
+
+impl GrantSlot {
+    pub(crate) fn put(&self, attempt: Attempt) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(attempt);
+    }
+
+    fn take(&self) -> Option<Attempt> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl Watch {
@@ -93,6 +111,7 @@ impl Watch {
     pub fn new(notify: Arc<Notify>) -> Self {
         Watch {
             notify,
+            grant: None,
             _registration: None,
         }
     }
@@ -102,8 +121,28 @@ impl Watch {
     pub fn with_registration(notify: Arc<Notify>, registration: Box<dyn Send + Sync>) -> Self {
         Watch {
             notify,
+            grant: None,
             _registration: Some(registration),
         }
+    }
+
+    /// [`Watch::with_registration`] for a store that pushes grants into
+    /// `grant`.
+    pub(crate) fn with_grant(
+        notify: Arc<Notify>,
+        grant: GrantSlot,
+        registration: Box<dyn Send + Sync>,
+    ) -> Self {
+        Watch {
+            notify,
+            grant: Some(grant),
+            _registration: Some(registration),
+        }
+    }
+
+    /// The grant the store pushed, if any (taken once).
+    pub(crate) fn take_grant(&self) -> Option<Attempt> {
+        self.grant.as_ref().and_then(GrantSlot::take)
     }
 
     /// A watch that is already signalled.

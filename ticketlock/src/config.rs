@@ -60,6 +60,27 @@ pub enum DeploymentMode {
     Sentinel,
 }
 
+/// How conversations are stored in Redis (`layout`).
+///
+/// Both layouts use the same key per conversation, `lock:<id>`, of
+/// different Redis types, so a client of one layout that meets a
+/// conversation of the other gets [`crate::Error::Config`] naming
+/// `lock_store.layout`, never a second holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisLayout {
+    /// Rasa's record (a JSON string), shared with Rasa processes. Each call
+    /// costs O(depth of the queue). The default: a deployment that shares
+    /// its Redis with Rasa keeps working, and existing records stay valid.
+    #[default]
+    Rasa,
+    /// Our own layout (a hash, a queue and a liveness set per
+    /// conversation): every operation costs the same at any depth, and a
+    /// release hands the lock to the next waiter in one step. Rasa cannot
+    /// read it: use it when no Rasa process shares the Redis.
+    Native,
+}
+
 /// A secret that never shows in `Debug` or `Display` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -116,6 +137,9 @@ pub struct RedisConfig {
     pub key_prefix: Option<String>,
     /// Bound on every call to the server. Default 10 s.
     pub socket_timeout: Duration,
+    /// Ours, not Rasa's: how conversations are stored. Default
+    /// [`RedisLayout::Rasa`].
+    pub layout: RedisLayout,
     /// How the servers are deployed.
     pub deployment_mode: DeploymentMode,
     /// `host:port` of each cluster node or sentinel.
@@ -155,6 +179,7 @@ impl Default for RedisConfig {
             ssl_ca_certs: None,
             key_prefix: None,
             socket_timeout: Duration::from_secs(10),
+            layout: RedisLayout::Rasa,
             deployment_mode: DeploymentMode::Standard,
             endpoints: Vec::new(),
             sentinel_service: None,

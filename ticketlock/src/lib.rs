@@ -25,8 +25,8 @@ mod try_lock;
 pub use backend::{Attempt, Backend, Issued, TicketId, Watch};
 pub use config::{
     DEFAULT_LIFETIME, DEFAULT_MIN_REPLICAS_ACK_TIMEOUT, DeploymentMode, LIFETIME_ENV,
-    LockStoreConfig, PostgresConfig, PostgresSslMode, RedisConfig, RedisStoreType, Secret,
-    lifetime_from_env,
+    LockStoreConfig, PostgresConfig, PostgresSslMode, RedisConfig, RedisLayout, RedisStoreType,
+    Secret, lifetime_from_env,
 };
 pub use error::{Error, LockError, Result, human_duration};
 pub use guard::LockGuard;

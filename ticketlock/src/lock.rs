@@ -683,6 +683,13 @@ async fn wait<B: Backend>(
                 pushed_at = pushed.then(Instant::now);
             }
         }
+        // A grant pushed by the release (native layout): held, no call.
+        if let Some(granted) = watch.as_ref().and_then(Watch::take_grant) {
+            if let Some(at) = pushed_at {
+                crate::metrics::handoff(at.elapsed());
+            }
+            return Ok(granted);
+        }
         let sent = Instant::now();
         attempt = match b.try_acquire(id, ticket, o.lifetime).await {
             Ok(attempt) => {

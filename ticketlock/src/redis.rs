@@ -1,43 +1,52 @@
-//! The Redis store: many processes and machines, wire-compatible with Rasa.
+//! The Redis store: many processes and machines, wire-compatible with Rasa
+//! in the rasa layout.
 //!
 //! # Implementation details
-//! - Data: one string key per conversation, `lock:<id>` or
-//!   `<key_prefix>:lock:<id>`, holding Rasa's JSON record byte for byte as
-//!   Python writes it (tickets double-encoded, `expires` as float seconds),
-//!   followed by two optional fields of ours that Rasa ignores:
-//!   `last_issued` (numbers are never reused, even after the highest ticket
-//!   expired; written only then, since otherwise the queue tells it) and
-//!   `epoch` (tells incarnations of a record apart). Keys are
-//!   built in one place (`redis/keys.rs`); the id is appended verbatim and
-//!   every command names its key exactly, so no id can reach another's
-//!   record.
-//! - Atomicity: every operation is one Lua script (`redis/rasa/*.lua`),
-//!   so one round trip, atomic with respect to every other client, Rasa's
-//!   included: issue (with the first attempt to acquire), try to acquire
-//!   (which also keeps a waiting ticket alive), release (dropping the record
-//!   with its last ticket), renew, check, update, save, delete. Scripts are
-//!   called by hash and loaded again when the server answers NOSCRIPT. Each
-//!   first drops the expired tickets; a corrupt record is answered with an
-//!   error naming what is wrong, never overwritten.
+//! - Data: one conversation per key `lock:<id>` or `<key_prefix>:lock:<id>`,
+//!   in one of two layouts ([`RedisLayout`], `layout:`), each documented in
+//!   its module: `rasa` (`redis/rasa.rs`: Rasa's JSON record in a string,
+//!   shared with Rasa processes) and `native` (`redis/native.rs`: a hash
+//!   beside two sorted sets, constant cost per call). The key has a
+//!   different Redis type in each, so a client of one layout that meets a
+//!   conversation of the other gets WRONGTYPE inside its script, answered
+//!   as `LAYOUT` and reported as [`Error::Config`] naming
+//!   `lock_store.layout`: never read, never overwritten, never an overlap.
+//!   Keys are built in one place (`redis/keys.rs`); the id is appended
+//!   verbatim and every command names its key exactly, so no id can reach
+//!   another's conversation. Auxiliary keys start with `{`, so a SCAN of
+//!   `lock:*` lists conversations only, of both layouts.
+//! - Atomicity: every operation is one Lua script of the layout
+//!   (`redis/rasa/*.lua`, `redis/native/*.lua`), so one round trip, atomic
+//!   with respect to every other client (Rasa's included): issue (with the
+//!   first attempt to acquire), try to acquire (which also keeps a waiting
+//!   ticket alive), release (dropping the conversation with its last
+//!   ticket), renew, check, update, save, delete. Scripts are called by hash
+//!   and loaded again when the server answers NOSCRIPT (the native layout,
+//!   on Redis 7+, calls them as Redis Functions: see `redis/native.rs`). Each first drops
+//!   expired tickets; a corrupt record is answered with an error naming
+//!   what is wrong, never overwritten.
 //! - Clock: the server's (`TIME` in every script), so skew between clients
 //!   cannot move an expiry. A ticket expires when now > expires, as in Rasa.
-//! - Fencing tokens: a record's epoch is the server time in microseconds
-//!   when a script created it; a holder's token is epoch + ticket number
-//!   (server time + number for a record Rasa created, which has no epoch).
+//! - Fencing tokens: a conversation's epoch is the server time in
+//!   microseconds when a script created it; a holder's token is epoch +
+//!   ticket number (server time + number for a record Rasa created, which
+//!   has no epoch).
 //!   Tokens therefore increase for successive holders, also across deletion
 //!   of the record, as long as the server's clock does not go back and fewer
 //!   tickets than microseconds pass in one incarnation of a record.
-//! - TTL: every write sets the key to expire one second after its latest
+//! - TTL: every write sets the keys to expire one second after their latest
 //!   ticket, so a crashed process leaves nothing behind for long.
-//! - Wake-ups: a script whose change gives the queue a new head publishes
-//!   the head's number on the channel named like the key (`*` after
-//!   save_lock and delete_lock: everybody looks again). One pub/sub
-//!   connection per store, owned by a background task, serves all its
-//!   waiters (`redis/subscriber.rs`); a head-change message wakes the new
-//!   head's waiter and the lowest waiting ticket above it in the process
+//! - Wake-ups: one pub/sub connection per store, owned by a background
+//!   task, serves all its waiters (`redis/subscriber.rs`). What is published
+//!   is the layout's: the rasa layout names the queue's new head on the
+//!   key's channel (`*` after save_lock and delete_lock: everybody looks
+//!   again), and the waiter then takes the lock with a call; a head-change
+//!   message also wakes the lowest waiting ticket above it in the process
 //!   (the new next in line). A release by a Rasa process publishes nothing:
 //!   our waiter next in line sees it at its next `wait_time` look (the
-//!   others look every third of their lifetime, see `lock.rs`).
+//!   others look every third of their lifetime, see `lock.rs`). The native
+//!   layout pushes the grant itself on the ticket's own channel, which the
+//!   waiter's [`Watch`] takes without a call.
 //! - Connections: one multiplexed connection for commands plus the pub/sub
 //!   one. Every attempt is bounded by `socket_timeout`. A connection that
 //!   failed or timed out is replaced (never used again), and the call is
@@ -52,15 +61,16 @@
 //!   retry answers from it instead of issuing again or reporting the
 //!   ticket gone. `T` is the key's hash tag, or the key itself, or a tag of
 //!   the same slot (`redis/keys.rs`). Entries live two socket timeouts
-//!   plus a second. The record itself is untouched (Rasa's format; Rasa
+//!   plus a second. A rasa record itself is untouched (Rasa's format; Rasa
 //!   rewrites whole records), and the helpers are kept apart in
-//!   `redis/request.lua`. Renew, try_acquire and the rest are
+//!   `redis/request.lua`, shared by both layouts. Renew, try_acquire and the rest are
 //!   idempotent as they are.
 //! - Waiters: a look at the queue that fails does not give the ticket up;
 //!   the waiter looks again while the ticket is alive (`lock.rs`).
 //! - Deployments (`deployment_mode`): `standard`, one server; `cluster`, a
 //!   Redis Cluster reached through `endpoints`: each script is routed by
-//!   its one key (the channel is the same name, so the same slot), MOVED
+//!   its conversation's key (its other keys and channels are in the same
+//!   slot), MOVED
 //!   and ASK are followed by the client, wake-ups use sharded pub/sub
 //!   (SPUBLISH/SSUBSCRIBE, Redis 7) so each stays on the key's shard, and
 //!   [`Backend::conversations`] scans every primary; `sentinel`, the
@@ -93,7 +103,7 @@
 //!   the first never ran) and releases that ticket.
 //! - Bounds: the issue script refuses a ticket (status 2, then
 //!   [`Error::QueueFull`]) when the queue already holds the handle's
-//!   `max_queue_len` live tickets, so our processes cannot grow a record
+//!   `max_queue_len` live tickets, so our processes cannot grow a queue
 //!   without limit; ids longer than [`crate::MAX_ID_LEN`] are refused before
 //!   any key is built. (A client that writes records itself, as Rasa does,
 //!   is not bound by this.)
@@ -123,9 +133,12 @@
 //!   sentinels.
 //!
 //! # Redis ACL
-//! The least privilege the store needs (with `key_prefix: p`, write
-//! `~p:lock:* ~{*}:p:lock:*` and `&p:lock:*`; the second key pattern is
-//! for the request-id entries, see "Request ids" above):
+//! The least privilege the store needs in the rasa layout (with
+//! `key_prefix: p`, write `~p:lock:* ~{*}:p:lock:*` and `&p:lock:*`; the
+//! second key pattern is for the request-id entries, see "Request ids"
+//! above); the native layout's rule, which lists its scripts' commands
+//! (Redis checks each command a script runs), is in `redis/native.rs` and
+//! the README:
 //!
 //! ```text
 //! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &lock:* -@all +evalsha +script|load +get +set +del +publish +time +scan +subscribe +unsubscribe +ping +select
@@ -142,6 +155,7 @@ mod commands;
 mod connection;
 mod from_client;
 mod keys;
+mod native;
 mod rasa;
 mod scan;
 mod subscriber;
@@ -155,11 +169,11 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
-use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
+use crate::backend::{Attempt, Backend, GrantSlot, Issued, TicketId, Watch};
 use crate::in_flight::{InFlight, InFlightTask};
 use crate::lock::validate_id;
 use crate::ticket::push_python_str;
-use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, Result, TicketLock};
+use crate::{DEFAULT_MAX_QUEUE_LEN, Error, RedisConfig, RedisLayout, Result, TicketLock};
 use commands::{Commands, Failure};
 use connection::Target;
 use keys::Keys;
@@ -197,6 +211,11 @@ struct Inner {
     commands: Commands,
     /// A cluster: scripts publish with SPUBLISH (sharded pub/sub).
     sharded: bool,
+    /// How conversations are stored.
+    layout: RedisLayout,
+    /// Native layout: call the scripts as Redis Functions (FCALL); cleared
+    /// when the server turns out to have none.
+    functions: std::sync::atomic::AtomicBool,
     /// `min_replicas_ack` and its timeout, when set.
     acks: Option<(u32, Duration)>,
     subscriber: Subscriber,
@@ -218,6 +237,7 @@ impl std::fmt::Debug for RedisLockStore {
             .field("keys", &self.inner.keys.key("*"))
             .field("socket_timeout", &self.inner.timeout)
             .field("max_queue_len", &self.max_queue_len)
+            .field("layout", &self.inner.layout)
             .finish_non_exhaustive()
     }
 }
@@ -363,6 +383,8 @@ impl RedisLockStore {
                 timeout,
                 commands,
                 sharded,
+                layout: config.layout,
+                functions: std::sync::atomic::AtomicBool::new(true),
                 acks: (config.min_replicas_ack > 0)
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 subscriber,
@@ -396,12 +418,23 @@ impl RedisLockStore {
     }
 
     /// The record of `conversation_id` exactly as stored, if any (for
-    /// inspection tools).
+    /// inspection tools). In the native layout, which stores no JSON, the
+    /// conversation rendered as the Rasa record it stands for (its
+    /// tickets, `last_issued` and `epoch`).
     pub async fn raw_record(&self, conversation_id: &str) -> Result<Option<Vec<u8>>> {
+        if self.inner.layout == RedisLayout::Native {
+            let lock = native::get_lock(self, conversation_id).await?;
+            return Ok(lock.map(|l| l.dumps().into_bytes()));
+        }
         let key = self.key_for(conversation_id);
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
-        self.query(&cmd, &key).await
+        match self.query(&cmd, &key).await {
+            Err(Error::CorruptRecord { .. }) if self.is_native_conversation(&key).await => {
+                Err(self.layout_error(&key))
+            }
+            raw => raw,
+        }
     }
 
     /// Deletes the record of `conversation_id`, as
@@ -411,7 +444,10 @@ impl RedisLockStore {
     /// name is removed too.
     pub async fn remove_record(&self, conversation_id: &str) -> Result<bool> {
         let key = self.key_for(conversation_id);
-        let removed = rasa::delete(self, &key, conversation_id).await?;
+        let removed = match self.inner.layout {
+            RedisLayout::Rasa => rasa::delete(self, &key, conversation_id).await?,
+            RedisLayout::Native => native::delete(self, &key).await?,
+        };
         tracing::debug!(conversation_id, existed = removed, "redis: record deleted");
         Ok(removed)
     }
@@ -439,6 +475,9 @@ impl RedisLockStore {
     }
 
     fn error(&self, e: redis::RedisError, key: &str, reply: Reply) -> Error {
+        if let (Reply::Script, Some(native::LAYOUT)) = (&reply, e.code()) {
+            return self.layout_error(key);
+        }
         let corrupt = match (reply, e.code()) {
             (Reply::Script, Some(rasa::CORRUPT)) => {
                 Some(e.detail().unwrap_or("corrupt").to_string())
@@ -458,6 +497,23 @@ impl RedisLockStore {
             return config;
         }
         self.unavailable(e.to_string(), Some(e))
+    }
+
+    /// The error for a conversation at `key` held in the other layout.
+    fn layout_error(&self, key: &str) -> Error {
+        let (theirs, what, ours) = match self.inner.layout {
+            RedisLayout::Rasa => ("native", "a hash", "rasa"),
+            RedisLayout::Native => ("rasa", "a string", "native"),
+        };
+        Error::config(
+            "lock_store.layout",
+            format!(
+                "the conversation at {key:?} is held in the {theirs} layout ({what}); this store \
+                 uses layout {ours}: set the same layout on every client of this Redis \
+                 (layout: {theirs} to use these conversations), or remove them with \
+                 `ticketlock clear` in layout {theirs} while no client uses them"
+            ),
+        )
     }
 
     fn failure(&self, f: Failure, key: &str, reply: Reply) -> Error {
@@ -543,6 +599,41 @@ impl RedisLockStore {
             None => evalsha.arg(1).arg(key),
         };
         evalsha.arg(PythonStr(id)).arg(args);
+        self.evalsha(script, key, evalsha, grants).await
+    }
+
+    /// Runs a script on `keys` (the first is the conversation's, named in
+    /// errors) with `args` as ARGV, within the socket timeout; with
+    /// `min_replicas_ack`, as [`RedisLockStore::script`] says.
+    async fn script_keys<T: redis::FromRedisValue + Send>(
+        &self,
+        script: &'static redis::Script,
+        keys: &[&str],
+        args: &[&str],
+        grants: bool,
+    ) -> Result<Replied<T>> {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            evalsha.arg(*k);
+        }
+        for a in args {
+            evalsha.arg(*a);
+        }
+        self.evalsha(script, keys[0], evalsha, grants).await
+    }
+
+    /// Sends `evalsha` (an EVALSHA of `script` on the record at `key`),
+    /// loading the script and sending it again when the server answers
+    /// NOSCRIPT; with `min_replicas_ack` and `grants`, followed by WAIT in
+    /// the same round trip.
+    async fn evalsha<T: redis::FromRedisValue + Send>(
+        &self,
+        script: &'static redis::Script,
+        key: &str,
+        evalsha: redis::Cmd,
+        grants: bool,
+    ) -> Result<Replied<T>> {
         let acks = self.inner.acks.filter(|_| grants);
         let Some((wanted, wait)) = acks else {
             let value = self
@@ -919,11 +1010,17 @@ impl Backend for RedisLockStore {
     }
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
-        rasa::try_acquire(self, id, ticket, lifetime).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::try_acquire(self, id, ticket, lifetime).await,
+            RedisLayout::Native => native::try_acquire(self, id, ticket, lifetime).await,
+        }
     }
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        rasa::release(self, id, ticket).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::release(self, id, ticket).await,
+            RedisLayout::Native => native::release(self, id, ticket).await,
+        }
     }
 
     fn release_on_drop(&self, id: &str, ticket: TicketId) {
@@ -949,20 +1046,36 @@ impl Backend for RedisLockStore {
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
-        rasa::renew(self, id, ticket, lifetime).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::renew(self, id, ticket, lifetime).await,
+            RedisLayout::Native => native::renew(self, id, ticket, lifetime).await,
+        }
     }
 
     async fn check(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        rasa::check(self, id, ticket).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::check(self, id, ticket).await,
+            RedisLayout::Native => native::check(self, id, ticket).await,
+        }
     }
 
     async fn watch(&self, id: &str, ticket: TicketId) -> Result<Watch> {
         let key = self.key_for(id);
         let notify = Arc::new(Notify::new());
+        // The native layout pushes each ticket's grant on its own channel.
+        let (channel, grant) = match (self.inner.layout, ticket.epoch) {
+            (RedisLayout::Native, Some(epoch)) => (
+                keys::NativeKeys::new(&key)
+                    .channel(epoch, ticket.number)
+                    .into_bytes(),
+                Some(GrantSlot::default()),
+            ),
+            _ => (Keys::channel(&key).to_vec(), None),
+        };
         let (registration, subscribed) = self
             .inner
             .subscriber
-            .register(Keys::channel(&key), ticket.number, notify.clone())
+            .register(&channel, ticket.number, notify.clone(), grant.clone())
             .await;
         match subscribed {
             Subscribed::Confirmed => {}
@@ -981,10 +1094,16 @@ impl Backend for RedisLockStore {
                 ));
             }
         }
-        Ok(Watch::with_registration(notify, Box::new(registration)))
+        Ok(match grant {
+            Some(grant) => Watch::with_grant(notify, grant, Box::new(registration)),
+            None => Watch::with_registration(notify, Box::new(registration)),
+        })
     }
 
     async fn get_lock(&self, id: &str) -> Result<Option<TicketLock>> {
+        if self.inner.layout == RedisLayout::Native {
+            return native::get_lock(self, id).await;
+        }
         let Some(raw) = self.raw_record(id).await? else {
             return Ok(None);
         };
@@ -997,7 +1116,10 @@ impl Backend for RedisLockStore {
     }
 
     async fn save_lock(&self, lock: &TicketLock) -> Result<()> {
-        rasa::save_lock(self, lock).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::save_lock(self, lock).await,
+            RedisLayout::Native => native::save_lock(self, lock).await,
+        }
     }
 
     async fn delete_lock(&self, id: &str) -> Result<()> {
@@ -1005,7 +1127,10 @@ impl Backend for RedisLockStore {
     }
 
     async fn update_lock(&self, id: &str) -> Result<()> {
-        rasa::update_lock(self, id).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::update_lock(self, id).await,
+            RedisLayout::Native => native::update_lock(self, id).await,
+        }
     }
 
     async fn conversations(&self) -> Result<Vec<String>> {
@@ -1032,7 +1157,19 @@ impl RedisLockStore {
         lifetime: Duration,
         request: &RequestId,
     ) -> Result<Issued> {
-        rasa::issue(self, id, lifetime, request).await
+        match self.inner.layout {
+            RedisLayout::Rasa => rasa::issue(self, id, lifetime, request).await,
+            RedisLayout::Native => native::issue(self, id, lifetime, request).await,
+        }
+    }
+
+    /// Whether the key of another type at `key` is a native-layout
+    /// conversation (a hash with an epoch), for a rasa-layout store's
+    /// messages.
+    async fn is_native_conversation(&self, key: &str) -> bool {
+        let mut cmd = redis::cmd("HEXISTS");
+        cmd.arg(key).arg("e");
+        matches!(self.query::<i64>(&cmd, "").await, Ok(1))
     }
 
     /// Counts one background round trip until the result is dropped.

@@ -1,6 +1,7 @@
 //! The Redis store on a Redis Cluster (3 primaries, 3 replicas) started by
 //! the tests on loopback ports: the conformance suite, lists across every
-//! primary, and a slot moved while locks are taken. One cluster serves the
+//! primary, and a slot moved while locks are taken; the suite also on the
+//! native layout. One cluster serves the
 //! whole binary; each test gets a key prefix of its own.
 
 #[macro_use]
@@ -39,6 +40,21 @@ async fn redis_cluster() -> Option<Configured> {
 }
 
 conformance_tests!(redis_cluster);
+
+async fn native_cluster() -> Option<Configured> {
+    let cluster = tokio::task::spawn_blocking(cluster).await.unwrap()?;
+    let mut c = config(cluster);
+    c.layout = ticketlock::RedisLayout::Native;
+    Some(Configured::connect(c).await)
+}
+
+/// The suite on the native layout: its keys and channels in one slot,
+/// grants pushed with SPUBLISH.
+mod native_layout {
+    use super::*;
+
+    conformance_tests!(super::native_cluster);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_lists_the_records_of_every_primary() {

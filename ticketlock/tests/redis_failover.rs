@@ -261,8 +261,17 @@ async fn worker(store: LockStore, id: &'static str, shared: Arc<Shared>, stop: A
 }
 
 /// The run: traffic, lag, kill, failover, traffic, restart.
-async fn run(mut deployment: Box<dyn Failover>, min_replicas_ack: u32) -> Report {
-    let config = deployment.config(min_replicas_ack);
+async fn run(deployment: Box<dyn Failover>, min_replicas_ack: u32) -> Report {
+    run_in(deployment, min_replicas_ack, ticketlock::RedisLayout::Rasa).await
+}
+
+async fn run_in(
+    mut deployment: Box<dyn Failover>,
+    min_replicas_ack: u32,
+    layout: ticketlock::RedisLayout,
+) -> Report {
+    let mut config = deployment.config(min_replicas_ack);
+    config.layout = layout;
     let stores: Vec<LockStore> = {
         let mut v = Vec::new();
         for _ in 0..2 {
@@ -419,6 +428,18 @@ async fn sentinel_failover_in_safe_mode_keeps_exclusion_and_token_order() {
 async fn cluster_failover_in_safe_mode_keeps_exclusion_and_token_order() {
     let Some(d) = cluster().await else { return };
     assert_safe(&run(d, 1).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_layout_sentinel_failover_in_safe_mode_keeps_exclusion_and_token_order() {
+    let Some(d) = sentinel().await else { return };
+    assert_safe(&run_in(d, 1, ticketlock::RedisLayout::Native).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_layout_cluster_failover_in_safe_mode_keeps_exclusion_and_token_order() {
+    let Some(d) = cluster().await else { return };
+    assert_safe(&run_in(d, 1, ticketlock::RedisLayout::Native).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use super::{DeploymentMode, RedisConfig};
+use super::{DeploymentMode, RedisConfig, RedisLayout};
 use crate::{Error, Result};
 
 /// A warning about a setting that is accepted but ignored or deprecated.
@@ -228,6 +228,18 @@ pub(crate) fn deployment_mode(s: &str) -> Result<DeploymentMode, String> {
     }
 }
 
+pub(crate) fn layout(s: &str) -> Result<RedisLayout, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "rasa" => Ok(RedisLayout::Rasa),
+        "native" => Ok(RedisLayout::Native),
+        _ => Err(format!(
+            "{s:?} is not a layout; write rasa (Rasa's records, the default: a Redis shared \
+             with Rasa processes) or native (ours: constant cost per call, for a Redis no Rasa \
+             process uses)"
+        )),
+    }
+}
+
 /// Whether Rasa accepts `prefix` as a key prefix: Python's `str.isalnum()`,
 /// which is Unicode-aware (as is `char::is_alphanumeric`). Matching Rasa here
 /// matters: a prefix one side takes and the other drops would make a Rasa
@@ -418,6 +430,9 @@ mod tests {
         assert!(bool_str("maybe").is_err());
         assert_eq!(deployment_mode("Cluster").unwrap(), DeploymentMode::Cluster);
         assert!(deployment_mode("replica").is_err());
+        assert_eq!(layout("Native").unwrap(), RedisLayout::Native);
+        assert_eq!(layout("rasa").unwrap(), RedisLayout::Rasa);
+        assert!(layout("hash").unwrap_err().contains("rasa"));
         assert_eq!(replicas_str(" 2 ").unwrap(), 2);
         assert_eq!(replicas_int(0).unwrap(), 0);
         for bad in ["-1", "1.5", "x", "99999999999"] {

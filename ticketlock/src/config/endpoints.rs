@@ -49,6 +49,7 @@ const SETTINGS: &[&str] = &[
     "sentinel_password",
     "min_replicas_ack",
     "min_replicas_ack_timeout",
+    "layout",
     // The PostgreSQL store's (see endpoints/postgres.rs).
     "dialect",
     "query",
@@ -90,8 +91,9 @@ impl LockStoreConfig {
     /// | `sentinel_username`, `sentinel_password` | ACL user and password on the sentinels (Rasa Pro) | none |
     /// | `min_replicas_ack` | ours, not Rasa's: replicas that must acknowledge each change (Redis `WAIT`); 0 does not wait | 0 |
     /// | `min_replicas_ack_timeout` | ours: seconds to wait for them, shorter than `socket_timeout` | 1 |
+    /// | `layout` | ours: `rasa` (Rasa's records, shared with Rasa processes) or `native` (constant cost per call; no Rasa process may use the Redis), see [`crate::RedisLayout`] | `rasa` |
     ///
-    /// Rasa ignores the two settings of ours (it warns about unknown
+    /// Rasa ignores the settings of ours (it warns about unknown
     /// keys only in its own store types), so one file can serve both.
     ///
     /// Numbers and booleans may also be written as strings (`port: "6380"`,
@@ -785,6 +787,11 @@ impl<'a, 'i, 'e> Section<'a, 'i, 'e> {
         if let Some(t) = ack_timeout {
             cfg.min_replicas_ack_timeout = t;
         }
+        if let Some(f) = self.get("layout")
+            && let Some(layout) = f.string(self.env)?
+        {
+            cfg.layout = check::layout(&layout).map_err(|p| f.err(p))?;
+        }
 
         check::combination(
             &mut cfg,
@@ -990,6 +997,7 @@ lock_store:
   sentinel_service:
   min_replicas_ack: 2
   min_replicas_ack_timeout: 0.25
+  layout: native
 "#,
         );
         let expected = RedisConfig {
@@ -1012,6 +1020,7 @@ lock_store:
             sentinel_password: None,
             min_replicas_ack: 2,
             min_replicas_ack_timeout: Duration::from_millis(250),
+            layout: crate::RedisLayout::Native,
         };
         assert_eq!(r, expected);
     }
@@ -1059,6 +1068,16 @@ lock_store:
                     && w.message.contains("min_replicas_ack is 0")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn the_layout_is_read_and_rasa_by_default() {
+        assert_eq!(
+            redis("lock_store:\n  type: redis\n").layout,
+            crate::RedisLayout::Rasa
+        );
+        let r = redis("lock_store:\n  type: redis\n  layout: native\n");
+        assert_eq!(r.layout, crate::RedisLayout::Native);
     }
 
     #[test]
@@ -1328,6 +1347,11 @@ nlg:
             ("port: {a: 1}", "lock_store.port", &["a mapping"]),
             ("port: !!int abc", "lock_store.port", &["tag !!int"]),
             ("db: -1", "lock_store.db", &["-1", "from 0"]),
+            (
+                "layout: hash",
+                "lock_store.layout",
+                &["\"hash\"", "rasa", "native"],
+            ),
             ("db: one", "lock_store.db", &["\"one\""]),
             ("db: 1.5", "lock_store.db", &["1.5"]),
             (

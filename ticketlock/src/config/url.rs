@@ -12,7 +12,7 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 use url::{Host, Url};
 
 use super::check::{self, Warning};
-use super::{DeploymentMode, LockStoreConfig, RedisConfig, RedisStoreType, Secret};
+use super::{DeploymentMode, LockStoreConfig, RedisConfig, RedisLayout, RedisStoreType, Secret};
 use crate::{Error, Result};
 
 /// The error key of every problem with a URL.
@@ -37,6 +37,7 @@ const PARAMS: &[&str] = &[
     "sentinel_password",
     "min_replicas_ack",
     "min_replicas_ack_timeout",
+    "layout",
 ];
 
 /// Characters escaped in the user name and host of [`RedisConfig::display_url`]:
@@ -93,6 +94,7 @@ impl LockStoreConfig {
     /// | `sentinel_username`, `sentinel_password` | ACL user and password on the sentinels (Rasa Pro); the password is shown as `***` |
     /// | `min_replicas_ack` | ours, not Rasa's: replicas that must acknowledge each change (0: do not wait) |
     /// | `min_replicas_ack_timeout` | ours: seconds to wait for them (default 1), shorter than `socket_timeout` |
+    /// | `layout` | ours: `rasa` (default) or `native`, see [`crate::RedisLayout`] |
     ///
     /// e.g. `rediss://app:s3cr%40t@redis.internal:6380/2?key_prefix=myapp&socket_timeout=2.5`.
     ///
@@ -207,6 +209,9 @@ impl RedisConfig {
                 "min_replicas_ack_timeout",
                 &self.min_replicas_ack_timeout.as_secs_f64().to_string(),
             );
+        }
+        if self.layout == RedisLayout::Native {
+            query.append_pair("layout", "native");
         }
         let query = query.finish();
         if !query.is_empty() {
@@ -369,6 +374,7 @@ pub(crate) fn parse(input: &str) -> Result<(LockStoreConfig, Vec<Warning>)> {
             "min_replicas_ack_timeout" => {
                 cfg.min_replicas_ack_timeout = check::seconds_str(&value).map_err(bad)?;
             }
+            "layout" => cfg.layout = check::layout(&value).map_err(bad)?,
             _ => {
                 return Err(err(format!(
                     "unknown setting {name:?} in the query; the settings are {}",
@@ -568,6 +574,16 @@ mod tests {
         let r = redis("redis://h?min_replicas_ack=2&min_replicas_ack_timeout=0.2");
         assert_eq!(r.min_replicas_ack, 2);
         assert_eq!(r.min_replicas_ack_timeout, Duration::from_millis(200));
+
+        assert_eq!(redis("redis://h").layout, RedisLayout::Rasa);
+        let r = redis("redis://h?layout=native");
+        assert_eq!(r.layout, RedisLayout::Native);
+        assert!(
+            r.display_url().ends_with("?layout=native"),
+            "{}",
+            r.display_url()
+        );
+        assert_eq!(redis(&r.display_url()).layout, RedisLayout::Native);
     }
 
     #[test]
@@ -582,6 +598,7 @@ mod tests {
             &["\"socket_timeout\"", "greater than 0"],
         );
         url_err("redis://h?deployment_mode=x", &["\"deployment_mode\""]);
+        url_err("redis://h?layout=hash", &["\"layout\"", "rasa", "native"]);
         url_err("redis://h?deployment_mode=cluster", &["cluster mode needs"]);
         url_err(
             "redis://h/2?deployment_mode=cluster&endpoints=a:1",
@@ -666,6 +683,7 @@ mod tests {
             sentinel_password: Some(Secret::new("s-hunter3")),
             min_replicas_ack: 1,
             min_replicas_ack_timeout: Duration::from_millis(300),
+            layout: RedisLayout::Native,
         };
         let shown = full.display_url();
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -811,6 +829,12 @@ mod tests {
                             sentinel_username: None,
                             sentinel_password: None,
                             min_replicas_ack,
+                            // Varied with the port's parity.
+                            layout: if port % 2 == 0 {
+                                RedisLayout::Native
+                            } else {
+                                RedisLayout::Rasa
+                            },
                             min_replicas_ack_timeout,
                         }
                     },

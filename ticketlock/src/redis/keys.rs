@@ -117,6 +117,31 @@ impl std::fmt::Display for Suffix<'_> {
     }
 }
 
+/// The native layout's keys beside the conversation's hash at `record_key`
+/// (see `redis/native.rs`): its queue, its liveness set, and the prefix of
+/// its tickets' wake-up channels, all `{T}:<record key>:...` in the
+/// record's slot, as request entries are (see [`request_key`]).
+pub(crate) struct NativeKeys {
+    pub queue: String,
+    pub expiry: String,
+    pub wake: String,
+}
+
+impl NativeKeys {
+    pub(crate) fn new(record_key: &str) -> Self {
+        NativeKeys {
+            queue: request_key(record_key, &"q"),
+            expiry: request_key(record_key, &"x"),
+            wake: request_key(record_key, &"w:"),
+        }
+    }
+
+    /// The wake-up channel of ticket `number` of incarnation `epoch`.
+    pub(crate) fn channel(&self, epoch: u64, number: u64) -> String {
+        format!("{}{epoch}:{number}", self.wake)
+    }
+}
+
 /// The part of `key` Redis Cluster hashes: the text between the first `{`
 /// and the first `}` after it, if not empty; else `None` (the whole key).
 fn hash_tag(key: &str) -> Option<&str> {
@@ -235,6 +260,21 @@ mod tests {
         for ok in ["", "bot7", "Lock", "locks", "my_app", "ünï", "lock_", "*"] {
             assert_eq!(prefix_problem(ok), None, "{ok}");
         }
+    }
+
+    #[test]
+    fn native_keys_share_their_records_slot_and_are_no_record() {
+        for record in ["lock:abc", "p:lock:a{u7}", "lock:a}b"] {
+            let n = NativeKeys::new(record);
+            for k in [&n.queue, &n.expiry, &n.channel(17, 3)] {
+                assert_eq!(key_slot(k), key_slot(record), "{k}");
+                assert!(k.starts_with('{'), "{k}");
+            }
+        }
+        assert_eq!(
+            NativeKeys::new("lock:abc").channel(5, 2),
+            "{lock:abc}:lock:abc:w:5:2"
+        );
     }
 
     #[test]

@@ -1,7 +1,24 @@
-//! The Rasa layout: one string key per conversation holding Rasa's JSON
-//! record byte for byte (see the module docs of `redis.rs`), changed only
-//! by the scripts beside this file (`rasa/*.lua`, built in
-//! `rasa/scripts.rs`).
+//! The rasa layout (the default): one string key per conversation,
+//! `lock:<id>` or `<key_prefix>:lock:<id>`, holding Rasa's JSON record byte
+//! for byte as Python writes it (tickets double-encoded, `expires` as float
+//! seconds), followed by two optional fields of ours that Rasa ignores:
+//! `last_issued` (numbers are never reused, even after the highest ticket
+//! expired; written only then, since otherwise the queue tells it) and
+//! `epoch` (tells incarnations of a record apart). Changed only by the
+//! scripts beside this file (`rasa/*.lua`, built in `rasa/scripts.rs`),
+//! each of which reads and rewrites the whole record: O(depth) per call.
+//!
+//! Wake-ups: a script whose change gives the queue a new head publishes the
+//! head's number on the channel named like the key (`*` after save_lock and
+//! delete_lock: everybody looks again); the woken waiter takes the lock
+//! with a call of its own. A release by a Rasa process publishes nothing:
+//! our waiters then see it at their next bounded look.
+//!
+//! Cross-layout: a hash with an epoch at the key is a native-layout
+//! conversation; the scripts that meet one (`load()` in `common.lua`, and
+//! delete) answer `LAYOUT native` rather than calling it corrupt or
+//! deleting it. Any other non-string is a corrupt record, which delete
+//! removes.
 
 mod scripts;
 

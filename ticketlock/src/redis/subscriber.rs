@@ -38,6 +38,7 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::connection::Target;
+use crate::backend::{Attempt, GrantSlot};
 
 /// The registry of waiters and the handle to the task serving it.
 #[derive(Clone)]
@@ -74,6 +75,8 @@ struct Waiter {
     registration: u64,
     number: u64,
     notify: Arc<Notify>,
+    /// A native-layout ticket's own channel: where a pushed grant goes.
+    grant: Option<GrantSlot>,
 }
 
 /// A waiter's place in the registry; dropping it unregisters.
@@ -119,6 +122,7 @@ impl Subscriber {
         channel: &[u8],
         number: u64,
         notify: Arc<Notify>,
+        grant: Option<GrantSlot>,
     ) -> (Registration, Subscribed) {
         let (registration, confirmation) = {
             let mut state = lock(&self.shared.state);
@@ -129,6 +133,7 @@ impl Subscriber {
                 registration,
                 number,
                 notify,
+                grant,
             });
             let confirmation = (!entry.confirmed).then(|| {
                 let (tx, rx) = oneshot::channel();
@@ -517,15 +522,18 @@ fn refuse(shared: &Shared, channels: &[Vec<u8>], why: &str) {
     }
 }
 
-/// Wakes the waiters a message names: for the new head's number, its
-/// waiter and the lowest registered ticket above it (the new next in line,
-/// as far as this process knows: it then looks every `wait_time`, since a
-/// Rasa process's release would publish nothing); everybody on the channel
-/// for `*` (or anything unexpected).
+/// Wakes the waiters a message names. On a Rasa-layout key channel: for
+/// the new head's number, its waiter and the lowest registered ticket above
+/// it (the new next in line, as far as this process knows: it then looks
+/// every `wait_time`, since a Rasa process's release would publish
+/// nothing); everybody on the channel for `*` (or anything unexpected). On
+/// a native ticket's own channel, `<token> <lease µs>` is its grant, left
+/// in its slot before the wake-up; `-` (its conversation was deleted) and
+/// the rest wake it to look.
 fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
-    let number = std::str::from_utf8(payload)
-        .ok()
-        .and_then(|p| p.parse::<u64>().ok());
+    let text = std::str::from_utf8(payload).ok();
+    let number = text.and_then(|p| p.parse::<u64>().ok());
+    let grant = text.and_then(parse_grant);
     let state = lock(&shared.state);
     let Some(entry) = state.channels.get(channel) else {
         return;
@@ -539,8 +547,41 @@ fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
             .min()
     });
     for w in &entry.waiters {
-        if number.is_none_or(|n| n == w.number) || behind == Some(w.number) {
+        if let Some(slot) = &w.grant {
+            if let Some(attempt) = grant {
+                slot.put(attempt);
+            }
             w.notify.notify_one();
+        } else if number.is_none_or(|n| n == w.number) || behind == Some(w.number) {
+            w.notify.notify_one();
+        }
+    }
+}
+
+/// A native grant push: `<fencing token> <lease µs>`.
+fn parse_grant(payload: &str) -> Option<Attempt> {
+    let (token, lease) = payload.split_once(' ')?;
+    Some(Attempt::Acquired {
+        fencing_token: token.parse().ok()?,
+        lease: Duration::from_micros(lease.parse().ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_pushes_are_read_and_other_payloads_are_not_grants() {
+        assert_eq!(
+            parse_grant("1795892618747127 60000000"),
+            Some(Attempt::Acquired {
+                fencing_token: 1795892618747127,
+                lease: Duration::from_secs(60),
+            })
+        );
+        for other in ["-", "*", "17", "1 x", "x 1", "1 2 3", ""] {
+            assert_eq!(parse_grant(other), None, "{other:?}");
         }
     }
 }

@@ -266,6 +266,9 @@ local function run(main)
   if type(result) == 'table' and result.ticketlock_corrupt then
     return redis.error_reply('CORRUPT ' .. result.ticketlock_corrupt)
   end
+  if type(result) == 'table' and result.ticketlock_layout then
+    return redis.error_reply('LAYOUT native')
+  end
   error(result)
 end
 
@@ -427,6 +430,16 @@ local function load_canonical(raw)
   return rec
 end
 
+-- A hash with an epoch at KEY is a conversation of the native layout:
+-- refused with the LAYOUT error (the client names lock_store.layout).
+-- Called only once KEY is known not to be a string. (A user whose ACL
+-- lacks HEXISTS gets the corrupt-record error instead: loud all the same.)
+local function refuse_native()
+  if redis.pcall('HEXISTS', KEY, 'e') == 1 then
+    error({ ticketlock_layout = true })
+  end
+end
+
 -- The record at KEY, or nil. `last_issued` is the highest number issued,
 -- counting the tickets in the queue; `head` is the number of the first
 -- ticket as stored (live or not), to tell whether the head changed.
@@ -434,6 +447,7 @@ local function load()
   local raw = redis.pcall('GET', KEY)
   if type(raw) == 'table' and raw.err then
     if string.find(raw.err, '^WRONGTYPE') then
+      refuse_native()
       slow().corrupt('not a string value (WRONGTYPE)')
     end
     error(raw)

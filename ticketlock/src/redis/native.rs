@@ -1,0 +1,451 @@
+//! The native layout: a conversation in three keys of one cluster slot,
+//! each operation one script of constant cost (O(log depth) commands,
+//! never a walk of the queue).
+//!
+//! # Data
+//! - `K` = `lock:<id>` (or `<prefix>:lock:<id>`), a HASH: `n` = tickets
+//!   issued so far (the next number; numbers never go back in an
+//!   incarnation), `e` = the epoch (server µs when the conversation was
+//!   created), `h` = the granted holder's number (absent: none), `p` = 1
+//!   while that grant is provisional, and per ticket a field `<number>`
+//!   with its lifetime in µs.
+//! - `{T}:K:q`, a ZSET of numbers scored by number: the FIFO order.
+//! - `{T}:K:x`, a ZSET of numbers scored by expiry (server µs): a waiter's
+//!   liveness, the holder's lease end. Expired: expiry < now.
+//! - `{T}:K:w:<epoch>:<number>`: the ticket's wake-up channel (SPUBLISH on
+//!   a cluster): `<token> <lease µs>` when the lock is granted to it, `-`
+//!   when the conversation was deleted, `*` to look again (after a save).
+//! - Request entries as in the rasa layout (`{T}:K:rq:<id>`,
+//!   `{T}:K:rl:<epoch>:<number>`, `../request.lua`).
+//!
+//! `T` is `K`'s hash tag, or `K` itself (`keys.rs`), so every key and
+//! channel of a conversation is in `K`'s slot, and all start with `{`: a
+//! SCAN of `lock:*` lists the conversations only. Every write sets all
+//! three keys to expire one second after the latest expiry in `x`; the
+//! last ticket gone, all three are deleted. The fencing token is `e +
+//! number`, so tokens increase across deletion as in the rasa layout.
+//!
+//! # Operations (`native/*.lua`)
+//! Every script first drops up to 8 expired tickets, then, when nobody live
+//! holds the lock, grants it to the first live ticket of `q` (dropping dead
+//! heads on the way). A grant to another client's ticket is pushed on its
+//! channel: with one receiver or more, the lease runs a lifetime from now;
+//! with none (its process is gone, or its subscription is down) the grant
+//! is provisional for the claim window (the request entries' TTL, two
+//! socket timeouts and a second; never past the ticket's own expiry),
+//! within which its waiter's next look claims it, and the next in line is
+//! woken (`*`) to look when the window ends; then the next live ticket is
+//! granted. A dead waiter is thus skipped within the claim window, never a
+//! lifetime. A live waiter whose subscription was down claims the grant at
+//! its next look (every waiter looks after a reconnection); one that looks
+//! less often than the window can lose it. A release hands
+//! the lock over in the same script (one script, one push); the waiter's
+//! `Watch` takes the pushed grant without another call. A waiter's look
+//! (try_acquire) writes only when less than two thirds of its lifetime is
+//! left, or when it claims a grant. Cross-layout: a string at `K` is a
+//! record of the rasa layout, answered with the `LAYOUT` error
+//! ([`crate::Error::Config`] naming `lock_store.layout`), never read or
+//! overwritten; a rasa-layout client meeting this hash gets the mirror
+//! error.
+//!
+//! # Redis ACL
+//! Each `redis.call` inside a script is checked against the user's ACL,
+//! so the rule lists the scripts' own commands too (with `key_prefix: p`,
+//! write `~p:lock:* ~{*}:p:lock:*` and `&{*}:p:lock:*`):
+//!
+//! ```text
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
+//! ```
+//!
+//! `+fcall +function|load` are for Redis 7+ (Functions), `+evalsha
+//! +script|load` for older servers and for the calls that wait for
+//! replicas (`min_replicas_ack`). A cluster also needs `+spublish
+//! +ssubscribe +sunsubscribe +cluster|slots`, sentinel mode `+role`,
+//! `min_replicas_ack` `+wait`, as in the rasa layout (`redis.rs`).
+//!
+//! # Redis Functions
+//! On Redis 7+ the operations are one library, `ticketlock_<hash>`
+//! (`native/scripts.rs`), called with FCALL and loaded with FUNCTION LOAD
+//! on first use or when the server says the function is not found; a
+//! server without FCALL (before 7.0) is noticed at the first call and
+//! served by EVALSHA from then on. Calls that grant with
+//! `min_replicas_ack` go by EVALSHA, in one pipeline with WAIT.
+
+mod scripts;
+
+use std::time::Duration;
+
+use super::keys::NativeKeys;
+use super::{RedisLockStore, Replied, epoch_arg, keys, micros};
+use crate::backend::{Attempt, Issued, TicketId};
+use crate::lock::queue_full;
+use crate::{Result, Ticket, TicketLock};
+pub(super) use scripts::LAYOUT;
+use scripts::{LIBRARY, Library, SCRIPTS, SHARDED_LIBRARY, SHARDED_SCRIPTS, Scripts};
+use std::sync::atomic::Ordering;
+
+use super::Reply;
+use super::commands::Failure;
+
+fn scripts(store: &RedisLockStore) -> &'static Scripts {
+    if store.inner.sharded {
+        &SHARDED_SCRIPTS
+    } else {
+        &SCRIPTS
+    }
+}
+
+fn library(store: &RedisLockStore) -> &'static Library {
+    if store.inner.sharded {
+        &SHARDED_LIBRARY
+    } else {
+        &LIBRARY
+    }
+}
+
+/// The claim window of a provisional grant, in µs: the request entries'
+/// TTL (two socket timeouts and a second), passed to every script that may
+/// grant.
+fn claim_us(store: &RedisLockStore) -> String {
+    (u128::from(micros(store.inner.timeout)) * 2 + 1_000_000).to_string()
+}
+
+/// Runs `operation` (`script`, or the library's function of that name) on
+/// the conversation at `key` (K, optionally the request's entry, q, x);
+/// ARGV[1] is the wake-up channels' prefix.
+///
+/// With FCALL (Redis Functions, 7.0+) where the server has it: the library
+/// is loaded on first use and again when the server answers that the
+/// function is not found (a restart without persistence, a new primary,
+/// FUNCTION FLUSH). A server without the command (before 7.0) is told
+/// once, and every later call goes by EVALSHA. With `min_replicas_ack`, a
+/// call that grants goes by EVALSHA, in the pipeline with WAIT.
+async fn run<T: redis::FromRedisValue + Send>(
+    store: &RedisLockStore,
+    script: &'static redis::Script,
+    operation: &str,
+    key: &str,
+    request: Option<&str>,
+    args: &[&str],
+    grants: bool,
+) -> Result<Replied<T>> {
+    let native = NativeKeys::new(key);
+    let mut all = Vec::with_capacity(args.len() + 1);
+    all.push(native.wake.as_str());
+    all.extend_from_slice(args);
+    let keys: Vec<&str> = match request {
+        Some(r) => vec![key, r, &native.queue, &native.expiry],
+        None => vec![key, &native.queue, &native.expiry],
+    };
+    let waits = grants && store.inner.acks.is_some();
+    if !waits && store.inner.functions.load(Ordering::Relaxed) {
+        match fcall(store, operation, &keys, &all).await {
+            Some(value) => {
+                return value.map(|value| Replied {
+                    value,
+                    unacked: None,
+                });
+            }
+            None => {
+                tracing::debug!("redis: the server has no FCALL (Redis < 7); using EVALSHA");
+                store.inner.functions.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+    store.script_keys(script, &keys, &all, grants).await
+}
+
+/// One FCALL of `operation`; `None` when the server has no such command.
+async fn fcall<T: redis::FromRedisValue + Send>(
+    store: &RedisLockStore,
+    operation: &str,
+    keys: &[&str],
+    args: &[&str],
+) -> Option<Result<T>> {
+    let library = library(store);
+    let mut call = redis::cmd("FCALL");
+    call.arg(library.function(operation)).arg(keys.len());
+    for k in keys {
+        call.arg(*k);
+    }
+    for a in args {
+        call.arg(*a);
+    }
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD").arg("REPLACE").arg(&library.source);
+    let result = store
+        .inner
+        .commands
+        .run(|mut conn| {
+            let (call, load) = (&call, &load);
+            async move {
+                match call.query_async::<T>(&mut conn).await {
+                    Err(e) if e.to_string().contains("Function not found") => {
+                        load.query_async::<String>(&mut conn).await?;
+                        call.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await;
+    match result {
+        Err(Failure::Redis(e)) if e.to_string().contains("unknown command") => None,
+        other => Some(other.map_err(|f| store.failure(f, keys[0], Reply::Script))),
+    }
+}
+
+pub(super) async fn issue(
+    store: &RedisLockStore,
+    id: &str,
+    lifetime: Duration,
+    request_id: &str,
+) -> Result<Issued> {
+    let key = store.key_for(id);
+    let request = keys::request_key(&key, &keys::request_suffix(request_id));
+    let Replied {
+        value: reply,
+        unacked,
+    } = run::<Vec<i64>>(
+        store,
+        &scripts(store).issue,
+        "issue",
+        &key,
+        Some(&request),
+        &[
+            &micros(lifetime).to_string(),
+            &store.max_queue_len.to_string(),
+            &store.request_ttl_ms().to_string(),
+            &claim_us(store),
+        ],
+        true,
+    )
+    .await?;
+    let [number, epoch, status, a, remaining] = reply[..] else {
+        return Err(store.bad_reply("issue", &reply));
+    };
+    if status == 2 {
+        return Err(queue_full(id, store.max_queue_len));
+    }
+    let ticket = TicketId {
+        number: number as u64,
+        epoch: u64::try_from(epoch).ok(),
+    };
+    let attempt = match status {
+        0 => Attempt::Acquired {
+            fencing_token: a as u64,
+            lease: lifetime,
+        },
+        1 => Attempt::Queued {
+            ahead: a as u64,
+            holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
+        },
+        3 => Attempt::Lost,
+        _ => return Err(store.bad_reply("issue", &reply)),
+    };
+    if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
+        crate::Backend::release_on_drop(store, id, ticket);
+        return Err(e);
+    }
+    Ok(Issued { ticket, attempt })
+}
+
+pub(super) async fn try_acquire(
+    store: &RedisLockStore,
+    id: &str,
+    ticket: TicketId,
+    lifetime: Duration,
+) -> Result<Attempt> {
+    let key = store.key_for(id);
+    let Replied {
+        value: reply,
+        unacked,
+    } = run::<Vec<i64>>(
+        store,
+        &scripts(store).try_acquire,
+        "try_acquire",
+        &key,
+        None,
+        &[
+            &ticket.number.to_string(),
+            &epoch_arg(ticket).to_string(),
+            &micros(lifetime).to_string(),
+            &claim_us(store),
+        ],
+        true,
+    )
+    .await?;
+    let attempt = match reply[..] {
+        [0, token, lease] => Attempt::Acquired {
+            fencing_token: token as u64,
+            lease: Duration::from_micros(u64::try_from(lease).unwrap_or(0)),
+        },
+        [1, ahead, remaining] => Attempt::Queued {
+            ahead: ahead as u64,
+            holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
+        },
+        [2] => Attempt::Lost,
+        _ => return Err(store.bad_reply("try_acquire", &reply)),
+    };
+    match unacked {
+        Some(e) if matches!(attempt, Attempt::Acquired { .. }) => Err(e),
+        _ => Ok(attempt),
+    }
+}
+
+pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
+    let key = store.key_for(id);
+    let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
+    let removed: i64 = run(
+        store,
+        &scripts(store).release,
+        "release",
+        &key,
+        Some(&request),
+        &[
+            &ticket.number.to_string(),
+            &epoch_arg(ticket).to_string(),
+            &store.request_ttl_ms().to_string(),
+            &claim_us(store),
+        ],
+        false,
+    )
+    .await?
+    .acked()?;
+    Ok(removed == 1)
+}
+
+pub(super) async fn renew(
+    store: &RedisLockStore,
+    id: &str,
+    ticket: TicketId,
+    lifetime: Duration,
+) -> Result<bool> {
+    let key = store.key_for(id);
+    let renewed: i64 = run(
+        store,
+        &scripts(store).renew,
+        "renew",
+        &key,
+        None,
+        &[
+            &ticket.number.to_string(),
+            &epoch_arg(ticket).to_string(),
+            &micros(lifetime).to_string(),
+            &claim_us(store),
+        ],
+        true,
+    )
+    .await?
+    .acked()?;
+    Ok(renewed == 1)
+}
+
+pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
+    let key = store.key_for(id);
+    let held: i64 = run(
+        store,
+        &scripts(store).check,
+        "check",
+        &key,
+        None,
+        &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+        false,
+    )
+    .await?
+    .acked()?;
+    Ok(held == 1)
+}
+
+/// The conversation as a [`TicketLock`] (expiries in seconds, the holder
+/// first), for inspection.
+pub(super) async fn get_lock(store: &RedisLockStore, id: &str) -> Result<Option<TicketLock>> {
+    let key = store.key_for(id);
+    let reply: Vec<u64> =
+        run::<Vec<i64>>(store, &scripts(store).get, "get", &key, None, &[], false)
+            .await?
+            .acked()?
+            .into_iter()
+            .map(|v| u64::try_from(v).unwrap_or(u64::MAX))
+            .collect();
+    let [n, e, _holder, _provisional, ref pairs @ ..] = reply[..] else {
+        return Ok(None);
+    };
+    let tickets = pairs
+        .chunks_exact(2)
+        .map(|p| Ticket::new(p[0], p[1] as f64 / 1e6))
+        .collect::<Vec<_>>();
+    let mut lock = TicketLock::with_tickets(id, tickets);
+    lock.set_last_issued(n.checked_sub(1));
+    lock.set_epoch(Some(e));
+    Ok(Some(lock))
+}
+
+pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Result<()> {
+    let key = store.key_for(lock.conversation_id());
+    let last_issued = lock
+        .last_issued()
+        .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let epoch = lock
+        .epoch()
+        .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
+    let mut args = vec![last_issued.to_string(), epoch.to_string(), claim_us(store)];
+    for t in lock.tickets() {
+        args.push(t.number.to_string());
+        // Whole µs, rounded up: the ticket lives at least as long as given.
+        args.push(format!("{}", (t.expires.max(0.0) * 1e6).ceil() as u64));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _: i64 = run(
+        store,
+        &scripts(store).save,
+        "save",
+        &key,
+        None,
+        &args,
+        false,
+    )
+    .await?
+    .acked()?;
+    Ok(())
+}
+
+pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> {
+    let key = store.key_for(id);
+    let removed: i64 = run(
+        store,
+        &scripts(store).update,
+        "update",
+        &key,
+        None,
+        &[&claim_us(store)],
+        false,
+    )
+    .await?
+    .acked()?;
+    if removed > 0 {
+        tracing::debug!(
+            conversation_id = id,
+            removed,
+            "redis: expired tickets removed"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the conversation at `key` (a key of another type too); whether
+/// there was one.
+pub(super) async fn delete(store: &RedisLockStore, key: &str) -> Result<bool> {
+    let removed: i64 = run(
+        store,
+        &scripts(store).delete,
+        "delete",
+        key,
+        None,
+        &[],
+        false,
+    )
+    .await?
+    .acked()?;
+    Ok(removed == 1)
+}

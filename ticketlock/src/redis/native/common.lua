@@ -1,0 +1,220 @@
+-- Shared head of every native script (prepended at build time, after a
+-- line naming the publish command, PUBLISH or SPUBLISH).
+--
+-- KEYS[1]: K, the conversation's hash: `n` = tickets issued so far (the
+--          next number), `e` = epoch (server µs at creation), `h` = the
+--          granted holder's number (absent: none), `p` = 1 while that
+--          grant is provisional (not yet claimed), and per ticket a field
+--          `<number>` = its lifetime in µs.
+-- KEYS[#KEYS - 1]: Q, ZSET member = number, score = number: FIFO order.
+-- KEYS[#KEYS]: X, ZSET member = number, score = expiry in server µs: a
+--          waiter's liveness, the holder's lease end.
+-- (Issue and release also take the request's entry as KEYS[2], for
+-- ../request.lua.)
+-- ARGV[1]: the prefix of the tickets' wake-up channels, `{T}:K:w:`; a
+--          ticket's channel is `<prefix><epoch>:<number>`.
+--
+-- Every call costs O(log depth): no command here walks the queue, except
+-- the inspection scripts (get, delete, save), which read all of it.
+-- Numbers are integers in doubles (exact below 2^53: server µs until
+-- year 2255 plus numbers); nothing is JSON or float text.
+
+if redis.replicate_commands then
+  pcall(redis.replicate_commands)
+end
+
+local K = KEYS[1]
+local Q = KEYS[#KEYS - 1]
+local X = KEYS[#KEYS]
+local WAKE = ARGV[1]
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function clock_us()
+  local t = redis.call('TIME')
+  return t[1] * 1000000 + t[2]
+end
+
+local function corrupt(message)
+  error({ ticketlock_error = 'CORRUPT ' .. message })
+end
+
+-- Runs a script's `main`; the errors of ours (corrupt, other layout) become
+-- error replies whose codes the client maps (CORRUPT, LAYOUT).
+local function run(main)
+  local ok, result = pcall(main)
+  if ok then
+    return result
+  end
+  if type(result) == 'table' and result.ticketlock_error then
+    return redis.error_reply(result.ticketlock_error)
+  end
+  error(result)
+end
+
+-- The conversation's state, or nil when it has none. A string at K is a
+-- record of the rasa layout: refused with the LAYOUT error, never read or
+-- overwritten.
+local function load()
+  local r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p')
+  if r.err then
+    if string.find(r.err, '^WRONGTYPE') then
+      error({ ticketlock_error = 'LAYOUT rasa' })
+    end
+    error(r)
+  end
+  if not r[2] then
+    return nil
+  end
+  local st = { n = tonumber(r[1]), e = tonumber(r[2]) }
+  if not st.n or not st.e then
+    corrupt('`n` or `e` is not a number')
+  end
+  if r[3] then
+    st.h = tonumber(r[3])
+  end
+  st.p = r[4] ~= false and r[4] ~= nil
+  return st
+end
+
+-- A new conversation (K must not exist: a hash without `e` is refused).
+local function create(now)
+  if redis.call('EXISTS', K) == 1 then
+    corrupt('a hash without the field `e`')
+  end
+  redis.call('HSET', K, 'n', 0, 'e', int(now))
+  return { n = 0, e = now, p = false }
+end
+
+-- Whether `epoch` (-1: any) names this incarnation.
+local function same_epoch(st, epoch)
+  return epoch < 0 or st.e == epoch
+end
+
+local function channel(st, number)
+  return WAKE .. int(st.e) .. ':' .. int(number)
+end
+
+local function token(st, number)
+  return st.e + number
+end
+
+-- Removes a ticket from Q, X and K; clears the grant if it was the holder.
+local function drop(st, number)
+  local m = int(number)
+  redis.call('ZREM', Q, m)
+  redis.call('ZREM', X, m)
+  if st.h == number then
+    st.h = nil
+    st.p = false
+    redis.call('HDEL', K, m, 'h', 'p')
+  else
+    redis.call('HDEL', K, m)
+  end
+end
+
+-- Drops up to `limit` expired tickets (expired: expiry < now). Returns how
+-- many went.
+local function prune(st, now, limit)
+  local dead = redis.call('ZRANGEBYSCORE', X, '-inf', '(' .. int(now), 'LIMIT', 0, limit)
+  for _, m in ipairs(dead) do
+    drop(st, tonumber(m))
+  end
+  return #dead
+end
+
+-- Grants the lock to ticket `number`. The caller's own ticket (`me`) is
+-- answered in the script's reply; any other is pushed on its channel: one
+-- receiver or more takes the full lease at once, none (its process is gone,
+-- or its subscription is down) makes the grant provisional, for at most
+-- `claim` µs and never past the ticket's own expiry `score` (so a dead
+-- waiter lives no longer for being granted), within which a look of its
+-- waiter claims it (try_acquire).
+local function grant(st, number, now, claim, me, score)
+  local m = int(number)
+  local lifetime = tonumber(redis.call('HGET', K, m)) or claim
+  st.h = number
+  if number == me then
+    st.p = false
+    redis.call('HSET', K, 'h', m)
+    redis.call('HDEL', K, 'p')
+    redis.call('ZADD', X, int(now + lifetime), m)
+    return
+  end
+  local receivers = redis.call(PUBLISH, channel(st, number), int(token(st, number)) .. ' ' .. int(lifetime))
+  if receivers > 0 then
+    st.p = false
+    redis.call('HSET', K, 'h', m)
+    redis.call('HDEL', K, 'p')
+    redis.call('ZADD', X, int(now + lifetime), m)
+  else
+    st.p = true
+    redis.call('HSET', K, 'h', m, 'p', 1)
+    redis.call('ZADD', X, int(math.min(score, now + math.min(lifetime, claim))), m)
+    -- The next in line learns the holder's new, early expiry, and looks
+    -- then: if nobody claimed the grant, it is the next live one.
+    local after = redis.call('ZRANGE', Q, 1, 1)[1]
+    if after then
+      redis.call(PUBLISH, channel(st, tonumber(after)), '*')
+    end
+  end
+end
+
+-- When nobody live holds the lock: drops the dead tickets at the head of Q
+-- and grants the first live one. Each ticket is dropped once, so the walk
+-- costs O(1) per ticket over the conversation's life.
+local function advance(st, now, claim, me)
+  if st.h then
+    local s = redis.call('ZSCORE', X, int(st.h))
+    if s and tonumber(s) >= now then
+      return
+    end
+    drop(st, st.h)
+  end
+  while true do
+    local head = redis.call('ZRANGE', Q, 0, 0)[1]
+    if not head then
+      return
+    end
+    local s = redis.call('ZSCORE', X, head)
+    if s and tonumber(s) >= now then
+      grant(st, tonumber(head), now, claim, me, tonumber(s))
+      return
+    end
+    drop(st, tonumber(head))
+  end
+end
+
+-- After a write: every key lives one second past the latest expiry (a
+-- second from now if that is past); with no ticket left, the conversation
+-- goes.
+local function touch(now)
+  local last = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')[2]
+  if not last then
+    redis.call('DEL', K, Q, X)
+    return
+  end
+  local ms = int(math.floor(math.max(tonumber(last) - now, 0) / 1000) + 1000)
+  redis.call('PEXPIRE', K, ms)
+  redis.call('PEXPIRE', Q, ms)
+  redis.call('PEXPIRE', X, ms)
+end
+
+-- µs until the holder's expiry, or -1 without a holder.
+local function holder_remaining(st, now)
+  if not st.h then
+    return -1
+  end
+  local s = redis.call('ZSCORE', X, int(st.h))
+  if not s then
+    return -1
+  end
+  return math.max(tonumber(s) - now, 0)
+end
+
+-- A queued ticket's answer: {1, ahead, holder remaining µs or -1}.
+local function queued(st, number, now)
+  return { 1, redis.call('ZRANK', Q, int(number)), holder_remaining(st, now) }
+end

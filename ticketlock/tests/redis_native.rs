@@ -1,0 +1,548 @@
+//! The native Redis layout (`layout: native`): FIFO, fencing, TTLs, constant
+//! cost per call, the one-step hand-off, dead waiters, the cross-layout
+//! errors and the ACL rule. Each test starts a `redis-server` of its own.
+
+#[macro_use]
+#[path = "redis_store/server.rs"]
+mod server;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use server::{RedisServer, config, connection};
+use ticketlock::{
+    Backend, Error, LockStore, RedisConfig, RedisLayout, RedisLockStore, Secret, Ticket, TicketLock,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+/// A bound for things that happen at once: far beyond any scheduling delay.
+const PROMPT: Duration = Duration::from_secs(20);
+
+fn native_config(server: &RedisServer) -> RedisConfig {
+    let mut c = config(server);
+    c.layout = RedisLayout::Native;
+    c
+}
+
+async fn connect_with(server: &RedisServer, c: RedisConfig) -> LockStore {
+    RedisLockStore::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()))
+        .into()
+}
+
+async fn native(server: &RedisServer) -> LockStore {
+    connect_with(server, native_config(server)).await
+}
+
+/// The keys of conversation `id` (no prefix): K, q, x.
+fn keys(id: &str) -> [String; 3] {
+    let k = format!("lock:{id}");
+    [
+        k.clone(),
+        format!("{{{k}}}:{k}:q"),
+        format!("{{{k}}}:{k}:x"),
+    ]
+}
+
+/// Calls per command so far (`INFO commandstats`).
+fn command_counts(con: &mut redis::Connection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What ran between two snapshots (commands that ran at least once).
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut d: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, v)| *v > 0 && k != "info")
+        .collect();
+    d.sort();
+    d
+}
+
+fn layout_error(e: Error, theirs: &str) {
+    match e {
+        Error::Config { key, message } => {
+            assert_eq!(key, "lock_store.layout", "{message}");
+            assert!(
+                message.contains(&format!("held in the {theirs} layout")),
+                "{message}"
+            );
+        }
+        other => panic!("not the layout error: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_waiters_enter_in_ticket_order() {
+    let server = server!();
+    let store = native(&server).await;
+    let holder = store.lock("fifo").await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        // Each ticket is issued before the next one's.
+        let queued = store.lock("fifo").wait_time(HOUR).enqueue().await.unwrap();
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            let g = queued.acquired().await.unwrap();
+            order.lock().unwrap().push(g.ticket());
+            g.release().await.unwrap();
+        }));
+    }
+    holder.release().await.unwrap();
+    for t in tasks {
+        tokio::time::timeout(PROMPT, t).await.unwrap().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (1..=30).collect::<Vec<u64>>());
+    assert_eq!(store.get_lock("fifo").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fencing_tokens_strictly_increase_across_deletion() {
+    let server = server!();
+    let store = native(&server).await;
+    let mut last = 0;
+    for round in 0..5 {
+        let g = store.lock("fence").await.unwrap();
+        assert!(g.fencing_token() > last, "round {round}");
+        last = g.fencing_token();
+        let w = store.lock("fence").enqueue().await.unwrap();
+        g.release().await.unwrap();
+        let g = tokio::time::timeout(PROMPT, w.acquired())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(g.fencing_token() > last, "round {round}");
+        last = g.fencing_token();
+        if round % 2 == 0 {
+            // Deleted with a holder, or gone with its last ticket.
+            store.delete_lock("fence").await.unwrap();
+            assert!(!g.is_held().await.unwrap());
+        } else {
+            g.release().await.unwrap();
+        }
+        assert_eq!(store.get_lock("fence").await.unwrap(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_key_has_a_ttl_after_every_operation() {
+    let server = server!();
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    let assert_ttls = |con: &mut redis::Connection, after: &str| {
+        for key in keys("t") {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(con).unwrap();
+            assert!(ttl > 0, "PTTL {key} = {ttl} after {after}");
+        }
+    };
+    let g = store.lock("t").lifetime(HOUR).await.unwrap();
+    assert_ttls(&mut con, "issue");
+    let w = store.lock("t").lifetime(HOUR).enqueue().await.unwrap();
+    assert_ttls(&mut con, "a queued issue");
+    g.renew().await.unwrap();
+    assert_ttls(&mut con, "renew");
+    assert!(g.is_held().await.unwrap());
+    assert_ttls(&mut con, "check");
+    store.update_lock("t").await.unwrap();
+    assert_ttls(&mut con, "update");
+    g.release().await.unwrap();
+    assert_ttls(&mut con, "release with a hand-off");
+    let g = tokio::time::timeout(PROMPT, w.acquired())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ttls(&mut con, "the claim of a grant");
+    store
+        .save_lock(&TicketLock::with_tickets(
+            "t",
+            [Ticket::new(9, ticketlock_now() + 30.0)],
+        ))
+        .await
+        .unwrap();
+    assert_ttls(&mut con, "save");
+    assert!(!g.is_held().await.unwrap());
+    store.finish_serving("t", 9).await.unwrap();
+    for key in keys("t") {
+        let n: i64 = redis::cmd("EXISTS").arg(&key).query(&mut con).unwrap();
+        assert_eq!(n, 0, "{key} left after the last ticket went");
+    }
+}
+
+fn ticketlock_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The commands one call of each operation runs inside its script, at a
+/// queue of `depth` tickets: issue (queued), a waiter's look, renew, check,
+/// and the release that hands the lock to the next ticket.
+async fn commands_per_operation(server: &RedisServer, depth: usize) -> Vec<Vec<(String, u64)>> {
+    let id = format!("depth{depth}");
+    let store = native(server).await.with_max_queue_len(depth + 10);
+    let redis = store.as_redis().unwrap().clone();
+    let mut con = connection(server, 1);
+    let holder = store.lock(&id).lifetime(HOUR).await.unwrap();
+    let mut waiters = Vec::new();
+    for _ in 1..depth {
+        waiters.push(store.lock(&id).lifetime(HOUR).enqueue().await.unwrap());
+    }
+    let mut out = Vec::new();
+    let before = command_counts(&mut con);
+    let last = store.lock(&id).lifetime(HOUR).enqueue().await.unwrap();
+    out.push(delta(&before, &command_counts(&mut con)));
+    let before = command_counts(&mut con);
+    let ticket = ticketlock::TicketId {
+        number: last.ticket(),
+        epoch: Some(holder.fencing_token() - holder.ticket()),
+    };
+    let attempt = redis.try_acquire(&id, ticket, HOUR).await.unwrap();
+    assert!(matches!(attempt, ticketlock::Attempt::Queued { .. }));
+    out.push(delta(&before, &command_counts(&mut con)));
+    let before = command_counts(&mut con);
+    holder.renew().await.unwrap();
+    out.push(delta(&before, &command_counts(&mut con)));
+    let before = command_counts(&mut con);
+    assert!(holder.is_held().await.unwrap());
+    out.push(delta(&before, &command_counts(&mut con)));
+    let before = command_counts(&mut con);
+    holder.release().await.unwrap();
+    out.push(delta(&before, &command_counts(&mut con)));
+    drop(waiters);
+    drop(last);
+    store.flush().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_commands_a_call_runs_do_not_grow_with_the_depth_of_the_queue() {
+    let server = server!();
+    // Once first, so that every script is loaded.
+    commands_per_operation(&server, 2).await;
+    let shallow = commands_per_operation(&server, 2).await;
+    let deep = commands_per_operation(&server, 1000).await;
+    for (op, (s, d)) in ["issue", "try_acquire", "renew", "check", "release"]
+        .iter()
+        .zip(shallow.iter().zip(&deep))
+    {
+        assert!(
+            s.iter().any(|(c, _)| c == "fcall"),
+            "{op}: no function ran (Redis 7 has FCALL): {s:?}"
+        );
+        assert_eq!(s, d, "{op}: commands at depth 2 vs 1000");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_hands_the_lock_over_with_one_script_and_one_push() {
+    let server = server!();
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    // One hand-off first, so that every script is loaded.
+    let warm = store.lock("warm").await.unwrap();
+    let next = store.lock("warm").enqueue().await.unwrap();
+    warm.release().await.unwrap();
+    next.acquired().await.unwrap().release().await.unwrap();
+    let holder = store.lock("h").lifetime(HOUR).await.unwrap();
+    // Script calls: FCALL on this server (7.0), EVALSHA on older ones.
+    let scripts = |con: &mut redis::Connection| {
+        let counts = command_counts(con);
+        ["evalsha", "fcall"]
+            .iter()
+            .map(|c| counts.get(*c).copied().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let start = scripts(&mut con);
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .lock("h")
+                .lifetime(HOUR)
+                .wait_time(HOUR)
+                .await
+                .unwrap()
+        })
+    };
+    // The waiter issued, subscribed to its ticket's channel and looked.
+    let deadline = std::time::Instant::now() + PROMPT;
+    loop {
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("{lock:h}:lock:h:w:*")
+            .query(&mut con)
+            .unwrap();
+        if channels.len() == 1 && scripts(&mut con) == start + 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = scripts(&mut con);
+    holder.release().await.unwrap();
+    let g = tokio::time::timeout(PROMPT, waiter).await.unwrap().unwrap();
+    assert_eq!(
+        scripts(&mut con) - before,
+        1,
+        "the hand-off took more than the release's script"
+    );
+    assert!(g.fencing_token() > holder_token(&g));
+    assert!(g.is_held().await.unwrap());
+    g.release().await.unwrap();
+}
+
+/// A token below the new holder's: its epoch (every token of the
+/// incarnation is epoch + number, numbers from 0).
+fn holder_token(g: &ticketlock::LockGuard) -> u64 {
+    g.fencing_token() - g.ticket()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiter_whose_process_is_gone_is_skipped_within_the_claim_window() {
+    let server = server!();
+    let mut c = native_config(&server);
+    // Claim window: two socket timeouts and a second, 3 s; lifetimes 1 h.
+    c.socket_timeout = Duration::from_secs(1);
+    let store = connect_with(&server, c.clone()).await;
+    let holder = store.lock("gone").lifetime(HOUR).await.unwrap();
+    // A waiter of another process that went away: its ticket stays, but
+    // nothing is subscribed to its channel and it never looks again.
+    let other = connect_with(&server, c).await;
+    let dead = other.lock("gone").lifetime(HOUR).enqueue().await.unwrap();
+    assert_eq!(dead.ticket(), 1);
+    std::mem::forget(dead);
+    let live = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .lock("gone")
+                .lifetime(HOUR)
+                .wait_time(HOUR)
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.release().await.unwrap();
+    // Within the claim window (3 s), far from the dead ticket's lifetime.
+    let g = tokio::time::timeout(Duration::from_secs(60), live)
+        .await
+        .expect("the dead waiter held the lock up for longer than its claim window")
+        .unwrap();
+    assert_eq!(g.ticket(), 2);
+    let lock = store.get_lock("gone").await.unwrap().unwrap();
+    assert_eq!(
+        lock.tickets().map(|t| t.number).collect::<Vec<_>>(),
+        vec![2],
+        "the dead ticket is gone"
+    );
+    g.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_layout_refuses_the_others_conversations_and_acquires_nothing() {
+    let server = server!();
+    let native = native(&server).await;
+    let rasa = connect_with(&server, config(&server)).await;
+
+    let held = native.lock("n").await.unwrap();
+    layout_error(rasa.lock("n").await.unwrap_err(), "native");
+    layout_error(rasa.try_lock("n").await.unwrap_err(), "native");
+    layout_error(rasa.get_lock("n").await.unwrap_err(), "native");
+    layout_error(rasa.update_lock("n").await.unwrap_err(), "native");
+    layout_error(rasa.delete_lock("n").await.unwrap_err(), "native");
+    assert!(held.is_held().await.unwrap(), "the native holder lost it");
+
+    let held = rasa.lock("r").await.unwrap();
+    layout_error(native.lock("r").await.unwrap_err(), "rasa");
+    layout_error(native.try_lock("r").await.unwrap_err(), "rasa");
+    layout_error(native.get_lock("r").await.unwrap_err(), "rasa");
+    layout_error(native.update_lock("r").await.unwrap_err(), "rasa");
+    assert!(held.is_held().await.unwrap(), "the rasa holder lost it");
+    assert_eq!(
+        rasa.get_lock("r").await.unwrap().unwrap().tickets().len(),
+        1
+    );
+
+    // Both are listed by either layout.
+    let mut ids = native.conversations().await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["n", "r"]);
+}
+
+/// The least-privilege rule documented for the native layout (native.rs).
+const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {
+    let server = server!();
+    let mut admin = connection(&server, 1);
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg("tl");
+    for r in NATIVE_ACL_RULE.split(' ') {
+        cmd.arg(r);
+    }
+    cmd.exec(&mut admin).unwrap();
+    let mut c = native_config(&server);
+    c.username = Some("tl".into());
+    c.password = Some(Secret::new("tl-pw"));
+    let store = connect_with(&server, c).await;
+    let holder = store.lock("c").lifetime(HOUR).await.unwrap();
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.lock("c").wait_time(HOUR).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.release().await.unwrap();
+    let g = tokio::time::timeout(PROMPT, waiter)
+        .await
+        .expect("no pushed grant under the ACL")
+        .unwrap();
+    g.renew().await.unwrap();
+    assert!(g.is_held().await.unwrap());
+    assert_eq!(store.conversations().await.unwrap(), vec!["c".to_string()]);
+    assert_eq!(
+        store.get_lock("c").await.unwrap().unwrap().tickets().len(),
+        1
+    );
+    store.update_lock("c").await.unwrap();
+    store
+        .save_lock(&TicketLock::with_tickets(
+            "d",
+            [Ticket::new(0, ticketlock_now() + 5.0)],
+        ))
+        .await
+        .unwrap();
+    store.delete_lock("d").await.unwrap();
+    let w = store.lock("c").enqueue().await.unwrap();
+    drop(w);
+    store.flush().await;
+    g.release().await.unwrap();
+    // The library loads again under the ACL after a flush.
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .exec(&mut admin)
+        .unwrap();
+    store.lock("c").await.unwrap().release().await.unwrap();
+    assert_eq!(store.get_lock("c").await.unwrap(), None);
+
+    // Each command of the rule is needed: without it, some operation fails
+    // with a configuration error.
+    let needed: Vec<&str> = NATIVE_ACL_RULE
+        .split(' ')
+        .filter(|r| {
+            r.starts_with('+')
+                && ![
+                    "+scan",
+                    "+subscribe",
+                    "+unsubscribe",
+                    "+ping",
+                    "+select",
+                    "+script|load",
+                    // For servers without Functions, and min_replicas_ack.
+                    "+evalsha",
+                ]
+                .contains(r)
+        })
+        .collect();
+    for missing in needed {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg("less").arg("reset");
+        for r in NATIVE_ACL_RULE.split(' ').filter(|r| *r != missing) {
+            cmd.arg(if r == ">tl-pw" { ">l-pw" } else { r });
+        }
+        cmd.exec(&mut admin).unwrap();
+        let mut c = native_config(&server);
+        c.username = Some("less".into());
+        c.password = Some(Secret::new("l-pw"));
+        let store = connect_with(&server, c).await;
+        // Not loaded yet, as on a fresh server.
+        redis::cmd("FUNCTION")
+            .arg("FLUSH")
+            .exec(&mut admin)
+            .unwrap();
+        let failed = exercise(&store).await;
+        assert!(
+            matches!(&failed, Some(Error::Config { key, .. }) if key == "lock_store.username"),
+            "without {missing}: {failed:?}"
+        );
+    }
+}
+
+/// Every operation of the store; the first error.
+async fn exercise(store: &LockStore) -> Option<Error> {
+    let run = async {
+        let g = store.lock("e").lifetime(HOUR).await?;
+        let w = store.lock("e").lifetime(HOUR).enqueue().await?;
+        g.renew().await?;
+        g.is_held().await?;
+        store.update_lock("e").await?;
+        g.release().await?;
+        let g = tokio::time::timeout(PROMPT, w.acquired()).await.unwrap()?;
+        g.release().await?;
+        store
+            .save_lock(&TicketLock::with_tickets(
+                "e",
+                [
+                    Ticket::new(0, ticketlock_now() - 5.0),
+                    Ticket::new(1, ticketlock_now() + 5.0),
+                ],
+            ))
+            .await?;
+        store.update_lock("e").await?;
+        store.get_lock("e").await?;
+        store.delete_lock("e").await?;
+        let g = store.lock("e").lifetime(Duration::from_millis(10)).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Past the lease: pruned by the next issue, which grants at once.
+        let g2 = store.lock("e").await?;
+        drop(g);
+        g2.release().await?;
+        for _ in 0..3 {
+            store.lock("f").await?.release().await?;
+        }
+        ticketlock::Result::Ok(())
+    };
+    run.await.err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_without_fcall_is_served_by_evalsha() {
+    // As a server before 7.0 answers: FCALL is an unknown command.
+    let server = server!(ticketlock_test_support::RedisOptions {
+        extra_args: vec!["--rename-command".into(), "FCALL".into(), "".into()],
+        ..Default::default()
+    });
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    let holder = store.lock("old").await.unwrap();
+    let waiter = store.lock("old").enqueue().await.unwrap();
+    holder.release().await.unwrap();
+    let g = tokio::time::timeout(PROMPT, waiter.acquired())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(g.is_held().await.unwrap());
+    g.release().await.unwrap();
+    assert_eq!(store.get_lock("old").await.unwrap(), None);
+    let counts = command_counts(&mut con);
+    assert!(
+        counts.get("evalsha").copied().unwrap_or(0) >= 4,
+        "{counts:?}"
+    );
+    assert_eq!(counts.get("fcall"), None, "{counts:?}");
+}
