@@ -1,6 +1,8 @@
--- Deletes the record (Rasa's delete_lock); everyone waiting is told to
--- look again ("*") and finds its ticket gone. Returns 1 if it existed.
-return run(function()
+-- Deletes the record (Rasa's delete_lock) and our state beside it
+-- (KEYS[2], ours.lua); everyone waiting is told to look again ("*") and
+-- finds its ticket gone. Returns {1 if it existed else 0, repairs}.
+return run_ours(function()
+  redis.call('DEL', OURS)
   if redis.call('DEL', KEY) == 1 then
     redis.call(PUBLISH, KEY, '*')
     return 1
