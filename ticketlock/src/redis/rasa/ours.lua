@@ -115,23 +115,25 @@ local function full(now)
     mine[n] = { lo = tonumber(lo), hi = tonumber(hi) }
     order[#order + 1] = n
   end
+  -- Copies of released tickets come back only with another client's
+  -- write: when the record is as we wrote it, the list is left as it is.
   local gone = {}
-  local gone_kept = {}
-  for n, lo, hi in string.gmatch(st.gone, '(%d+):(%d+):(%d+)') do
-    n, lo, hi = tonumber(n), tonumber(lo), tonumber(hi)
-    if hi >= now then
-      local g = gone[n]
-      if g then
-        g.lo = math.min(g.lo, lo)
-        g.hi = math.max(g.hi, hi)
-      else
-        gone[n] = { lo = lo, hi = hi }
+  if changed then
+    local kept = {}
+    for n, lo, hi in string.gmatch(st.gone, '(%d+):(%d+):(%d+)') do
+      n, lo, hi = tonumber(n), tonumber(lo), tonumber(hi)
+      if hi >= now then
+        local g = gone[n]
+        if g then
+          g.lo = math.min(g.lo, lo)
+          g.hi = math.max(g.hi, hi)
+        else
+          gone[n] = { lo = lo, hi = hi }
+        end
+        kept[#kept + 1] = int(n) .. ':' .. int(lo) .. ':' .. int(hi)
       end
-      gone_kept[#gone_kept + 1] = int(n) .. ':' .. int(lo) .. ':' .. int(hi)
     end
-  end
-  if #gone_kept ~= select(2, string.gsub(st.gone, ':%d+:', '')) then
-    changed = true
+    st.gone = ',' .. table.concat(kept, ',') .. (#kept > 0 and ',' or '')
   end
   local foreign = {}
   local first_live
@@ -145,6 +147,7 @@ local function full(now)
         m.t = t
       else
         -- An older copy of a live ticket of ours (or a second copy).
+        m.stale = true
         REPAIRS = REPAIRS + 1
         changed = true
       end
@@ -173,8 +176,11 @@ local function full(now)
     else
       local t = m.t
       if not t then
-        -- Dropped by a stale write: put back as we last wrote it.
-        REPAIRS = REPAIRS + 1
+        -- Dropped by a stale write (or set back to an older copy, counted
+        -- above): put back as we last wrote it.
+        if not m.stale then
+          REPAIRS = REPAIRS + 1
+        end
         changed = true
         t = { number = n, us = m.hi, expires = m.hi / 1000000 }
       end
@@ -223,7 +229,6 @@ local function full(now)
   if st.last_issued and (not rec.last_issued or st.last_issued > rec.last_issued) then
     rec.last_issued = st.last_issued
   end
-  st.gone = ',' .. table.concat(gone_kept, ',') .. (#gone_kept > 0 and ',' or '')
   return rec, st, changed
 end
 
@@ -265,15 +270,26 @@ local function extend_ours(t, now, lifetime)
   t.hi = t.us
 end
 
+-- How many released tickets are kept: a stale write brings back the ones
+-- released while its writer was between its GET and its SET (a few ms), so
+-- the latest few are enough, and the list stays short to read.
+local GONE_KEPT = 32
+
 -- Releases our ticket at `i`: out of the queue, its copies dropped from
--- now on until it would have expired.
+-- now on until it would have expired (while it is among the latest
+-- GONE_KEPT released).
 local function drop_ours(rec, st, i, now)
   local t = table.remove(rec.tickets, i)
   if st.holder == t.number then
     st.holder = nil
   end
   if t.hi >= now then
-    st.gone = st.gone .. int(t.number) .. ':' .. int(t.lo) .. ':' .. int(t.hi) .. ','
+    local gone = st.gone .. int(t.number) .. ':' .. int(t.lo) .. ':' .. int(t.hi) .. ','
+    local _, count = string.gsub(gone, ',', '')
+    if count > GONE_KEPT + 1 then
+      gone = string.sub(gone, string.find(gone, ',', 2, true))
+    end
+    st.gone = gone
   end
 end
 
