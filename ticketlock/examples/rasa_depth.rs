@@ -60,8 +60,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|d| d.parse())
         .collect::<Result<_, _>>()?;
     let secs: u64 = args.next().map_or(Ok(10), |s| s.parse())?;
+    // INFO waits behind every queued script call: no response timeout.
     let admin = redis::Client::open(url.as_str())?;
-    let mut admin = admin.get_multiplexed_async_connection().await?;
+    let mut admin = admin
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await?;
     println!("| waiters | hand-offs/s | script calls/s | us per script call | Redis CPU |");
     println!("|---|---|---|---|---|");
     for depth in depths {

@@ -19,7 +19,7 @@ return run_ours(function()
     local number, epoch = read_issued(seen)
     local i
     if same_epoch(rec, epoch) then
-      i = ours_at(rec, number)
+      i = ours_at(rec, st, number)
     end
     if not i then
       if changed then
@@ -27,7 +27,7 @@ return run_ours(function()
       end
       return { number, epoch, 3, 0, -1 }
     end
-    extend_ours(rec.tickets[i], now, lifetime)
+    extend_ours(rec, st, rec.tickets[i], now, lifetime)
     if st.holder == number or (i == 1 and not st.holder) then
       st.holder = number
       commit(rec, st, now, number)
@@ -53,10 +53,9 @@ return run_ours(function()
   if rec.last_issued then
     number = rec.last_issued + 1
   end
-  local ticket = { number = number, ours = true }
-  extend_ours(ticket, now, lifetime)
-  ticket.lo = ticket.us
-  rec.tickets[#rec.tickets + 1] = ticket
+  local ticket = { number = number }
+  extend(ticket, now, lifetime)
+  append_ours(rec, st, ticket)
   rec.last_issued = number
   st.last_issued = number
   local epoch = rec.epoch or -1

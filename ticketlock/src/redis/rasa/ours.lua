@@ -96,6 +96,36 @@ end
 local function full(now)
   local rec, raw = read_record()
   local st = state()
+  if st and (raw or '') == st.copy then
+    -- Nobody else wrote since we did: nothing to repair, and our state's
+    -- strings are edited in place (see entry() and the helpers below).
+    rec = rec or { tickets = {} }
+    rec.fast = true
+    rec.existed = raw ~= nil
+    if st.epoch then
+      rec.epoch = st.epoch
+    end
+    if st.last_issued and (not rec.last_issued or st.last_issued > rec.last_issued) then
+      rec.last_issued = st.last_issued
+    end
+    rec.pruned = prune(rec, now)
+    if st.holder then
+      local _, hi = live_range(st, st.holder)
+      if not hi or now > hi then
+        st.holder = nil
+      end
+    end
+    if rec.pruned > 0 then
+      local kept = {}
+      for e, hi in string.gmatch(st.live, '(%d+:%d+:(%d+))') do
+        if not (now > tonumber(hi)) then
+          kept[#kept + 1] = e
+        end
+      end
+      st.live = ',' .. table.concat(kept, ',') .. (#kept > 0 and ',' or '')
+    end
+    return rec, st, rec.pruned > 0
+  end
   local nowf = now / 1000000
   local changed = false
   if not st then
@@ -104,7 +134,7 @@ local function full(now)
       st.epoch = rec.epoch
       st.last_issued = rec.last_issued
     end
-  elseif raw ~= st.copy then
+  else
     changed = true
   end
   local existed = rec ~= nil
@@ -115,25 +145,23 @@ local function full(now)
     mine[n] = { lo = tonumber(lo), hi = tonumber(hi) }
     order[#order + 1] = n
   end
-  -- Copies of released tickets come back only with another client's
-  -- write: when the record is as we wrote it, the list is left as it is.
-  local gone = {}
-  if changed then
-    local kept = {}
-    for n, lo, hi in string.gmatch(st.gone, '(%d+):(%d+):(%d+)') do
-      n, lo, hi = tonumber(n), tonumber(lo), tonumber(hi)
-      if hi >= now then
-        local g = gone[n]
+  -- Copies of released tickets, read only when a ticket is not ours.
+  local gone
+  local function gone_at(n)
+    if not gone then
+      gone = {}
+      for m, lo, hi in string.gmatch(st.gone, '(%d+):(%d+):(%d+)') do
+        m, lo, hi = tonumber(m), tonumber(lo), tonumber(hi)
+        local g = gone[m]
         if g then
           g.lo = math.min(g.lo, lo)
           g.hi = math.max(g.hi, hi)
         else
-          gone[n] = { lo = lo, hi = hi }
+          gone[m] = { lo = lo, hi = hi }
         end
-        kept[#kept + 1] = int(n) .. ':' .. int(lo) .. ':' .. int(hi)
       end
     end
-    st.gone = ',' .. table.concat(kept, ',') .. (#kept > 0 and ',' or '')
+    return gone[n]
   end
   local foreign = {}
   local first_live
@@ -141,7 +169,7 @@ local function full(now)
   for _, t in ipairs(rec.tickets) do
     local us = t.expires * 1000000
     local m = mine[t.number]
-    local g = gone[t.number]
+    local g = not (m and us >= m.lo - 1 and us <= m.hi + 1) and gone_at(t.number)
     if m and us >= m.lo - 1 and us <= m.hi + 1 then
       if math.abs(us - m.hi) < 1 and not m.t then
         m.t = t
@@ -167,6 +195,7 @@ local function full(now)
       first_live = t
     end
   end
+  table.sort(order)
   local ours = {}
   for _, n in ipairs(order) do
     local m = mine[n]
@@ -232,14 +261,41 @@ local function full(now)
   return rec, st, changed
 end
 
+-- A ticket's entry in our state's lists: `n:lo:hi`.
+local function entry(t)
+  return int(t.number) .. ':' .. int(t.lo) .. ':' .. int(t.hi)
+end
+
 -- The index of our ticket `number` in a record from full(), or nil.
-local function ours_at(rec, number)
+local function ours_at(rec, st, number)
+  if rec.fast then
+    local lo, hi = live_range(st, number)
+    if not lo then
+      return nil
+    end
+    for i, t in ipairs(rec.tickets) do
+      if t.number == number and math.abs(t.expires * 1000000 - hi) < 1 then
+        t.ours, t.lo, t.hi = true, lo, hi
+        return i
+      end
+    end
+    return nil
+  end
   for i, t in ipairs(rec.tickets) do
     if t.ours and t.number == number then
       return i
     end
   end
   return nil
+end
+
+-- Adds our new ticket `t` (its `us` set) at the end of the queue.
+local function append_ours(rec, st, t)
+  t.ours, t.lo, t.hi = true, t.us, t.us
+  rec.tickets[#rec.tickets + 1] = t
+  if rec.fast then
+    st.live = st.live .. entry(t) .. ','
+  end
 end
 
 -- Takes a ticket of the record that is not known as ours for ours: the
@@ -253,6 +309,9 @@ local function adopt(rec, st, number)
     if not t.ours and t.number == number then
       local us = math.floor(t.expires * 1000000 + 0.5)
       t.ours, t.lo, t.hi = true, us, us
+      if rec.fast then
+        st.live = st.live .. entry(t) .. ','
+      end
       return i
     end
   end
@@ -265,15 +324,19 @@ local function live(t, now)
 end
 
 -- Extends our ticket `t` to a lifetime from now.
-local function extend_ours(t, now, lifetime)
+local function extend_ours(rec, st, t, now, lifetime)
+  local old = entry(t)
   extend(t, now, lifetime)
   t.hi = t.us
+  if rec.fast then
+    st.live = string.gsub(st.live, ',' .. old .. ',', ',' .. entry(t) .. ',', 1)
+  end
 end
 
 -- How many released tickets are kept: a stale write brings back the ones
 -- released while its writer was between its GET and its SET (a few ms), so
 -- the latest few are enough, and the list stays short to read.
-local GONE_KEPT = 32
+local GONE_KEPT = 16
 
 -- Releases our ticket at `i`: out of the queue, its copies dropped from
 -- now on until it would have expired (while it is among the latest
@@ -283,8 +346,11 @@ local function drop_ours(rec, st, i, now)
   if st.holder == t.number then
     st.holder = nil
   end
+  if rec.fast then
+    st.live = string.gsub(st.live, ',' .. entry(t) .. ',', ',', 1)
+  end
   if t.hi >= now then
-    local gone = st.gone .. int(t.number) .. ':' .. int(t.lo) .. ':' .. int(t.hi) .. ','
+    local gone = st.gone .. entry(t) .. ','
     local _, count = string.gsub(gone, ',', '')
     if count > GONE_KEPT + 1 then
       gone = string.sub(gone, string.find(gone, ',', 2, true))
@@ -298,46 +364,42 @@ end
 -- long as the record or the latest of our released tickets.
 local function commit(rec, st, now, quiet)
   save(rec, now, quiet)
-  local parts = {}
-  local last = 0
-  local highest = st.last_issued
-  for _, t in ipairs(rec.tickets) do
-    if t.ours then
-      parts[#parts + 1] = int(t.number) .. ':' .. int(t.lo) .. ':' .. int(t.hi)
+  if not rec.tickets[1] then
+    if st.gone == ',' then
+      redis.call('DEL', OURS)
+      return
     end
+    -- The record is gone: the next ticket starts a new incarnation; only
+    -- the released tickets are kept, until the latest would have expired.
+    local hi = string.match(st.gone, ':(%d+),$')
+    redis.call('SET', OURS, '- - - , ' .. st.gone .. '\n', 'PX', ttl_ms(tonumber(hi) / 1000000, now))
+    return
+  end
+  local live = st.live
+  local last = 0
+  for _, t in ipairs(rec.tickets) do
     if t.expires > last then
       last = t.expires
     end
-    if not highest or t.number > highest then
-      highest = t.number
+  end
+  if not rec.fast then
+    local parts = {}
+    for _, t in ipairs(rec.tickets) do
+      if t.ours then
+        parts[#parts + 1] = entry(t)
+      end
     end
+    live = ',' .. table.concat(parts, ',') .. (#parts > 0 and ',' or '')
   end
-  for hi in string.gmatch(st.gone, ':(%d+),') do
-    hi = tonumber(hi) / 1000000
-    if hi > last then
-      last = hi
-    end
+  local hi = string.match(st.gone, ':(%d+),$')
+  if hi and tonumber(hi) / 1000000 > last then
+    last = tonumber(hi) / 1000000
   end
-  if not rec.tickets[1] and st.gone == ',' then
-    redis.call('DEL', OURS)
-    return
-  end
-  local head
-  if rec.tickets[1] then
-    if rec.last_issued and (not highest or rec.last_issued > highest) then
-      highest = rec.last_issued
-    end
-    local holder = st.holder and int(st.holder) or '-'
-    local epoch = rec.epoch and int(rec.epoch) or '-'
-    head = epoch .. ' ' .. (highest and int(highest) or '-') .. ' ' .. holder .. ' ,'
-      .. table.concat(parts, ',') .. (#parts > 0 and ',' or '') .. ' ' .. st.gone .. '\n'
-      .. redis.call('GET', KEY)
-  else
-    -- The record is gone: the next ticket starts a new incarnation; only
-    -- the released tickets are kept.
-    head = '- - - , ' .. st.gone .. '\n'
-  end
-  redis.call('SET', OURS, head, 'PX', ttl_ms(last, now))
+  local highest = rec.last_issued
+  local head = (rec.epoch and int(rec.epoch) or '-') .. ' '
+    .. (highest and int(highest) or '-') .. ' '
+    .. (st.holder and int(st.holder) or '-') .. ' ' .. live .. ' ' .. st.gone .. '\n'
+  redis.call('SET', OURS, head .. redis.call('GET', KEY), 'PX', ttl_ms(last, now))
 end
 
 -- The answer of a look by a waiting ticket of ours that finds nothing to

@@ -19,7 +19,7 @@ return run_ours(function()
   local rec, st, changed = full(now)
   local i
   if same_epoch(rec, epoch) then
-    i = ours_at(rec, number) or adopt(rec, st, number)
+    i = ours_at(rec, st, number) or adopt(rec, st, number)
   end
   if i then
     drop_ours(rec, st, i, now)

@@ -10,11 +10,11 @@ return run_ours(function()
   local rec, st, changed = full(now)
   local i
   if same_epoch(rec, epoch) then
-    i = ours_at(rec, number) or adopt(rec, st, number)
+    i = ours_at(rec, st, number) or adopt(rec, st, number)
   end
   if i and (st.holder == number or (i == 1 and not st.holder)) then
     st.holder = number
-    extend_ours(rec.tickets[i], now, lifetime)
+    extend_ours(rec, st, rec.tickets[i], now, lifetime)
     commit(rec, st, now, number)
     return 1
   end

@@ -17,7 +17,7 @@ return run_ours(function()
   local rec, st, changed = full(now)
   local i
   if same_epoch(rec, epoch) then
-    i = ours_at(rec, number) or adopt(rec, st, number)
+    i = ours_at(rec, st, number) or adopt(rec, st, number)
   end
   if not i then
     if changed then
@@ -28,12 +28,12 @@ return run_ours(function()
   local t = rec.tickets[i]
   if st.holder == number or (i == 1 and not st.holder) then
     st.holder = number
-    extend_ours(t, now, lifetime)
+    extend_ours(rec, st, t, now, lifetime)
     commit(rec, st, now, number)
     return { 0, token(rec, number, now) }
   end
   if t.hi - now < lifetime * 2 / 3 then
-    extend_ours(t, now, lifetime)
+    extend_ours(rec, st, t, now, lifetime)
     changed = true
   end
   if changed then
