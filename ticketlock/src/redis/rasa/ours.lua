@@ -45,32 +45,59 @@ local function state()
   if not s then
     return nil
   end
+  -- Plain finds: a pattern such as %S* would step through the long lists
+  -- one character at a time.
   local nl = string.find(s, '\n', 1, true)
   if not nl then
     return nil
   end
-  local epoch, last, holder, live, gone = string.match(string.sub(s, 1, nl - 1),
-    '^(%S+) (%S+) (%S+) (,%S*) (,%S*)$')
-  if not epoch then
+  local fields, from = {}, 1
+  for i = 1, 4 do
+    local sp = string.find(s, ' ', from, true)
+    if not sp or sp > nl then
+      return nil
+    end
+    fields[i] = string.sub(s, from, sp - 1)
+    from = sp + 1
+  end
+  fields[5] = string.sub(s, from, nl - 1)
+  if string.byte(fields[4]) ~= 44 or string.byte(fields[5]) ~= 44 then
     return nil
   end
   return {
-    epoch = count_or_nil(epoch),
-    last_issued = count_or_nil(last),
-    holder = count_or_nil(holder),
-    live = live,
-    gone = gone,
+    epoch = count_or_nil(fields[1]),
+    last_issued = count_or_nil(fields[2]),
+    holder = count_or_nil(fields[3]),
+    live = fields[4],
+    gone = fields[5],
     copy = string.sub(s, nl + 1),
   }
 end
 
 -- lo, hi of our live ticket `number`, or nil.
+-- (A plain find, then a match anchored there: an unanchored pattern would
+-- be tried at every character of a long list.)
 local function live_range(st, number)
-  local lo, hi = string.match(st.live, ',' .. int(number) .. ':(%d+):(%d+),')
-  if lo then
-    return tonumber(lo), tonumber(hi)
+  local at = string.find(st.live, ',' .. int(number) .. ':', 1, true)
+  if not at then
+    return nil
   end
-  return nil
+  local lo, hi = string.match(st.live, '^,%d+:(%d+):(%d+),', at)
+  return tonumber(lo), tonumber(hi)
+end
+
+-- `list` with its entry `old` (between commas) replaced by `new`.
+local function replace_entry(list, old, new)
+  local a, b = string.find(list, ',' .. old .. ',', 1, true)
+  if not a then
+    return list
+  end
+  return string.sub(list, 1, a) .. new .. string.sub(list, b)
+end
+
+-- The expiry (µs) of the last entry of a list, or nil.
+local function last_hi(list)
+  return tonumber(string.match(list, ':(%d+),$', #list - 24))
 end
 
 local function is_gone(st, number)
@@ -329,14 +356,14 @@ local function extend_ours(rec, st, t, now, lifetime)
   extend(t, now, lifetime)
   t.hi = t.us
   if rec.fast then
-    st.live = string.gsub(st.live, ',' .. old .. ',', ',' .. entry(t) .. ',', 1)
+    st.live = replace_entry(st.live, old, entry(t))
   end
 end
 
 -- How many released tickets are kept: a stale write brings back the ones
 -- released while its writer was between its GET and its SET (a few ms), so
 -- the latest few are enough, and the list stays short to read.
-local GONE_KEPT = 16
+local GONE_KEPT = 8
 
 -- Releases our ticket at `i`: out of the queue, its copies dropped from
 -- now on until it would have expired (while it is among the latest
@@ -347,7 +374,10 @@ local function drop_ours(rec, st, i, now)
     st.holder = nil
   end
   if rec.fast then
-    st.live = string.gsub(st.live, ',' .. entry(t) .. ',', ',', 1)
+    local a, b = string.find(st.live, ',' .. entry(t) .. ',', 1, true)
+    if a then
+      st.live = string.sub(st.live, 1, a) .. string.sub(st.live, b + 1)
+    end
   end
   if t.hi >= now then
     local gone = st.gone .. entry(t) .. ','
@@ -371,8 +401,8 @@ local function commit(rec, st, now, quiet)
     end
     -- The record is gone: the next ticket starts a new incarnation; only
     -- the released tickets are kept, until the latest would have expired.
-    local hi = string.match(st.gone, ':(%d+),$')
-    redis.call('SET', OURS, '- - - , ' .. st.gone .. '\n', 'PX', ttl_ms(tonumber(hi) / 1000000, now))
+    redis.call('SET', OURS, '- - - , ' .. st.gone .. '\n', 'PX',
+      ttl_ms(last_hi(st.gone) / 1000000, now))
     return
   end
   local live = st.live
@@ -391,9 +421,9 @@ local function commit(rec, st, now, quiet)
     end
     live = ',' .. table.concat(parts, ',') .. (#parts > 0 and ',' or '')
   end
-  local hi = string.match(st.gone, ':(%d+),$')
-  if hi and tonumber(hi) / 1000000 > last then
-    last = tonumber(hi) / 1000000
+  local hi = last_hi(st.gone)
+  if hi and hi / 1000000 > last then
+    last = hi / 1000000
   end
   local highest = rec.last_issued
   local head = (rec.epoch and int(rec.epoch) or '-') .. ' '
@@ -431,10 +461,14 @@ local function look(now, number, epoch, lifetime)
   local pos = #PREFIX + 1
   local skipped = 0
   local remaining
+  local s0, e0
   while true do
     local s, e, _, exp, sep = string.find(raw, TICKET_AT, pos)
     if not s or s == at then
       return nil
+    end
+    if not s0 then
+      s0, e0 = s, e
     end
     local expires = tonumber(exp)
     if not (nowf > expires) then
@@ -450,9 +484,22 @@ local function look(now, number, epoch, lifetime)
   if remaining < 0 then
     remaining = 0
   end
-  -- Tickets before ours: every element starts with `"{`. Expired ones
-  -- after the head still count until the next write prunes them.
-  local _, before = string.gsub(string.sub(raw, #PREFIX + 1, at - 1), '"{', '')
+  -- Tickets before ours: every element starts with `"{`. Counted near
+  -- the head (where it decides who looks often); deeper, estimated from
+  -- the offset, elements being of nearly one length (an exact count would
+  -- cost a C call per ticket). Expired ones after the head still count
+  -- until the next write prunes them.
+  local before = 0
+  local width = e0 - s0 + 1
+  if at - s0 > 16 * width then
+    before = math.floor((at - s0) / width + 0.5)
+  else
+    local p = string.find(raw, '"{', s0, true)
+    while p and p < at do
+      before = before + 1
+      p = string.find(raw, '"{', p + 2, true)
+    end
+  end
   return { 1, before - skipped, remaining }
 end
 
