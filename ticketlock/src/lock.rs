@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
+use crate::guard::GuardId;
 use crate::store::{Kind, dispatch};
 use crate::{Error, InMemoryLockStore, LockGuard, LockStore, Result};
 
@@ -241,16 +242,17 @@ impl<'a> LockRequest<'a> {
                 Err(e) => return Poll::Ready(Err(e)),
             };
         let taken = Taken::new(issued, started, span);
-        let id: Arc<str> = self.conversation_id.into();
+        let id = self.conversation_id;
         if let Attempt::Acquired { fencing_token, .. } = taken.issued.attempt {
+            // The guard's id inline (no allocation) when it is short.
             return Poll::Ready(Ok(taken.served(
                 self.store,
-                id,
+                id.into(),
                 fencing_token,
                 self.options,
             )));
         }
-        let queued = taken.queued(self.store, id, self.options);
+        let queued = taken.queued(self.store, id.into(), self.options);
         *step = Step::Wait(Box::pin(queued.acquired()));
         Poll::Pending
     }
@@ -259,16 +261,16 @@ impl<'a> LockRequest<'a> {
     /// store's futures are large).
     async fn lock_async(self) -> Result<LockGuard> {
         let taken = self.issue().await?;
-        let id: Arc<str> = self.conversation_id.into();
+        let id = self.conversation_id;
         match taken.issued.attempt {
             // Served at once: the guard is made here, without the wait
             // loop's future, which is large and boxed below only when there
             // is a wait.
             Attempt::Acquired { fencing_token, .. } => {
-                Ok(taken.served(self.store, id, fencing_token, self.options))
+                Ok(taken.served(self.store, id.into(), fencing_token, self.options))
             }
             _ => {
-                let queued = taken.queued(self.store, id, self.options);
+                let queued = taken.queued(self.store, id.into(), self.options);
                 Box::pin(queued.acquired()).await
             }
         }
@@ -300,7 +302,7 @@ impl Taken {
     fn served(
         self,
         store: &LockStore,
-        id: Arc<str>,
+        id: GuardId,
         fencing_token: u64,
         options: LockOptions,
     ) -> LockGuard {
@@ -309,6 +311,7 @@ impl Taken {
             fencing_token,
             waited: Duration::ZERO,
         };
+        // The id is read only if the event is taken (see `GuardId::as_str`).
         self.span.in_scope(|| acquired_event(&id, &held));
         crate::metrics::acquired(&held);
         LockGuard::new(store.clone(), id, held, options)
@@ -523,11 +526,11 @@ impl QueuedTicket {
                         self.started.elapsed()
                     },
                 };
-                acquired_event(id, &held);
+                acquired_event(&id, &held);
                 crate::metrics::acquired(&held);
                 Ok(LockGuard::new(
                     self.store.clone(),
-                    self.conversation_id.clone(),
+                    self.conversation_id.clone().into(),
                     held,
                     o,
                 ))
@@ -548,9 +551,9 @@ impl QueuedTicket {
     }
 }
 
-fn acquired_event(id: &str, held: &Held) {
+fn acquired_event(id: &impl AsRef<str>, held: &Held) {
     tracing::debug!(
-        conversation_id = id,
+        conversation_id = id.as_ref(),
         ticket = held.ticket.number,
         fencing_token = held.fencing_token,
         waited_us = held.waited.as_micros() as u64,

@@ -18,8 +18,9 @@
 //!   conversations cost nothing. Nearly every conversation has one ticket,
 //!   which is kept inline in the entry: a conversation costs its table slot
 //!   and its id, and a lock/release cycle allocates only the id.
-//! - Clock: the kernel's coarse monotonic clock as `tokio::time::Instant`s
-//!   (a read costs a sixth of what the precise clock costs; deadlines are
+//! - Clock: the kernel's coarse monotonic clock, as nanoseconds since the
+//!   store was made in one `u64` (a read costs a sixth of what the precise
+//!   clock costs; deadlines are
 //!   set one tick later, so that no lease is shorter than asked), or
 //!   tokio's own clock in a store made while it is paused, so that tests
 //!   can pause and advance time (see `memory/clock.rs`); converted to Unix
@@ -29,9 +30,10 @@
 //!   ticket behind the head is found expired on its owner's next look.
 //! - Wake-ups: a waiting ticket gets a `Notify` when it first watches; a
 //!   release or removal at the head signals the new head only (no herd).
-//! - Fencing tokens and epochs come from a counter of each shard, on the
-//!   cache lines of its mutex (one store-wide counter was a line that every
-//!   issue on every thread fought over). A conversation stays in its shard,
+//! - Fencing tokens and epochs come from a counter of each shard, under its
+//!   mutex (one store-wide atomic counter was a line that every issue on
+//!   every thread fought over; an atomic per shard, a locked instruction per
+//!   issue on top of the lock's own). A conversation stays in its shard,
 //!   so they increase across deletion of its record; a new record takes its
 //!   epoch and its first holder's token in one step of the counter.
 //! - Bounds: issue refuses a ticket when the queue already holds
@@ -40,7 +42,6 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +50,6 @@ use foldhash::fast::FoldHasher;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as Slot;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
 use crate::lock::{queue_full, validate_id};
@@ -57,7 +57,7 @@ use crate::lock::{queue_full, validate_id};
 mod clock;
 
 use crate::{DEFAULT_MAX_QUEUE_LEN, Result, Ticket, TicketLock};
-use clock::Clock;
+use clock::{Clock, Stamp};
 
 /// A lock store that lives in this process's memory.
 ///
@@ -71,24 +71,45 @@ pub struct InMemoryLockStore {
 }
 
 struct Shared {
-    shards: Box<[Padded<ShardSlot>]>,
+    shards: Box<[Padded<Mutex<Shard>>]>,
     /// The keys of the id hash, random for each store.
     seed: SharedSeed,
     hash_key: u64,
-    /// The Unix time of `base`, for the record view.
+    /// The Unix time of the clock's stamp zero, for the record view.
     base_unix: f64,
-    base: Instant,
     clock: Clock,
 }
 
-type Shard = HashTable<Entry>;
+/// A shard's conversations and the source of its fencing tokens and
+/// epochs, both under its mutex.
+struct Shard {
+    table: HashTable<Entry>,
+    tokens: Tokens,
+}
 
-/// A shard and the source of its fencing tokens and epochs, on the cache
-/// lines of its mutex.
-struct ShardSlot {
-    map: Mutex<Shard>,
-    /// Strictly increasing; see [`InMemoryLockStore::tokens`].
-    counter: AtomicU64,
+/// A shard's fencing tokens and epochs: strictly increasing, and
+/// interleaved over the shards (value `v` of shard `i` is
+/// `v * shards + i`), so that they are also unique in the store. Taken
+/// only under the shard's lock, so a plain number: an atomic's
+/// read-modify-write cost a locked instruction per issue on top of the
+/// lock's own.
+struct Tokens {
+    next: u64,
+    index: u64,
+    shards: u64,
+}
+
+impl Tokens {
+    /// Takes `n` values: returns the first and the step to the next.
+    fn take(&mut self, n: u64) -> (u64, u64) {
+        let v = self.next;
+        self.next += n;
+        (v * self.shards + self.index, self.shards)
+    }
+
+    fn one(&mut self) -> u64 {
+        self.take(1).0
+    }
 }
 
 /// A value on cache lines of its own (two: CPUs fetch lines in pairs).
@@ -127,7 +148,7 @@ enum Queue {
 
 struct MemTicket {
     number: u64,
-    expires: Instant,
+    expires: Stamp,
     waker: Option<Arc<Notify>>,
 }
 
@@ -172,17 +193,20 @@ impl InMemoryLockStore {
         InMemoryLockStore {
             shared: Arc::new(Shared {
                 shards: (0..n)
-                    .map(|_| {
-                        Padded(ShardSlot {
-                            map: Mutex::new(HashTable::new()),
-                            counter: AtomicU64::new(1),
-                        })
+                    .map(|i| {
+                        Padded(Mutex::new(Shard {
+                            table: HashTable::new(),
+                            tokens: Tokens {
+                                next: 1,
+                                index: i as u64,
+                                shards: n as u64,
+                            },
+                        }))
                     })
                     .collect(),
                 seed: SharedSeed::from_u64(random_u64()),
                 hash_key: random_u64(),
                 base_unix: unix,
-                base: Instant::now(),
                 clock: Clock::new(),
             }),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
@@ -206,7 +230,7 @@ impl InMemoryLockStore {
 
     /// How many conversations have a record now.
     pub fn len(&self) -> usize {
-        self.shared.shards.iter().map(|s| lock(&s.map).len()).sum()
+        self.shared.shards.iter().map(|s| lock(s).table.len()).sum()
     }
 
     /// Whether no conversation has a record.
@@ -215,10 +239,14 @@ impl InMemoryLockStore {
     }
 
     fn hash(&self, id: &str) -> u64 {
+        self.hash_bytes(id.as_bytes())
+    }
+
+    fn hash_bytes(&self, id: &[u8]) -> u64 {
         let mut h = FoldHasher::with_seed(self.shared.hash_key, &self.shared.seed);
         // The bytes alone: foldhash mixes the length in, and only ids go
         // into these tables, so no terminator is needed.
-        h.write(id.as_bytes());
+        h.write(id);
         h.finish()
     }
 
@@ -232,82 +260,55 @@ impl InMemoryLockStore {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        lock(&self.shared.shards[self.shard_index(hash)].map)
+        lock(&self.shared.shards[self.shard_index(hash)])
     }
 
-    /// Runs `f` on the entry of `id`, if there is one, and removes the entry
-    /// when `f` leaves it without tickets.
-    fn with_entry<R>(&self, id: &str, f: impl FnOnce(&mut Entry, u64) -> R) -> Option<R> {
+    /// Runs `f` on the entry of `id` (and its shard's tokens), if there is
+    /// one, and removes the entry when `f` leaves it without tickets.
+    fn with_entry<R>(&self, id: &str, f: impl FnOnce(&mut Entry, &mut Tokens) -> R) -> Option<R> {
         let hash = self.hash(id);
-        let mut shard = self.shard(hash);
-        let Ok(mut slot) = shard.find_entry(hash, |e| *e.id == *id) else {
+        let mut guard = self.shard(hash);
+        let Shard { table, tokens } = &mut *guard;
+        let Ok(mut slot) = table.find_entry(hash, |e| *e.id == *id) else {
             return None;
         };
-        let result = f(slot.get_mut(), hash);
+        let result = f(slot.get_mut(), tokens);
         if slot.get().tickets.is_empty() {
             slot.remove();
-            shrink(&mut shard, self.rehash());
+            shrink(table, self.rehash());
         }
         Some(result)
     }
 
-    fn now(&self) -> Instant {
+    fn now(&self) -> Stamp {
         self.shared.clock.now()
     }
 
     /// When a lease of `lifetime` from `now` ends.
-    fn deadline(&self, now: Instant, lifetime: Duration) -> Instant {
+    fn deadline(&self, now: Stamp, lifetime: Duration) -> Stamp {
         self.shared.clock.deadline(now, lifetime)
     }
 
-    /// Takes `n` values of the counter of the shard of `hash` (fencing
-    /// tokens and epochs): returns the first and the step to the next.
-    /// Interleaved over the shards (value `v` of shard `i` is
-    /// `v * shards + i`), so that they are also unique in the store.
-    fn tokens(&self, hash: u64, n: u64) -> (u64, u64) {
-        let i = self.shard_index(hash);
-        let shards = self.shared.shards.len() as u64;
-        let v = self.shared.shards[i]
-            .counter
-            .fetch_add(n, Ordering::Relaxed);
-        (v * shards + i as u64, shards)
+    fn to_unix(&self, t: Stamp) -> f64 {
+        self.shared.base_unix + t.as_secs_f64()
     }
 
-    fn next_token(&self, hash: u64) -> u64 {
-        self.tokens(hash, 1).0
-    }
-
-    fn to_unix(&self, t: Instant) -> f64 {
-        let base = self.shared.base;
-        if t >= base {
-            self.shared.base_unix + (t - base).as_secs_f64()
-        } else {
-            self.shared.base_unix - (base - t).as_secs_f64()
-        }
-    }
-
-    fn instant_at_unix(&self, unix: f64) -> Instant {
-        let delta = unix - self.shared.base_unix;
-        let base = self.shared.base;
-        let d = Duration::try_from_secs_f64(delta.abs()).unwrap_or(Duration::from_secs(1 << 40));
-        if delta >= 0.0 {
-            base.checked_add(d)
-                .unwrap_or(base + Duration::from_secs(1 << 30))
-        } else {
-            base.checked_sub(d).unwrap_or(base)
-        }
+    /// The stamp of a Unix time; one before the store was made is its
+    /// stamp zero (long expired once the clock moved on).
+    fn stamp_at_unix(&self, unix: f64) -> Stamp {
+        Stamp::from_secs_f64(unix - self.shared.base_unix)
     }
 
     fn acquire_at_head(
         &self,
-        hash: u64,
+        tokens: &mut Tokens,
         entry: &mut Entry,
-        now: Instant,
+        now: Stamp,
         lifetime: Duration,
     ) -> Attempt {
         entry.tickets.head_mut().expires = self.deadline(now, lifetime);
         Attempt::Acquired {
-            fencing_token: self.next_token(hash),
+            fencing_token: tokens.one(),
             lease: lifetime,
         }
     }
@@ -319,12 +320,13 @@ impl InMemoryLockStore {
         validate_id(id)?;
         let now = self.now();
         let hash = self.hash(id);
-        let mut shard = self.shard(hash);
-        let entry = match shard.entry(hash, |e| *e.id == *id, self.rehash()) {
+        let mut guard = self.shard(hash);
+        let Shard { table, tokens } = &mut *guard;
+        let entry = match table.entry(hash, |e| *e.id == *id, self.rehash()) {
             Slot::Occupied(slot) => slot.into_mut(),
             Slot::Vacant(slot) => {
                 // A new conversation: its ticket is served at once.
-                let (epoch, step) = self.tokens(hash, 2);
+                let (epoch, step) = tokens.take(2);
                 slot.insert(Entry {
                     id: id.into(),
                     tickets: Queue::One(MemTicket {
@@ -369,20 +371,23 @@ impl InMemoryLockStore {
             epoch: Some(entry.epoch),
         };
         let attempt = if entry.tickets.len() == 1 {
-            self.acquire_at_head(hash, entry, now, lifetime)
+            self.acquire_at_head(tokens, entry, now, lifetime)
         } else {
             entry.queued(entry.tickets.len() - 1, now)
         };
         Ok(Issued { ticket, attempt })
     }
 
-    fn remove(&self, id: &str, ticket: TicketId) -> bool {
+    /// Releases (or withdraws) `ticket` of the conversation whose id is
+    /// `id`'s bytes, at once: what a release and a drop do. Bytes, so that
+    /// a guard's inline copy of the id need not be checked as UTF-8 again.
+    pub(crate) fn remove(&self, id: &[u8], ticket: TicketId) -> bool {
         // One clock read: whether the released ticket was still live is the
         // answer (a holder whose lease ran out was not exclusive any more).
         let now = self.now();
-        let hash = self.hash(id);
+        let hash = self.hash_bytes(id);
         let mut shard = self.shard(hash);
-        let Ok(mut slot) = shard.find_entry(hash, |e| *e.id == *id) else {
+        let Ok(mut slot) = shard.table.find_entry(hash, |e| e.id.as_bytes() == id) else {
             return false;
         };
         let entry = slot.get_mut();
@@ -396,7 +401,7 @@ impl InMemoryLockStore {
         {
             let live = t.expires > now;
             slot.remove();
-            shrink(&mut shard, self.rehash());
+            shrink(&mut shard.table, self.rehash());
             return live;
         }
         // Expired tickets go first, as on Redis.
@@ -414,7 +419,7 @@ impl InMemoryLockStore {
         });
         if entry.tickets.is_empty() {
             slot.remove();
-            shrink(&mut shard, self.rehash());
+            shrink(&mut shard.table, self.rehash());
         }
         live
     }
@@ -433,7 +438,7 @@ impl Entry {
     }
 
     /// Drops expired tickets from the head; wakes the new head if any went.
-    fn prune(&mut self, now: Instant) {
+    fn prune(&mut self, now: Stamp) {
         let mut pruned = false;
         while self.tickets.front().is_some_and(|t| t.expires <= now) {
             self.tickets.pop_front();
@@ -444,13 +449,10 @@ impl Entry {
         }
     }
 
-    fn queued(&self, index: usize, now: Instant) -> Attempt {
+    fn queued(&self, index: usize, now: Stamp) -> Attempt {
         Attempt::Queued {
             ahead: index as u64,
-            holder_remaining: self
-                .tickets
-                .front()
-                .map(|h| h.expires.saturating_duration_since(now)),
+            holder_remaining: self.tickets.front().map(|h| h.expires.since(now)),
         }
     }
 }
@@ -574,7 +576,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Gives memory back after a burst: a table that emptied to a quarter of
 /// its capacity is shrunk.
-fn shrink(map: &mut Shard, rehash: impl Fn(&Entry) -> u64) {
+fn shrink(map: &mut HashTable<Entry>, rehash: impl Fn(&Entry) -> u64) {
     if map.capacity() > 64 && map.len() * 4 < map.capacity() {
         map.shrink_to(map.len() * 2, rehash);
     }
@@ -591,14 +593,14 @@ impl Backend for InMemoryLockStore {
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
         let now = self.now();
-        let attempt = self.with_entry(id, |entry, hash| {
+        let attempt = self.with_entry(id, |entry, tokens| {
             if !entry.matches(ticket) {
                 return Attempt::Lost;
             }
             entry.prune(now);
             match entry.index_of(ticket.number) {
                 None => Attempt::Lost,
-                Some(0) => self.acquire_at_head(hash, entry, now, lifetime),
+                Some(0) => self.acquire_at_head(tokens, entry, now, lifetime),
                 // A waiter silent for longer than its lifetime lost its
                 // place (Redis drops every expired ticket; here it is found
                 // on its owner's next look).
@@ -618,11 +620,11 @@ impl Backend for InMemoryLockStore {
     }
 
     async fn release(&self, id: &str, ticket: TicketId) -> Result<bool> {
-        Ok(self.remove(id, ticket))
+        Ok(self.remove(id.as_bytes(), ticket))
     }
 
     fn release_on_drop(&self, id: &str, ticket: TicketId) {
-        self.remove(id, ticket);
+        self.remove(id.as_bytes(), ticket);
     }
 
     async fn renew(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<bool> {
@@ -648,6 +650,7 @@ impl Backend for InMemoryLockStore {
         let hash = self.hash(id);
         let shard = self.shard(hash);
         Ok(shard
+            .table
             .find(hash, |e| *e.id == *id)
             .filter(|e| e.matches(ticket))
             .is_some_and(|e| {
@@ -661,6 +664,7 @@ impl Backend for InMemoryLockStore {
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
         let Some(entry) = shard
+            .table
             .find_mut(hash, |e| *e.id == *id)
             .filter(|e| e.matches(ticket))
         else {
@@ -679,7 +683,7 @@ impl Backend for InMemoryLockStore {
     async fn get_lock(&self, id: &str) -> Result<Option<TicketLock>> {
         let hash = self.hash(id);
         let shard = self.shard(hash);
-        Ok(shard.find(hash, |e| *e.id == *id).map(|e| {
+        Ok(shard.table.find(hash, |e| *e.id == *id).map(|e| {
             let mut lock = TicketLock::with_tickets(
                 id,
                 e.tickets
@@ -697,6 +701,7 @@ impl Backend for InMemoryLockStore {
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
         let mut old = shard
+            .table
             .find_entry(hash, |e| *e.id == *id)
             .ok()
             .map(|slot| slot.remove().0);
@@ -704,14 +709,14 @@ impl Backend for InMemoryLockStore {
             if let Some(old) = old {
                 old.tickets.iter().for_each(MemTicket::wake);
             }
-            shrink(&mut shard, self.rehash());
+            shrink(&mut shard.table, self.rehash());
             return Ok(());
         }
         let mut tickets: Vec<MemTicket> = lock
             .tickets()
             .map(|t| MemTicket {
                 number: t.number,
-                expires: self.instant_at_unix(t.expires),
+                expires: self.stamp_at_unix(t.expires),
                 waker: None,
             })
             .collect();
@@ -736,9 +741,9 @@ impl Backend for InMemoryLockStore {
         let epoch = match (lock.epoch(), &old) {
             (Some(e), _) => e,
             (None, Some(o)) => o.epoch,
-            (None, None) => self.next_token(hash),
+            (None, None) => shard.tokens.one(),
         };
-        shard.insert_unique(
+        shard.table.insert_unique(
             hash,
             Entry {
                 id: id.into(),
@@ -754,10 +759,10 @@ impl Backend for InMemoryLockStore {
     async fn delete_lock(&self, id: &str) -> Result<()> {
         let hash = self.hash(id);
         let mut shard = self.shard(hash);
-        if let Ok(slot) = shard.find_entry(hash, |e| *e.id == *id) {
+        if let Ok(slot) = shard.table.find_entry(hash, |e| *e.id == *id) {
             let (old, _) = slot.remove();
             old.tickets.iter().for_each(MemTicket::wake);
-            shrink(&mut shard, self.rehash());
+            shrink(&mut shard.table, self.rehash());
         }
         Ok(())
     }
@@ -782,7 +787,8 @@ impl Backend for InMemoryLockStore {
             .shards
             .iter()
             .flat_map(|s| {
-                lock(&s.map)
+                lock(s)
+                    .table
                     .iter()
                     .map(|e| e.id.to_string())
                     .collect::<Vec<_>>()
@@ -798,7 +804,7 @@ impl InMemoryLockStore {
         let now = self.now();
         let (mut held, mut waiting) = (0, 0);
         for shard in self.shared.shards.iter() {
-            for entry in lock(&shard.map).iter() {
+            for entry in lock(shard).table.iter() {
                 let q = &entry.tickets;
                 if q.front().is_some_and(|t| t.expires > now) {
                     held += 1;
@@ -819,7 +825,7 @@ mod tests {
     fn ticket(number: u64) -> MemTicket {
         MemTicket {
             number,
-            expires: Instant::now(),
+            expires: Stamp::from_secs_f64(0.0),
             waker: None,
         }
     }
@@ -832,6 +838,8 @@ mod tests {
     fn a_conversation_with_one_ticket_fits_one_table_slot() {
         // The id, the inline ticket, the next number and the epoch.
         assert!(std::mem::size_of::<Entry>() <= 72);
+        // A ticket: its number, its expiry in nanoseconds, its waker.
+        assert_eq!(std::mem::size_of::<MemTicket>(), 24);
     }
 
     #[test]
@@ -904,6 +912,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn saved_expiry_times_read_back_also_before_the_store_was_made() {
+        let store = InMemoryLockStore::new();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let times = [now - 3600.0, now - 0.25, now + 30.0, now + 86_400.0 * 365.0];
+        let lock = TicketLock::with_tickets(
+            "c",
+            times
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| Ticket::new(i as u64, t)),
+        );
+        store.save_lock(&lock).await.unwrap();
+        let back = store.get_lock("c").await.unwrap().expect("saved");
+        let read: Vec<(u64, f64)> = back.tickets().map(|t| (t.number, t.expires)).collect();
+        assert_eq!(read.len(), times.len());
+        for ((number, expires), (i, t)) in read.iter().zip(times.iter().enumerate()) {
+            assert_eq!(*number, i as u64);
+            // Nanoseconds in the store, a float of Unix seconds outside.
+            assert!((expires - t).abs() < 1e-5, "{expires} read back for {t}");
+        }
+        // The expired head is expired for the store too.
+        let head = TicketId::number(0);
+        assert!(!store.check("c", head).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn one_hash_picks_shard_and_slot_without_losing_entries() {
         let store = InMemoryLockStore::with_shards(4);
         for i in 0..10_000 {
@@ -932,7 +969,7 @@ mod tests {
                 .shared
                 .shards
                 .iter()
-                .all(|s| lock(&s.map).capacity() <= 64)
+                .all(|s| lock(s).table.capacity() <= 64)
         );
     }
 }

@@ -23,6 +23,7 @@
 //! | `ticketlock_unavailable_total` | counter | | [`Error::Unavailable`](crate::Error::Unavailable) errors |
 //! | `ticketlock_reconnects_total` | counter | `connection`: `command`, `pubsub` | remote connections replaced or made again after a failure |
 //! | `ticketlock_try_locks_total` | counter | `outcome`: `acquired`, `busy` | [`try_lock`](crate::LockStore::try_lock) calls by answer |
+//! | `ticketlock_record_repairs_total` | counter | | Redis (Rasa layout): tickets of ours that a stale Rasa write had dropped, brought back or set back, put right from our own queue |
 
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub const RECONNECTS_TOTAL: &str = "ticketlock_reconnects_total";
 /// Counter: [`try_lock`](crate::LockStore::try_lock) calls, by `outcome`
 /// (`acquired`, `busy`).
 pub const TRY_LOCKS_TOTAL: &str = "ticketlock_try_locks_total";
+/// Counter: repairs of a Rasa-layout record from our own queue (a ticket
+/// of ours a stale Rasa write had dropped, brought back or set back).
+pub const RECORD_REPAIRS_TOTAL: &str = "ticketlock_record_repairs_total";
 
 // The hooks below are called at the points that already exist on each
 // path; each is empty without the feature (the store counters of remote
@@ -200,4 +204,14 @@ pub(crate) fn try_lock(acquired: bool) {
         .increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = acquired;
+}
+
+/// A script repaired `n` tickets of ours in a Rasa-layout record.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[inline]
+pub(crate) fn record_repairs(n: u64) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(RECORD_REPAIRS_TOTAL).increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
 }

@@ -551,6 +551,7 @@ impl RedisLockStore {
     /// stream, so the acknowledgement of any later grant covers them, and
     /// losing one that nothing acknowledged after it (a release, say) only
     /// brings back a ticket that then expires, never a second holder.
+    #[allow(dead_code)] // for scripts that take the record's key alone
     async fn script<T: redis::FromRedisValue + Send>(
         &self,
         script: &'static redis::Script,
@@ -559,22 +560,22 @@ impl RedisLockStore {
         args: &[&str],
         grants: bool,
     ) -> Result<Replied<T>> {
-        self.script_with(script, key, None, id, args, grants).await
+        self.script_with(script, key, &[], id, args, grants).await
     }
 
-    /// [`RedisLockStore::script`] for the scripts that also take a request's
-    /// entry (`request`, KEYS[2]; see `redis/request.lua`).
+    /// [`RedisLockStore::script`] for the scripts that take more keys after
+    /// the record's (`more`: KEYS[2], ...), such as a request's entry (see
+    /// `redis/request.lua`), all in the record's slot.
     async fn script_with<T: redis::FromRedisValue + Send>(
         &self,
         script: &'static redis::Script,
         key: &str,
-        request: Option<&str>,
+        more: &[&str],
         id: &str,
         args: &[&str],
         grants: bool,
     ) -> Result<Replied<T>> {
-        self.script_args(script, key, request, id, args, grants)
-            .await
+        self.script_args(script, key, more, id, args, grants).await
     }
 
     /// [`RedisLockStore::script_with`] with the arguments after the id as
@@ -587,17 +588,17 @@ impl RedisLockStore {
         &self,
         script: &'static redis::Script,
         key: &str,
-        request: Option<&str>,
+        more: &[&str],
         id: &str,
         args: A,
         grants: bool,
     ) -> Result<Replied<T>> {
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha.arg(script.get_hash());
-        match request {
-            Some(request) => evalsha.arg(2).arg(key).arg(request),
-            None => evalsha.arg(1).arg(key),
-        };
+        evalsha.arg(1 + more.len()).arg(key);
+        for k in more {
+            evalsha.arg(*k);
+        }
         evalsha.arg(PythonStr(id)).arg(args);
         self.evalsha(script, key, evalsha, grants).await
     }

@@ -20,6 +20,12 @@ Command line (the test drives it):
       lock(ID); inside, mkdir WITNESS (logs an overlap if it exists),
       append "enter N TICKET" to LOG, wait until GO exists, rmdir, append
       "exit N"; then cleanup, as Rasa's `async with lock_store.lock(...)`.
+  turns ID --name N --log FILE --stop FILE [--lifetime S] [--wait-time S]
+        [--inside S]
+      lock(ID) again and again until STOP exists; inside, append
+      "enter N TICKET NS" and, after --inside seconds, "exit N NS" to LOG
+      (NS: time.time_ns(), for the test to find overlapping sections); a
+      LockError is logged as "failed N ERROR" and the loop goes on.
   roundtrip ID   print TicketLock.from_dict(json.loads(GET key)).dumps()
   write ID NUMBER:EXPIRES ...   save_lock of a lock with these tickets
   issue ID --lifetime S         issue_ticket; print the number
@@ -364,6 +370,17 @@ async def hold(store, args):
         append(args.log, f"exit {args.name}")
 
 
+async def turns(store, args):
+    while not os.path.exists(args.stop):
+        try:
+            async with store.lock(args.id, args.lifetime, args.wait_time) as lock:
+                append(args.log, f"enter {args.name} {lock.now_serving} {time.time_ns()}")
+                await asyncio.sleep(args.inside)
+                append(args.log, f"exit {args.name} {time.time_ns()}")
+        except LockError as e:
+            append(args.log, f"failed {args.name} {' '.join(str(e).split())}")
+
+
 def main():
     p = argparse.ArgumentParser(description="Rasa 3.6's Redis lock store, for tests")
     p.add_argument("--host", default="localhost")
@@ -381,6 +398,14 @@ def main():
     h.add_argument("--go")
     h.add_argument("--lifetime", type=float, default=LOCK_LIFETIME)
     h.add_argument("--wait-time", type=float, default=1)
+    t = sub.add_parser("turns")
+    t.add_argument("id")
+    t.add_argument("--name", required=True)
+    t.add_argument("--log", required=True)
+    t.add_argument("--stop", required=True)
+    t.add_argument("--lifetime", type=float, default=LOCK_LIFETIME)
+    t.add_argument("--wait-time", type=float, default=1)
+    t.add_argument("--inside", type=float, default=0.01)
     r = sub.add_parser("roundtrip")
     r.add_argument("id")
     w = sub.add_parser("write")
@@ -401,6 +426,8 @@ def main():
     )
     if args.command == "hold":
         asyncio.run(hold(store, args))
+    elif args.command == "turns":
+        asyncio.run(turns(store, args))
     elif args.command == "roundtrip":
         raw = store.red.get(store.key_prefix + args.id)
         if raw is None:

@@ -19,6 +19,13 @@
 //! delete) answer `LAYOUT native` rather than calling it corrupt or
 //! deleting it. Any other non-string is a corrupt record, which delete
 //! removes.
+//!
+//! Mixed fleets: our own queue sits beside the record at
+//! `{T}:<record key>:ours` (see `rasa/ours.lua`): Rasa rewrites whole
+//! records from what it read, so a stale write of a Rasa process can drop
+//! or bring back tickets of ours; every script of ours repairs the record
+//! from that queue, and answers how many tickets it repaired, which is
+//! logged and counted here.
 
 mod scripts;
 
@@ -30,6 +37,41 @@ use crate::lock::queue_full;
 use crate::{Backend, Result, TicketLock};
 pub(super) use scripts::CORRUPT;
 use scripts::{ACQUIRED, FULL, GONE, QUEUED, SCRIPTS, SHARDED_SCRIPTS, Scripts};
+
+/// The key of our own queue beside the record at `key`, in its slot.
+fn ours_key(key: &str) -> String {
+    keys::request_key(key, &"ours")
+}
+
+/// Takes the number of repairs (`rasa/ours.lua`) off the end of a
+/// script's reply, logging and counting them.
+fn repaired(
+    store: &RedisLockStore,
+    id: &str,
+    script: &str,
+    mut reply: Vec<i64>,
+) -> Result<Vec<i64>> {
+    let Some(repairs) = reply.pop() else {
+        return Err(store.bad_reply(script, &reply));
+    };
+    if repairs > 0 {
+        tracing::warn!(
+            conversation_id = id,
+            repairs,
+            "redis: a stale write of a Rasa process had damaged the record (tickets of ours dropped or brought back); repaired it from our own queue"
+        );
+        crate::metrics::record_repairs(repairs.unsigned_abs());
+    }
+    Ok(reply)
+}
+
+/// A script whose answer is one number (and the repairs).
+fn single(store: &RedisLockStore, id: &str, script: &str, reply: Vec<i64>) -> Result<i64> {
+    match repaired(store, id, script, reply)?[..] {
+        [value] => Ok(value),
+        ref other => Err(store.bad_reply(script, other)),
+    }
+}
 
 /// The scripts of the store's flavour (PUBLISH, or SPUBLISH on a cluster).
 fn scripts(store: &RedisLockStore) -> &'static Scripts {
@@ -52,6 +94,7 @@ pub(super) async fn issue(
 ) -> Result<Issued> {
     let key = store.key_for(id);
     let request = keys::request_key(&key, &keys::request_suffix(request_id));
+    let ours = ours_key(&key);
     let Replied {
         value: reply,
         unacked,
@@ -59,7 +102,7 @@ pub(super) async fn issue(
         .script_args::<Vec<i64>, _>(
             &scripts(store).issue,
             &key,
-            Some(&request),
+            &[&request, &ours],
             id,
             (
                 micros(lifetime),
@@ -69,6 +112,7 @@ pub(super) async fn issue(
             true,
         )
         .await?;
+    let reply = repaired(store, id, "issue", reply)?;
     let [number, epoch, status, a, remaining] = reply[..] else {
         return Err(store.bad_reply("issue", &reply));
     };
@@ -106,11 +150,12 @@ pub(super) async fn try_acquire(
     lifetime: Duration,
 ) -> Result<Attempt> {
     let key = store.key_for(id);
+    let ours = ours_key(&key);
     let reply = store
         .script_args::<Vec<i64>, _>(
             &scripts(store).try_acquire,
             &key,
-            None,
+            &[&ours],
             id,
             (ticket.number, epoch_arg(ticket), micros(lifetime)),
             true,
@@ -120,6 +165,7 @@ pub(super) async fn try_acquire(
         value: reply,
         unacked,
     } = reply;
+    let reply = repaired(store, id, "try_acquire", reply)?;
     let attempt = match reply[..] {
         [ACQUIRED, token] => Attempt::Acquired {
             fencing_token: token as u64,
@@ -143,18 +189,19 @@ pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) 
     let key = store.key_for(id);
     // The ticket is the release's request id: only its owner releases it.
     let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
-    let removed: i64 = store
+    let ours = ours_key(&key);
+    let reply: Vec<i64> = store
         .script_args(
             &scripts(store).release,
             &key,
-            Some(&request),
+            &[&request, &ours],
             id,
             (ticket.number, epoch_arg(ticket), store.request_ttl_ms()),
             false,
         )
         .await?
         .acked()?;
-    Ok(removed == 1)
+    Ok(single(store, id, "release", reply)? == 1)
 }
 
 pub(super) async fn renew(
@@ -164,34 +211,36 @@ pub(super) async fn renew(
     lifetime: Duration,
 ) -> Result<bool> {
     let key = store.key_for(id);
-    let renewed: i64 = store
+    let ours = ours_key(&key);
+    let reply: Vec<i64> = store
         .script_args(
             &scripts(store).renew,
             &key,
-            None,
+            &[&ours],
             id,
             (ticket.number, epoch_arg(ticket), micros(lifetime)),
             true,
         )
         .await?
         .acked()?;
-    Ok(renewed == 1)
+    Ok(single(store, id, "renew", reply)? == 1)
 }
 
 pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
     let key = store.key_for(id);
-    let held: i64 = store
+    let ours = ours_key(&key);
+    let reply: Vec<i64> = store
         .script_args(
             &scripts(store).check,
             &key,
-            None,
+            &[&ours],
             id,
             (ticket.number, epoch_arg(ticket)),
             false,
         )
         .await?
         .acked()?;
-    Ok(held == 1)
+    Ok(single(store, id, "check", reply)? == 1)
 }
 
 pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Result<()> {
@@ -217,10 +266,12 @@ pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Resu
     let epoch = lock
         .epoch()
         .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
-    let _: i64 = store
-        .script(
+    let ours = ours_key(&key);
+    let reply: Vec<i64> = store
+        .script_with(
             &scripts(store).save,
             &key,
+            &[&ours],
             id,
             &[
                 &elements,
@@ -234,15 +285,18 @@ pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Resu
         )
         .await?
         .acked()?;
+    single(store, id, "save", reply)?;
     Ok(())
 }
 
 pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> {
     let key = store.key_for(id);
-    let removed: i64 = store
-        .script(&scripts(store).update, &key, id, &[], false)
+    let ours = ours_key(&key);
+    let reply: Vec<i64> = store
+        .script_with(&scripts(store).update, &key, &[&ours], id, &[], false)
         .await?
         .acked()?;
+    let removed = single(store, id, "update", reply)?;
     if removed > 0 {
         tracing::debug!(
             conversation_id = id,
@@ -255,9 +309,10 @@ pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> 
 
 /// Deletes the record at `key` (any type); whether there was one.
 pub(super) async fn delete(store: &RedisLockStore, key: &str, id: &str) -> Result<bool> {
-    let removed: i64 = store
-        .script(&scripts(store).delete, key, id, &[], false)
+    let ours = ours_key(key);
+    let reply: Vec<i64> = store
+        .script_with(&scripts(store).delete, key, &[&ours], id, &[], false)
         .await?
         .acked()?;
-    Ok(removed == 1)
+    Ok(single(store, id, "delete", reply)? == 1)
 }

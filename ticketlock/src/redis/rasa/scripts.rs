@@ -1,8 +1,9 @@
 //! The server-side scripts, one per atomic operation.
 //!
 //! Each is a one-line prelude naming the publish command, then
-//! `common.lua` (record parsing and writing, the clock), then the
-//! operation, built once as a [`redis::Script`]: called by hash (EVALSHA)
+//! `common.lua` (record parsing and writing, the clock), `ours.lua` (our
+//! own queue beside the record, which repairs what a stale Rasa write did
+//! to it; its key is the last of KEYS), then the operation, built once as a [`redis::Script`]: called by hash (EVALSHA)
 //! and loaded again when the server answers NOSCRIPT (after a restart,
 //! SCRIPT FLUSH, or on a cluster node that has not seen it yet).
 //!
@@ -28,6 +29,8 @@ macro_rules! script {
             "'\n",
             include_str!("common.lua"),
             "\n",
+            include_str!("ours.lua"),
+            "\n",
             include_str!($file)
         ))
     };
@@ -42,6 +45,8 @@ macro_rules! request_script {
             $publish,
             "'\n",
             include_str!("common.lua"),
+            "\n",
+            include_str!("ours.lua"),
             "\n",
             include_str!("../request.lua"),
             "\n",

@@ -1,14 +1,11 @@
 -- Removes the expired tickets (Rasa's update_lock), deleting the record
--- when none is left. Returns how many tickets went.
-return run(function()
+-- when none is left, and repairs what a stale Rasa write did (ours.lua).
+-- Returns {how many tickets went, repairs}.
+return run_ours(function()
   local now = clock_us()
-  local rec = load()
-  if not rec then
-    return 0
+  local rec, st, changed = full(now)
+  if changed then
+    commit(rec, st, now, nil)
   end
-  local pruned = prune(rec, now)
-  if pruned > 0 then
-    save(rec, now, nil)
-  end
-  return pruned
+  return rec.pruned
 end)
