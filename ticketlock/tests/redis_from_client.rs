@@ -34,15 +34,18 @@ async fn a_store_on_the_applications_client_shares_locks_with_a_configured_one()
     );
     let mut raw = server::connection(&server, 3);
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut raw).unwrap();
-    // The record, and beside it only the short-lived request entry,
-    // in the record's hash slot and under the same prefix.
+    // The record, and beside it only the short-lived request entry
+    // and our own queue (the rasa layout's repair source), in the record's
+    // hash slot and under the same prefix.
     let records: Vec<&String> = keys.iter().filter(|k| !k.starts_with('{')).collect();
     assert_eq!(records, ["app:lock:sender-1"], "{keys:?}");
     assert!(
         keys.iter().all(|k| k == "app:lock:sender-1"
+            || k == "{app:lock:sender-1}:app:lock:sender-1:ours"
             || k.starts_with("{app:lock:sender-1}:app:lock:sender-1:rq:")),
         "{keys:?}"
     );
+    assert_eq!(keys.len(), 3, "{keys:?}");
     let waiter =
         tokio::spawn(async move { peer.lock("sender-1").await.map(|g| g.fencing_token()) });
     let token = guard.fencing_token();
