@@ -57,6 +57,10 @@ struct Shared {
 struct State {
     channels: HashMap<Vec<u8>, Channel>,
     next_registration: u64,
+    /// Counts the changes that need the task to reconcile (a channel wanted
+    /// or left, a registration waiting for its confirmation), so that a
+    /// wake-up that changed nothing costs nothing per channel.
+    changes: u64,
 }
 
 #[derive(Default)]
@@ -140,6 +144,9 @@ impl Subscriber {
                 entry.pending.push(tx);
                 rx
             });
+            if confirmation.is_some() {
+                state.changes += 1;
+            }
             (registration, confirmation)
         };
         let registration = Registration {
@@ -171,6 +178,7 @@ impl Drop for Registration {
             .retain(|w| w.registration != self.registration);
         if entry.waiters.is_empty() {
             state.channels.remove(&self.channel);
+            state.changes += 1;
             drop(state);
             self.shared.kick.notify_one();
         }
@@ -238,8 +246,18 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
     // Whether waiters must be told to look again once subscribed: after a
     // reconnection, messages may have been lost.
     let mut resync = false;
+    // The `changes` count the connection was last reconciled at; `None`
+    // after anything that may have left the subscriptions behind the
+    // wanted set (a new connection, a channel the server dropped).
+    let mut reconciled: Option<u64> = None;
     loop {
-        let wanted: HashSet<Vec<u8>> = lock(&shared.state).channels.keys().cloned().collect();
+        let changes = lock(&shared.state).changes;
+        let settled = conn.is_some() && !resync && reconciled == Some(changes);
+        let wanted: HashSet<Vec<u8>> = if settled {
+            HashSet::new()
+        } else {
+            lock(&shared.state).channels.keys().cloned().collect()
+        };
         if conn.is_none() && !wanted.is_empty() {
             match connect(&target, shared.timeout).await {
                 Ok(c) => {
@@ -261,7 +279,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                 }
             }
         }
-        if let Some(c) = conn.as_mut() {
+        if let Some(c) = conn.as_mut().filter(|_| !settled) {
             match reconcile(c, &wanted, shared.timeout).await {
                 Ok(()) => {}
                 Err((Failure::Refused(why), channels)) => {
@@ -276,18 +294,23 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                 }
             }
             confirm(&shared, &c.subscribed, std::mem::take(&mut resync));
+            reconciled = Some(changes);
         }
         tokio::select! {
             _ = &mut stop => return,
             () = shared.kick.notified() => {}
             event = next_event(&mut conn) => match event {
                 Event::Message { channel, payload } => deliver(&shared, &channel, &payload),
-                Event::Moved(channel) => wake_channel(&shared, &channel),
+                Event::Moved(channel) => {
+                    reconciled = None;
+                    wake_channel(&shared, &channel);
+                }
                 Event::Dropped(channel) => {
                     tracing::debug!(channel = %String::from_utf8_lossy(&channel), "shard channel dropped by the server; subscribing again");
                     if let Some(c) = conn.as_mut() {
                         c.subscribed.remove(&channel);
                     }
+                    reconciled = None;
                     wake_channel(&shared, &channel);
                 }
                 Event::NodeLost => {
@@ -303,12 +326,14 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                         }
                     }
                     resync = true;
+                    reconciled = None;
                 }
                 Event::Nothing => {}
                 Event::Closed => {
                     tracing::debug!("pub/sub connection closed; reconnecting");
                     conn = None;
                     resync = true;
+                    reconciled = None;
                 }
             },
         }
