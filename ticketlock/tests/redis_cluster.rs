@@ -299,31 +299,57 @@ async fn every_cluster_addition_to_the_acl_rule_is_needed() {
         .expect("the documented rule with every cluster addition");
 }
 
-/// Connections to every node killed every 30 ms while tasks lock and
-/// release: calls whose connection died are retried (by the cluster client
+/// The store's connections to every node killed every 30 ms while tasks
+/// lock and release: calls whose connection died are retried (by the cluster client
 /// and by the store), and request ids keep a retried issue from issuing a
 /// second ticket and a retried release from reporting `Expired`. An extra
 /// ticket would hold its conversation for its lifetime (30 s here), so
 /// every cycle finishing quickly, and no record left, shows there was none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retried_issue_never_issues_twice_on_a_cluster() {
-    let Some(h) = redis_cluster().await else {
+    let Some(cluster) = tokio::task::spawn_blocking(cluster).await.unwrap() else {
         return;
     };
-    let cluster = cluster().unwrap();
+    // The store connects as a user of its own, and only that user's
+    // connections are killed: the cluster is shared with the tests running
+    // beside this one, whose own connections (and admin calls) must live.
+    for node in cluster.nodes() {
+        node.cli(&[
+            "ACL",
+            "SETUSER",
+            "killed",
+            "on",
+            ">killed-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ]);
+    }
+    let mut c = config(cluster);
+    c.username = Some("killed".into());
+    c.password = Some(ticketlock::Secret::new("killed-pw"));
+    let h = Configured::connect(c).await;
     let store = h.store().clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let rounds = std::sync::Arc::new(AtomicU64::new(0));
+    let killed = std::sync::Arc::new(AtomicU64::new(0));
     let killer = {
-        let (stop, rounds) = (stop.clone(), rounds.clone());
+        let (stop, rounds, killed) = (stop.clone(), rounds.clone(), killed.clone());
         let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(30));
                 for port in &ports {
-                    let _ = std::process::Command::new("redis-cli")
-                        .args(["-p", &port.to_string(), "CLIENT", "KILL", "TYPE", "normal"])
+                    let out = std::process::Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "CLIENT", "KILL", "USER", "killed"])
                         .output();
+                    if let Ok(out) = out {
+                        let n: u64 = String::from_utf8_lossy(&out.stdout)
+                            .trim()
+                            .parse()
+                            .unwrap_or(0);
+                        killed.fetch_add(n, Ordering::Relaxed);
+                    }
                 }
                 rounds.fetch_add(1, Ordering::Relaxed);
             }
@@ -360,6 +386,10 @@ async fn a_retried_issue_never_issues_twice_on_a_cluster() {
     }
     stop.store(true, Ordering::Relaxed);
     killer.join().unwrap();
+    assert!(
+        killed.load(Ordering::Relaxed) > 0,
+        "no connection of the store was killed"
+    );
     // A cycle held up by an orphan ticket would take its 30 s lifetime.
     assert!(
         slowest < Duration::from_secs(10),
