@@ -97,6 +97,8 @@ pub struct Watch {
 pub(crate) struct GrantSlot(Arc<std::sync::Mutex<Option<Attempt>>>);
 
 impl GrantSlot {
+    /// Only a store that pushes grants (the Redis native layout) puts one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn put(&self, attempt: Attempt) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(attempt);
     }
@@ -128,6 +130,7 @@ impl Watch {
 
     /// [`Watch::with_registration`] for a store that pushes grants into
     /// `grant`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn with_grant(
         notify: Arc<Notify>,
         grant: GrantSlot,
