@@ -121,8 +121,14 @@ def shared_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_server(shared_redis: RedisServer) -> Iterator[RedisServer]:
-    """The session's server, emptied for each test."""
-    shared_redis.client(0).flushall()
+    """The session's server, emptied for each test, its scripts and
+    functions too: every test starts where a new deployment does, on a
+    server that has never seen our scripts (the first calls load them;
+    test_message_order checks that they keep their order meanwhile)."""
+    client = shared_redis.client(0)
+    client.flushall()
+    client.script_flush()
+    client.function_flush()
     yield shared_redis
 
 

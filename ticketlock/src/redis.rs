@@ -156,6 +156,7 @@ mod connection;
 mod from_client;
 mod keys;
 mod native;
+mod preload;
 mod rasa;
 mod scan;
 mod subscriber;
@@ -218,6 +219,8 @@ struct Inner {
     functions: std::sync::atomic::AtomicBool,
     /// `min_replicas_ack` and its timeout, when set.
     acks: Option<(u32, Duration)>,
+    /// The scripts loaded before the first call (see `redis/preload.rs`).
+    preload: preload::Preload,
     subscriber: Subscriber,
     /// Background round trips (issues whose caller left, releases from
     /// destructors) that [`Backend::flush`] waits for.
@@ -387,6 +390,7 @@ impl RedisLockStore {
                 functions: std::sync::atomic::AtomicBool::new(true),
                 acks: (config.min_replicas_ack > 0)
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
+                preload: Default::default(),
                 subscriber,
                 in_flight: InFlight::default(),
                 counters: Default::default(),
@@ -624,6 +628,50 @@ impl RedisLockStore {
         self.evalsha(script, keys[0], evalsha, grants).await
     }
 
+    /// Waits until the layout's scripts are loaded on the server (the
+    /// first calls of a store load them, and get their turns in arrival
+    /// order: see `redis/preload.rs`); a failure is reported as one on
+    /// `key`.
+    async fn preloaded(&self, key: &str) -> Result<Option<preload::Turn<'_>>> {
+        self.inner
+            .preload
+            .turn(self.inner.timeout, || async {
+                let loaded = match self.inner.layout {
+                    RedisLayout::Rasa => rasa::load(self).await,
+                    RedisLayout::Native => native::load(self).await,
+                };
+                match loaded {
+                    // A cluster loads on every node: one node down must
+                    // not fail the calls on the others, which load their
+                    // own scripts on NOSCRIPT as before.
+                    Err(failure) if self.inner.sharded => {
+                        tracing::debug!(
+                            error = %failure,
+                            "redis: loading the scripts on every cluster node failed; each call loads its own"
+                        );
+                        Ok(())
+                    }
+                    other => other,
+                }
+            })
+            .await
+            .map_err(|f| self.failure(f, key, Reply::Script))
+    }
+
+    /// Loads `scripts` (SCRIPT LOAD, on every primary of a cluster), one
+    /// after the other on one connection.
+    async fn load_scripts(&self, scripts: &[&'static redis::Script]) -> Result<(), Failure> {
+        self.inner
+            .commands
+            .run(|mut conn| async move {
+                for script in scripts {
+                    script.load_async(&mut conn).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     /// Sends `evalsha` (an EVALSHA of `script` on the record at `key`),
     /// loading the script and sending it again when the server answers
     /// NOSCRIPT; with `min_replicas_ack` and `grants`, followed by WAIT in
@@ -635,24 +683,25 @@ impl RedisLockStore {
         evalsha: redis::Cmd,
         grants: bool,
     ) -> Result<Replied<T>> {
+        let turn = self.preloaded(key).await?;
         let acks = self.inner.acks.filter(|_| grants);
         let Some((wanted, wait)) = acks else {
-            let value = self
-                .inner
-                .commands
-                .run(|mut conn| {
-                    let evalsha = &evalsha;
-                    async move {
-                        match evalsha.query_async(&mut conn).await {
-                            Err(e) if e.code() == Some("NOSCRIPT") => {
-                                // First use on this server (or node).
-                                script.load_async(&mut conn).await?;
-                                evalsha.query_async(&mut conn).await
-                            }
-                            reply => reply,
+            let call = self.inner.commands.run(|mut conn| {
+                let evalsha = &evalsha;
+                async move {
+                    match evalsha.query_async(&mut conn).await {
+                        Err(e) if e.code() == Some("NOSCRIPT") => {
+                            // The server lost its scripts (or a cluster
+                            // node never saw them).
+                            self.inner.preload.forget();
+                            script.load_async(&mut conn).await?;
+                            evalsha.query_async(&mut conn).await
                         }
+                        reply => reply,
                     }
-                })
+                }
+            });
+            let value = preload::sent_in_turn(turn, call)
                 .await
                 .map_err(|f| self.failure(f, key, Reply::Script))?;
             return Ok(Replied {
@@ -669,21 +718,21 @@ impl RedisLockStore {
             // its code.
             .ignore_errors();
         let noscript = |v: &[redis::Value]| matches!(v.first(), Some(redis::Value::ServerError(e)) if e.code() == "NOSCRIPT");
-        let values: Vec<redis::Value> = self
-            .inner
-            .commands
-            .run(|mut conn| {
-                let pipe = &pipe;
-                async move {
-                    let values: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-                    if !noscript(&values) {
-                        return Ok(values);
-                    }
-                    // First use on this server (or node): load, then again.
-                    script.load_async(&mut conn).await?;
-                    pipe.query_async(&mut conn).await
+        let call = self.inner.commands.run(|mut conn| {
+            let pipe = &pipe;
+            async move {
+                let values: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+                if !noscript(&values) {
+                    return Ok(values);
                 }
-            })
+                // The server lost its scripts (or a cluster node never
+                // saw them): load, then again.
+                self.inner.preload.forget();
+                script.load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await
+            }
+        });
+        let values: Vec<redis::Value> = preload::sent_in_turn(turn, call)
             .await
             .map_err(|f| self.failure(f, key, Reply::Script))?;
         let mut values = values.into_iter();

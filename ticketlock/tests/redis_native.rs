@@ -36,6 +36,18 @@ async fn native(server: &RedisServer) -> LockStore {
     connect_with(server, native_config(server)).await
 }
 
+/// The first calls of a store keep their arrival order while the
+/// Functions library is loaded (see the same test in redis_store.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_calls_on_a_server_new_to_the_library_keep_their_order() {
+    for apart in [0, 50, 100, 200, 400, 800, 1600] {
+        let server = server!();
+        let apart = Duration::from_micros(apart);
+        let order = server::order_of_first_calls(&server, native_config(&server), apart).await;
+        assert_eq!(order, (0..8).collect::<Vec<_>>(), "calls {apart:?} apart");
+    }
+}
+
 /// The keys of conversation `id` (no prefix): K, q, x.
 fn keys(id: &str) -> [String; 3] {
     let k = format!("lock:{id}");

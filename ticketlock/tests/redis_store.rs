@@ -477,6 +477,19 @@ async fn a_flushed_script_cache_is_reloaded() {
     assert!(store.get_lock("c").await.unwrap().is_none());
 }
 
+/// The first calls of a store keep their arrival order while the scripts
+/// are loaded: a call answered NOSCRIPT and sent again after the load
+/// used to run after calls made in the meantime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_calls_on_a_server_new_to_the_scripts_keep_their_order() {
+    for apart in [0, 50, 100, 200, 400, 800, 1600] {
+        let server = server!();
+        let apart = Duration::from_micros(apart);
+        let order = server::order_of_first_calls(&server, config(&server), apart).await;
+        assert_eq!(order, (0..8).collect::<Vec<_>>(), "calls {apart:?} apart");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrupt_records_are_reported_with_their_key_and_left_alone() {
     let server = server!();

@@ -68,6 +68,16 @@ pub(crate) enum Failure {
     Connect(String),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Redis(e) => write!(f, "{e}"),
+            Failure::Timeout => f.write_str("no answer within the socket timeout"),
+            Failure::Connect(why) => f.write_str(why),
+        }
+    }
+}
+
 pub(crate) struct Commands {
     target: Target,
     manager: ConnectionManagerConfig,

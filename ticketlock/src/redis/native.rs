@@ -139,7 +139,8 @@ async fn run<T: redis::FromRedisValue + Send>(
     };
     let waits = grants && store.inner.acks.is_some();
     if !waits && store.inner.functions.load(Ordering::Relaxed) {
-        match fcall(store, operation, &keys, &all).await {
+        let turn = store.preloaded(key).await?;
+        match super::preload::sent_in_turn(turn, fcall(store, operation, &keys, &all)).await {
             Some(value) => {
                 return value.map(|value| Replied {
                     value,
@@ -153,6 +154,44 @@ async fn run<T: redis::FromRedisValue + Send>(
         }
     }
     store.script_keys(script, &keys, &all, grants).await
+}
+
+/// Loads what the layout calls (see `preload.rs`): the Functions library
+/// where the server has FCALL (the server answering that it has none is
+/// noted here, so that calls go by EVALSHA from the first), and the
+/// scripts where calls go by EVALSHA (no FCALL, or `min_replicas_ack`).
+pub(super) async fn load(store: &RedisLockStore) -> Result<(), Failure> {
+    if store.inner.functions.load(Ordering::Relaxed) {
+        let load = load_library(store);
+        let loaded = store
+            .inner
+            .commands
+            .run(|mut conn| {
+                let load = &load;
+                async move { load.query_async::<String>(&mut conn).await }
+            })
+            .await;
+        match loaded {
+            Ok(_) => {}
+            Err(Failure::Redis(e)) if e.to_string().contains("unknown command") => {
+                tracing::debug!("redis: the server has no FCALL (Redis < 7); using EVALSHA");
+                store.inner.functions.store(false, Ordering::Relaxed);
+            }
+            Err(failure) => return Err(failure),
+        }
+    }
+    if !store.inner.functions.load(Ordering::Relaxed) || store.inner.acks.is_some() {
+        store.load_scripts(&scripts(store).all()).await?;
+    }
+    Ok(())
+}
+
+/// FUNCTION LOAD REPLACE of the layout's library (built only when
+/// needed: it copies the library's whole source).
+fn load_library(store: &RedisLockStore) -> redis::Cmd {
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD").arg("REPLACE").arg(&library(store).source);
+    load
 }
 
 /// One FCALL of `operation`; `None` when the server has no such command.
@@ -171,17 +210,17 @@ async fn fcall<T: redis::FromRedisValue + Send>(
     for a in args {
         call.arg(*a);
     }
-    let mut load = redis::cmd("FUNCTION");
-    load.arg("LOAD").arg("REPLACE").arg(&library.source);
     let result = store
         .inner
         .commands
         .run(|mut conn| {
-            let (call, load) = (&call, &load);
+            let call = &call;
             async move {
                 match call.query_async::<T>(&mut conn).await {
                     Err(e) if e.to_string().contains("Function not found") => {
-                        load.query_async::<String>(&mut conn).await?;
+                        // The server lost the library (see `preload.rs`).
+                        store.inner.preload.forget();
+                        load_library(store).query_async::<String>(&mut conn).await?;
                         call.query_async(&mut conn).await
                     }
                     other => other,

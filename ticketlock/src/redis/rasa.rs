@@ -31,6 +31,7 @@ mod scripts;
 
 use std::time::Duration;
 
+use super::commands::Failure;
 use super::{RedisLockStore, Replied, epoch_arg, keys, micros};
 use crate::backend::{Attempt, Issued, TicketId};
 use crate::lock::queue_full;
@@ -80,6 +81,11 @@ fn scripts(store: &RedisLockStore) -> &'static Scripts {
     } else {
         &SCRIPTS
     }
+}
+
+/// Loads every script of the layout (see `preload.rs`).
+pub(super) async fn load(store: &RedisLockStore) -> Result<(), Failure> {
+    store.load_scripts(&scripts(store).all()).await
 }
 
 /// One round trip of `issue` with the request id `request_id` (retried on

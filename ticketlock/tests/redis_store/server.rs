@@ -52,3 +52,49 @@ pub async fn redis_lock_store() -> Option<(RedisServer, LockStore)> {
         .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()));
     Some((server, store.into()))
 }
+
+/// The order in which 8 lock calls on conversation `c` got the lock, the
+/// calls made one after the other (each polled once, and so sent, before
+/// the next is made), `apart` from each other, by a store new to `server`, which has
+/// never seen its scripts: the first calls load them while the later ones
+/// are made (`redis/preload.rs`).
+pub async fn order_of_first_calls(
+    server: &RedisServer,
+    c: RedisConfig,
+    apart: Duration,
+) -> Vec<usize> {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::Poll;
+
+    let store: LockStore = RedisLockStore::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()))
+        .into();
+    // The connection is up, and no script has been called.
+    store.conversations().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let (store, order) = (store.clone(), order.clone());
+        let mut call = Box::pin(async move {
+            let g = store.lock("c").await.unwrap();
+            order.lock().unwrap().push(n);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            g.release().await.unwrap();
+        });
+        std::future::poll_fn(|cx| {
+            assert!(call.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        tasks.push(tokio::spawn(call));
+        // Blocking this thread: finer than the timer, and the other
+        // workers go on meanwhile.
+        std::thread::sleep(apart);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+}
