@@ -2,7 +2,7 @@
 //! tracker store may already use (feature `postgres`).
 //!
 //! # Implementation details
-//! - Data (`postgres/sql/schema.sql`, version 2): a row per conversation
+//! - Data (`postgres/sql/schema.sql`, version 3): a row per conversation
 //!   in `ticketlock_conversations`, keyed by the SHA-256 of its id (an id
 //!   may be longer than an index entry; compared in full), with its epoch,
 //!   the highest number issued, how many tickets it has and an upper bound
@@ -73,11 +73,13 @@ use tokio_postgres::types::{ToSql, Type};
 
 mod connection;
 mod listener;
+mod pending;
 mod schema;
 
 use crate::in_flight::{InFlight, InFlightTask};
 use connection::{Connector, Pool};
 use listener::Listener;
+use pending::PendingIssue;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
 use crate::config::PostgresConfig;
@@ -128,10 +130,10 @@ impl std::fmt::Debug for PostgresLockStore {
     }
 }
 
-const ISSUE: &str =
-    "SELECT number, epoch, status, value, remaining_us FROM ticketlock_issue($1, $2, $3)";
-const TRY_ACQUIRE: &str =
-    "SELECT status, value, remaining_us FROM ticketlock_try_acquire($1, $2, $3, $4)";
+/// `{number, epoch, status, value, remaining_us}` (see `sql/issue.sql`).
+const ISSUE: &str = "SELECT ticketlock_issue_packed($1, $2, $3)";
+/// `{status, value, remaining_us}` (see `sql/try_acquire.sql`).
+const TRY_ACQUIRE: &str = "SELECT ticketlock_try_acquire_packed($1, $2, $3, $4)";
 const RELEASE: &str = "SELECT ticketlock_release($1, $2, $3)";
 const RENEW: &str = "SELECT ticketlock_renew($1, $2, $3, $4)";
 const CHECK: &str = "SELECT ticketlock_check($1, $2, $3)";
@@ -305,8 +307,18 @@ impl PostgresLockStore {
                 .await
             })
             .await?;
-        let (number, epoch, status, value, remaining): (i64, i64, i32, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let packed: Vec<Option<i64>> = row.try_get(0).map_err(|e| self.bad_type("issue", e))?;
+        let &[
+            Some(number),
+            Some(epoch),
+            Some(status),
+            Some(value),
+            Some(remaining),
+        ] = packed.as_slice()
+        else {
+            return Err(self.bad_answer("issue", &packed));
+        };
+        let status = i32::try_from(status).unwrap_or(i32::MAX);
         if status == FULL {
             return Err(Error::QueueFull {
                 conversation_id: id.to_string(),
@@ -332,6 +344,28 @@ impl PostgresLockStore {
             &self.inner.pool.connector().describe,
             format!(
                 "ticketlock_{what} answered the unknown status {status}; is the schema of a newer ticketlock?"
+            ),
+            None,
+        )
+    }
+
+    fn bad_answer(&self, what: &str, packed: &[Option<i64>]) -> Error {
+        Error::unavailable(
+            &self.inner.pool.connector().describe,
+            format!(
+                "ticketlock_{what}_packed answered {packed:?}, not the array this build reads; \
+                 is the schema of another ticketlock?"
+            ),
+            None,
+        )
+    }
+
+    fn bad_type(&self, what: &str, e: tokio_postgres::Error) -> Error {
+        Error::unavailable(
+            &self.inner.pool.connector().describe,
+            format!(
+                "ticketlock_{what}_packed answered a value this build cannot read ({e}); is the \
+                 schema of another ticketlock?"
             ),
             None,
         )
@@ -398,27 +432,6 @@ fn number_arg(ticket: TicketId) -> i64 {
     i64::try_from(ticket.number).unwrap_or(i64::MAX)
 }
 
-/// The caller's end of an issue in flight; dropped before the answer, it
-/// withdraws the ticket (see the Redis store's twin).
-struct Incoming<'a> {
-    rx: oneshot::Receiver<Result<Issued>>,
-    store: &'a PostgresLockStore,
-    id: &'a str,
-    received: bool,
-}
-
-impl Drop for Incoming<'_> {
-    fn drop(&mut self) {
-        if self.received {
-            return;
-        }
-        self.rx.close();
-        if let Ok(Ok(issued)) = self.rx.try_recv() {
-            self.store.release_on_drop(self.id, issued.ticket);
-        }
-    }
-}
-
 impl Backend for PostgresLockStore {
     fn describe(&self) -> String {
         self.inner.pool.connector().describe.clone()
@@ -426,35 +439,25 @@ impl Backend for PostgresLockStore {
 
     async fn issue(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         validate_id(id)?;
-        // In its own task: a caller gone while the round trip is in flight
-        // still learns the ticket, and withdraws it.
-        let (tx, rx) = oneshot::channel();
-        let store = self.clone();
-        let owned = id.to_string();
-        let task = self.background_task();
-        tokio::spawn(async move {
-            let _task = task;
-            let issued = store.issue_now(&owned, lifetime).await;
-            if let Err(Ok(issued)) = tx.send(issued) {
-                tracing::debug!(
-                    conversation_id = owned,
-                    ticket = issued.ticket.number,
-                    "postgres: caller gone during issue; ticket withdrawn"
-                );
-                let _ = store.release(&owned, issued.ticket).await;
-            }
-        });
-        let mut incoming = Incoming {
-            rx,
+        // Inline: no task of its own unless the caller leaves while the
+        // round trip is in flight (then `PendingIssue` finishes it).
+        let (store, owned) = (self.clone(), id.to_string());
+        let mut pending = PendingIssue {
+            call: Some(Box::pin(async move {
+                let issued = store.issue_now(&owned, lifetime).await;
+                (issued, store, owned)
+            })),
             store: self,
-            id,
-            received: false,
         };
-        let issued = (&mut incoming.rx).await;
-        incoming.received = true;
-        issued.map_err(|_| {
-            Error::unavailable(self.describe(), "the issuing task was cancelled", None)
-        })?
+        let (issued, _, _) = std::future::poll_fn(|cx| {
+            pending
+                .call
+                .as_mut()
+                .map_or(std::task::Poll::Pending, |call| call.as_mut().poll(cx))
+        })
+        .await;
+        pending.call = None;
+        issued
     }
 
     async fn try_acquire(&self, id: &str, ticket: TicketId, lifetime: Duration) -> Result<Attempt> {
@@ -475,8 +478,13 @@ impl Backend for PostgresLockStore {
                 .await
             })
             .await?;
-        let (status, value, remaining): (i32, Option<i64>, i64) =
-            (row.get(0), row.get(1), row.get(2));
+        let packed: Vec<Option<i64>> = row
+            .try_get(0)
+            .map_err(|e| self.bad_type("try_acquire", e))?;
+        let &[Some(status), value, Some(remaining)] = packed.as_slice() else {
+            return Err(self.bad_answer("try_acquire", &packed));
+        };
+        let status = i32::try_from(status).unwrap_or(i32::MAX);
         if status == FULL {
             return Ok(Attempt::Lost);
         }

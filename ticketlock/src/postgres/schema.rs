@@ -9,7 +9,11 @@
 //!
 //! Versions: 1, a row per conversation keyed by its epoch and a row per
 //! ticket; 2, the row keyed by the id's digest and holding short queues
-//! itself (`sql/schema.sql`).
+//! itself (`sql/schema.sql`); 3, the same tables, with the functions that
+//! answer in one array (`ticketlock_issue_packed`, ...). The version rose
+//! for the functions alone so that a build of version 2, which would
+//! replace them with its own (and break this build's calls), refuses the
+//! schema instead ("upgrade ticketlock").
 
 use tokio_postgres::error::SqlState;
 
@@ -17,7 +21,7 @@ use super::connection::Connector;
 use crate::{Error, Result};
 
 /// The version this build writes and expects.
-pub(crate) const VERSION: i32 = 2;
+pub(crate) const VERSION: i32 = 3;
 
 /// An arbitrary key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x7469_636b_6574_6c6b; // "ticketlk"

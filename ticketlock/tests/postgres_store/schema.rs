@@ -107,7 +107,7 @@ async fn a_version_1_schema_is_upgraded_in_place_and_its_tickets_stay() {
     );
     assert_eq!(primary_key(&server), "epoch");
     let store = connect(&server).await;
-    assert_eq!(server.psql("SELECT version FROM ticketlock_schema"), "2");
+    assert_eq!(server.psql("SELECT version FROM ticketlock_schema"), "3");
     assert_eq!(primary_key(&server), "digest");
     assert_eq!(layout(&server, "old"), "tickets 2");
     let lock = store.get_lock("old").await.unwrap().unwrap();
@@ -157,7 +157,7 @@ async fn an_older_schema_the_user_may_not_alter_is_refused_naming_ticketlock_mig
     let message = e.to_string();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
     assert!(
-        message.contains("from version 1 to 2") && message.contains("`ticketlock migrate`"),
+        message.contains("from version 1 to 3") && message.contains("`ticketlock migrate`"),
         "{message}"
     );
     // Nothing half done.
@@ -168,4 +168,105 @@ async fn an_older_schema_the_user_may_not_alter_is_refused_naming_ticketlock_mig
     assert_eq!(primary_key(&server), "digest");
     let store = connect_with(&server, c).await;
     store.lock("c").await.unwrap().release().await.unwrap();
+}
+
+/// A process of the previous build (reading `ticketlock_issue` and
+/// `ticketlock_try_acquire` as records) still works against this build's
+/// functions during an upgrade, on the same queue as this build's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_previous_builds_record_calls_still_work_on_the_same_queues() {
+    let server = server!();
+    let store = connect(&server).await;
+    let holder = store.lock("shared").await.unwrap();
+    // The old call queues behind this build's holder, one ticket ahead.
+    assert_eq!(
+        server.psql(
+            "SELECT status || ' ' || number || ' ' || value || ' ' || (remaining_us > 0) \
+             FROM ticketlock_issue('shared', 3600000000, 100)"
+        ),
+        "1 1 1 true"
+    );
+    assert_eq!(
+        server.psql(
+            "SELECT status || ' ' || value FROM ticketlock_try_acquire('shared', 1, -1, 3600000000)"
+        ),
+        "1 1"
+    );
+    let held = holder.fencing_token();
+    holder.release().await.unwrap();
+    // Served once the holder left, with a token above the holder's.
+    let token: u64 = server
+        .psql(
+            "SELECT value FROM ticketlock_try_acquire('shared', 1, -1, 3600000000) \
+             WHERE status = 0",
+        )
+        .parse()
+        .unwrap();
+    assert!(token > held, "{token} after {held}");
+    // A ticket not in the queue is lost.
+    assert_eq!(
+        server.psql(
+            "SELECT status || ' ' || coalesce(value::text, 'null') \
+             FROM ticketlock_try_acquire('shared', 7, -1, 3600000000)"
+        ),
+        "2 null"
+    );
+    assert_eq!(tickets(&server, "shared"), 1);
+    // This build's store sees the old call's ticket as the holder.
+    let lock = store.get_lock("shared").await.unwrap().unwrap();
+    assert_eq!(
+        lock.tickets().map(|t| t.number).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
+/// Version 2 (the same tables, functions answering records) is upgraded to
+/// 3 with its live tickets; a schema newer than the build is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_2_schema_is_upgraded_to_3_and_a_newer_one_is_refused() {
+    let server = server!();
+    let store = connect(&server).await;
+    let holder = store.lock("kept").await.unwrap();
+    let waiter = store.lock("kept").wait_time(HOUR).enqueue().await.unwrap();
+    drop(store);
+    // What a version 2 build leaves: its version, and no packed functions.
+    server.psql(
+        "UPDATE ticketlock_schema SET version = 2, checksum = 0; \
+         DROP FUNCTION ticketlock_issue(text, bigint, integer); \
+         DROP FUNCTION ticketlock_issue_packed(text, bigint, integer); \
+         DROP FUNCTION ticketlock_try_acquire_packed(text, bigint, bigint, bigint)",
+    );
+    let store = connect(&server).await;
+    assert_eq!(server.psql("SELECT version FROM ticketlock_schema"), "3");
+    assert_eq!(
+        server.psql(
+            "SELECT count(*) FROM pg_proc WHERE proname IN \
+             ('ticketlock_issue_packed', 'ticketlock_try_acquire_packed', 'ticketlock_issue')"
+        ),
+        "3"
+    );
+    let lock = store.get_lock("kept").await.unwrap().unwrap();
+    assert_eq!(
+        lock.tickets().map(|t| t.number).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    // The holder still holds; the waiter enters after it with a greater
+    // token, and a newcomer queues behind both.
+    assert!(holder.is_held().await.unwrap());
+    let newcomer = store.lock("kept").wait_time(HOUR).enqueue().await.unwrap();
+    assert_eq!(newcomer.ticket(), 2);
+    let token = holder.fencing_token();
+    holder.release().await.unwrap();
+    let g = waiter.acquired().await.unwrap();
+    assert!(g.fencing_token() > token);
+    g.release().await.unwrap();
+    newcomer.acquired().await.unwrap().release().await.unwrap();
+    // A version this build does not know yet.
+    server.psql("UPDATE ticketlock_schema SET version = 4");
+    let e = PostgresLockStore::connect(&config(&server))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert!(e.to_string().contains("upgrade ticketlock"), "{e}");
+    assert_eq!(server.psql("SELECT version FROM ticketlock_schema"), "4");
 }

@@ -9,25 +9,35 @@
 CREATE OR REPLACE FUNCTION ticketlock_release(p_id text, p_number bigint, p_epoch bigint)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
+    v_removed boolean;
+BEGIN
+    -- One variable, and the clock and the digest inside the statement:
+    -- each variable and each expression of its own costs every call (see
+    -- ticketlock_issue_packed); the rest is in ticketlock_release_queued.
+    DELETE FROM ticketlock_conversations t
+        WHERE t.digest = ticketlock_digest(p_id) AND t.conversation_id = p_id
+            AND t.numbers = ARRAY[p_number] AND (p_epoch < 0 OR t.epoch = p_epoch)
+        RETURNING NOT (ticketlock_now() > t.ticket_expires[1]) INTO v_removed;
+    IF FOUND THEN
+        RETURN v_removed;
+    END IF;
+    RETURN ticketlock_release_queued(p_id, p_number, p_epoch);
+END $$;
+
+-- The release when the row holds other tickets too (or not this one).
+CREATE OR REPLACE FUNCTION ticketlock_release_queued(p_id text, p_number bigint, p_epoch bigint)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
     v_now double precision := ticketlock_now();
-    v_digest bytea := ticketlock_digest(p_id);
     c ticketlock_conversations;
     v_gone integer;
     v_removed boolean;
     v_lowest bigint;
     v_at integer;
     v_head bigint;
-    v_expires double precision;
 BEGIN
-    DELETE FROM ticketlock_conversations t
-        WHERE t.digest = v_digest AND t.conversation_id = p_id
-            AND t.numbers = ARRAY[p_number] AND (p_epoch < 0 OR t.epoch = p_epoch)
-        RETURNING t.ticket_expires[1] INTO v_expires;
-    IF FOUND THEN
-        RETURN NOT (v_now > v_expires);
-    END IF;
     SELECT * INTO c FROM ticketlock_conversations t
-        WHERE t.digest = v_digest AND t.conversation_id = p_id FOR UPDATE;
+        WHERE t.digest = ticketlock_digest(p_id) AND t.conversation_id = p_id FOR UPDATE;
     IF NOT FOUND OR (p_epoch >= 0 AND c.epoch <> p_epoch) THEN
         RETURN false;
     END IF;

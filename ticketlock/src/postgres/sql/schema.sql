@@ -1,4 +1,4 @@
--- The tables and the sequences of the store, version 2 (idempotent; run by
+-- The tables and the sequences of the store, versions 2 and 3 (idempotent; run by
 -- schema.rs in one transaction, under an advisory lock, after upgrade.sql).
 --
 -- ticketlock_fence: never goes back (also across a crash: a sequence is

@@ -3,12 +3,15 @@
 -- p_epoch < 0 matches any incarnation (Rasa's API passes numbers only).
 -- status 0: acquired (value = fencing token, the same for every answer to
 -- one holder); 1: queued (value = tickets ahead, remaining_us = the head's
--- time left); 2: lost (not in the queue).
-CREATE OR REPLACE FUNCTION ticketlock_try_acquire(
-    p_id text, p_number bigint, p_epoch bigint, p_lifetime_us bigint,
-    OUT status integer, OUT value bigint, OUT remaining_us bigint
-) LANGUAGE plpgsql AS $$
+-- time left, else -1); 2: lost (not in the queue). The answer is one
+-- array, {status, value, remaining_us} (see ticketlock_issue_packed).
+CREATE OR REPLACE FUNCTION ticketlock_try_acquire_packed(
+    p_id text, p_number bigint, p_epoch bigint, p_lifetime_us bigint
+) RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE
+    status integer := 2;
+    value bigint;
+    remaining_us bigint := -1;
     v_now double precision := ticketlock_now();
     v_expires double precision := v_now + p_lifetime_us / 1e6;
     c ticketlock_conversations;
@@ -19,12 +22,10 @@ DECLARE
     v_head bigint;
     v_head_expires double precision;
 BEGIN
-    remaining_us := -1;
-    status := 2;
     SELECT * INTO c FROM ticketlock_conversations t
         WHERE t.digest = ticketlock_digest(p_id) AND t.conversation_id = p_id FOR UPDATE;
     IF NOT FOUND OR (p_epoch >= 0 AND c.epoch <> p_epoch) THEN
-        RETURN;
+        RETURN ARRAY[status, value, remaining_us];
     END IF;
     IF c.numbers IS NOT NULL THEN
         -- The queue is in the row.
@@ -37,7 +38,7 @@ BEGIN
             IF v_pruned > 0 THEN
                 PERFORM ticketlock_settle_inline(c, v_lowest, NULL, v_now);
             END IF;
-            RETURN;
+            RETURN ARRAY[status, value, remaining_us];
         END IF;
         c.ticket_expires[v_at] := v_expires;
         IF v_at = 1 THEN
@@ -53,7 +54,7 @@ BEGIN
         END IF;
         PERFORM ticketlock_settle_inline(c, CASE WHEN status = 1 THEN v_lowest END, NULL,
                                          v_expires);
-        RETURN;
+        RETURN ARRAY[status, value, remaining_us];
     END IF;
     WITH gone AS (
         DELETE FROM ticketlock_tickets t WHERE t.epoch = c.epoch AND t.expires < v_now
@@ -66,7 +67,7 @@ BEGIN
         IF v_pruned > 0 THEN
             PERFORM ticketlock_settle(c.digest, c.epoch, c.queued - v_pruned, v_lowest, NULL, v_now);
         END IF;
-        RETURN;
+        RETURN ARRAY[status, value, remaining_us];
     END IF;
     IF v_pruned > 0 OR v_expires > c.expires THEN
         UPDATE ticketlock_conversations
@@ -83,7 +84,7 @@ BEGIN
         END IF;
         status := 0;
         value := v_fence;
-        RETURN;
+        RETURN ARRAY[status, value, remaining_us];
     END IF;
     IF v_pruned > 0 AND v_lowest < v_head THEN
         PERFORM pg_notify('ticketlock', c.epoch || ' ' || v_head);
@@ -92,4 +93,15 @@ BEGIN
     SELECT count(*) INTO value FROM ticketlock_tickets t
         WHERE t.epoch = c.epoch AND t.number < p_number;
     remaining_us := ticketlock_remaining_us(v_head_expires, v_now);
+    RETURN ARRAY[status, value, remaining_us];
 END $$;
+
+-- The answer as the record of version 2 (see
+-- ticketlock_issue).
+CREATE OR REPLACE FUNCTION ticketlock_try_acquire(
+    p_id text, p_number bigint, p_epoch bigint, p_lifetime_us bigint,
+    OUT status integer, OUT value bigint, OUT remaining_us bigint
+) LANGUAGE sql AS $$
+    SELECT a[1]::integer, a[2], a[3]
+        FROM (SELECT ticketlock_try_acquire_packed(p_id, p_number, p_epoch, p_lifetime_us) AS a) s
+$$;

@@ -26,4 +26,6 @@ BEGIN
         -- Sweeps at every 32nd new row instead of every eighth.
         ALTER SEQUENCE ticketlock_sweeps MAXVALUE 32;
     END IF;
+    -- Version 2 to 3 changes no table: only the functions (replaced after
+    -- this file), so that a version 2 build refuses the schema.
 END $$
