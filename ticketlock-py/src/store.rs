@@ -149,7 +149,7 @@ impl LockStore {
     fn lock(
         &self,
         py: Python<'_>,
-        conversation_id: String,
+        conversation_id: &str,
         lifetime: Option<f64>,
         timeout: Option<f64>,
         auto_renew: bool,
@@ -168,7 +168,7 @@ impl LockStore {
             store,
             handle,
             generation,
-            conversation_id,
+            Arc::from(conversation_id),
             options,
         ))
     }
