@@ -19,13 +19,13 @@
 //!   future at once, inside the runtime's context (which withdraws a
 //!   waiting ticket); so does dropping the awaitable.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::task::{Poll, Wake, Waker};
 
 use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyCFunction;
+use pyo3::types::{PyDict, PyString};
 
 use crate::request::{Enter, Leave};
 use crate::runtime::InRuntime;
@@ -65,8 +65,8 @@ pub(crate) enum Op {
 /// The awaitable of `__aenter__` or `__aexit__` of a lock request.
 #[pyclass(module = "ticketlock._core", name = "_Awaitable", frozen)]
 pub(crate) struct Awaitable {
-    /// In a mutex for `Sync` (a future is only `Send`); never contended,
-    /// as only the task awaiting it steps it.
+    /// In a mutex for `Sync` (a future is only `Send`); only the task
+    /// awaiting it steps it, so it is never contended but by misuse.
     op: Mutex<Op>,
 }
 
@@ -75,12 +75,21 @@ impl Awaitable {
         Awaitable { op: Mutex::new(op) }
     }
 
-    fn op(&self) -> std::sync::MutexGuard<'_, Op> {
-        self.op.lock().unwrap_or_else(|e| e.into_inner())
+    /// The operation, or an error when another thread is stepping it (a
+    /// step calls into Python, which may switch threads: waiting for the
+    /// lock with the GIL held could deadlock).
+    fn op(&self) -> PyResult<std::sync::MutexGuard<'_, Op>> {
+        match self.op.try_lock() {
+            Ok(op) => Ok(op),
+            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "this awaitable is already being awaited in another thread",
+            )),
+        }
     }
 
     fn step(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut op = self.op();
+        let mut op = self.op()?;
         let stepped = match &mut *op {
             Op::Enter(e) => e.step(py),
             Op::Leave(l) => l.step(py),
@@ -128,7 +137,7 @@ impl Awaitable {
         val: Option<Bound<'_, PyAny>>,
         _tb: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        self.close();
+        self.close()?;
         if typ.is_instance_of::<PyBaseException>() {
             return Err(PyErr::from_value(typ));
         }
@@ -141,25 +150,29 @@ impl Awaitable {
     }
 
     /// Drops the Rust future (withdrawing a waiting ticket).
-    fn close(&self) {
+    fn close(&self) -> PyResult<()> {
         // Dropped outside the lock: a future's destructor may do anything.
-        let op = std::mem::replace(&mut *self.op(), Op::Done);
+        let op = std::mem::replace(&mut *self.op()?, Op::Done);
         drop(op);
+        Ok(())
     }
 }
 
 /// Polls `fut` for a step of an [`Awaitable`]: `Ok(output)` when it is
-/// ready, else `Err(object to yield)`. `first` polls with a no-op waker
-/// before making an `asyncio.Future` (a free lock needs none).
+/// ready, else `Err(object to yield)`.
+///
+/// Always with a no-op waker first: a free lock, and a future just woken,
+/// are usually ready and need no `asyncio.Future`; and a stopped runtime
+/// (interpreter exit) or a fork is reported before any Python code runs in
+/// the step (see [`Names`] for why that matters at exit).
 pub(crate) fn drive<F>(
     py: Python<'_>,
     fut: &mut InRuntime<F>,
-    first: bool,
 ) -> PyResult<Result<F::Output, Py<PyAny>>>
 where
     F: std::future::Future + Send + ?Sized + 'static,
 {
-    if first && let Poll::Ready(v) = fut.poll_with(Waker::noop()) {
+    if let Poll::Ready(v) = fut.poll_with(Waker::noop()) {
         return Ok(Ok(v?));
     }
     let (event_loop, future) = new_future(py)?;
@@ -172,21 +185,72 @@ where
     }
     // As `await future` does: its iterator marks it as awaited by a task
     // (`_asyncio_future_blocking`) and yields it.
+    let names = names(py)?;
     let yielded = future
         .bind(py)
-        .call_method0(pyo3::intern!(py, "__await__"))?
-        .call_method0(pyo3::intern!(py, "__next__"))?;
+        .call_method0(names.dunder_await.bind(py))?
+        .call_method0(names.dunder_next.bind(py))?;
     Ok(Err(yielded.unbind()))
+}
+
+/// The Python names and functions the steps use, made once at import.
+///
+/// Not on first use: filling a `PyOnceLock` (or an `intern!`) releases the
+/// GIL for a moment, and a daemon thread that takes it back while the
+/// interpreter finalizes is ended with `pthread_exit`, whose unwinding
+/// aborts the process when it meets PyO3's trampoline (glibc: "exception
+/// not rethrown"). A first wait or wake-up at exit did that.
+///
+/// Nor does any Python code run inside a step for the same reason (the
+/// eval loop may hand the GIL to another thread at any call): the future is
+/// made by `asyncio.Future(loop=...)`, a C type, not by the loop's
+/// `create_future()`, and the callback that resolves it is Python code of
+/// its own (`ticketlock._wake`), outside any native frame.
+struct Names {
+    get_running_loop: Py<PyAny>,
+    future_class: Py<PyAny>,
+    release_waiter: Py<PyAny>,
+    call_soon_threadsafe: Py<PyString>,
+    is_closed: Py<PyString>,
+    dunder_await: Py<PyString>,
+    dunder_next: Py<PyString>,
+    loop_key: Py<PyString>,
+}
+
+static NAMES: PyOnceLock<Names> = PyOnceLock::new();
+
+/// Makes [`Names`]; called when `ticketlock._core` is imported.
+pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
+    names(py).map(|_| ())
+}
+
+fn names(py: Python<'_>) -> PyResult<&'static Names> {
+    NAMES.get_or_try_init(py, || {
+        let name = |s: &str| PyString::intern(py, s).unbind();
+        let asyncio = py.import("asyncio")?;
+        Ok::<_, PyErr>(Names {
+            get_running_loop: asyncio.getattr("get_running_loop")?.unbind(),
+            future_class: asyncio.getattr("Future")?.unbind(),
+            release_waiter: py
+                .import("ticketlock._wake")?
+                .getattr("release_waiter")?
+                .unbind(),
+            call_soon_threadsafe: name("call_soon_threadsafe"),
+            is_closed: name("is_closed"),
+            dunder_await: name("__await__"),
+            dunder_next: name("__next__"),
+            loop_key: name("loop"),
+        })
+    })
 }
 
 /// A new `asyncio.Future` of the running loop, and the loop.
 fn new_future(py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-    })?;
-    let event_loop = get.call0(py)?;
-    let future = event_loop.call_method0(py, pyo3::intern!(py, "create_future"))?;
+    let names = names(py)?;
+    let event_loop = names.get_running_loop.call0(py)?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(names.loop_key.bind(py), event_loop.bind(py))?;
+    let future = names.future_class.call(py, (), Some(&kwargs))?;
     Ok((event_loop, future))
 }
 
@@ -207,9 +271,8 @@ impl Wake for Resolve {
             if let Err(e) = self.resolve(py) {
                 // Nothing to tell in a waker: the task is gone with its
                 // loop, or Python is exiting.
-                let loop_closed = self
-                    .event_loop
-                    .call_method0(py, "is_closed")
+                let loop_closed = names(py)
+                    .and_then(|n| self.event_loop.call_method0(py, n.is_closed.bind(py)))
                     .and_then(|c| c.extract::<bool>(py))
                     .unwrap_or(true);
                 if !loop_closed {
@@ -222,28 +285,12 @@ impl Wake for Resolve {
 
 impl Resolve {
     fn resolve(&self, py: Python<'_>) -> PyResult<()> {
-        static RELEASE: PyOnceLock<Py<PyCFunction>> = PyOnceLock::new();
-        let release = RELEASE.get_or_try_init(py, || {
-            wrap_pyfunction!(release_waiter, py).map(Bound::unbind)
-        })?;
+        let names = names(py)?;
         self.event_loop.call_method1(
             py,
-            pyo3::intern!(py, "call_soon_threadsafe"),
-            (release, self.future.bind(py)),
+            names.call_soon_threadsafe.bind(py),
+            (names.release_waiter.bind(py), self.future.bind(py)),
         )?;
         Ok(())
     }
-}
-
-/// Sets the result of `future` unless it is done (a cancelled task's is).
-#[pyfunction]
-fn release_waiter(future: &Bound<'_, PyAny>) -> PyResult<()> {
-    let py = future.py();
-    if !future
-        .call_method0(pyo3::intern!(py, "done"))?
-        .is_truthy()?
-    {
-        future.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
-    }
-    Ok(())
 }

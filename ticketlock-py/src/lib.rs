@@ -19,6 +19,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<request::LockRequest>()?;
     m.add_class::<guard::Guard>()?;
     m.add_class::<awaitable::Awaitable>()?;
+    awaitable::init(m.py())?;
+    errors::init(m.py())?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     m.add(

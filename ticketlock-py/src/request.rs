@@ -153,9 +153,8 @@ pub(crate) struct Enter {
 impl Enter {
     pub(crate) fn step(&mut self, py: Python<'_>) -> PyResult<Step> {
         let request = self.request.get();
-        let first = self.acquiring.is_none();
         let acquiring = self.acquiring.get_or_insert_with(|| request.acquire());
-        match drive(py, acquiring, first)? {
+        match drive(py, acquiring)? {
             Ok(acquired) => {
                 self.acquiring = None;
                 self.parked = None;
@@ -178,15 +177,14 @@ pub(crate) struct Leave {
 impl Leave {
     pub(crate) fn step(&mut self, py: Python<'_>) -> PyResult<Step> {
         let request = self.request.get();
-        let first = self.releasing.is_none();
-        if first {
+        if self.releasing.is_none() {
             match self.guard.get().release_future() {
                 Some(f) => self.releasing = Some(f),
                 None => return Ok(Step::Done(request.left(py, Ok(()))?)),
             }
         }
         let releasing = self.releasing.as_mut().expect("set above");
-        match drive(py, releasing, first)? {
+        match drive(py, releasing)? {
             Ok(released) => {
                 self.releasing = None;
                 self.parked = None;
