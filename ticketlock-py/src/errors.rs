@@ -6,22 +6,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use ticketlock::Error;
 
-static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-
-/// Looks up `ticketlock._errors` when `ticketlock._core` is imported (the
-/// package imports it first), not at the first error: see
-/// `awaitable::Names` for why nothing is filled in lazily inside a step.
-pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
-    module(py).map(|_| ())
-}
-
-fn module(py: Python<'_>) -> PyResult<&Py<PyModule>> {
-    MODULE.get_or_try_init(py, || py.import("ticketlock._errors").map(Bound::unbind))
-}
-
 /// The class `name` of `ticketlock._errors` (imported once).
 fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
-    Ok(module(py)?.bind(py).getattr(name)?.cast_into::<PyType>()?)
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module =
+        MODULE.get_or_try_init(py, || py.import("ticketlock._errors").map(Bound::unbind))?;
+    Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
 }
 
 /// Builds the Python exception for `e`, with the fields a caller matches on

@@ -11,30 +11,26 @@ use crate::runtime::{InRuntime, Owned};
 
 type Inner = Owned<Arc<ticketlock::LockGuard>>;
 
-/// The future of a guard's release, named for a field.
-pub(crate) type Releasing = InRuntime<dyn Future<Output = ticketlock::Result<()>> + Send + 'static>;
-
 /// The guard of a held lock, yielded by `async with store.lock(id)`.
 #[pyclass(module = "ticketlock._core", name = "Guard", frozen)]
 pub(crate) struct Guard {
     inner: Mutex<Option<Inner>>,
-    conversation_id: Arc<str>,
+    conversation_id: String,
     ticket: u64,
     fencing_token: u64,
     /// Set when the release found the ticket gone.
-    lost_at_release: AtomicBool,
+    lost_at_release: Arc<AtomicBool>,
 }
 
 impl Guard {
-    /// `conversation_id` is the request's (shared, not copied).
-    pub(crate) fn new(inner: Inner, conversation_id: Arc<str>) -> Self {
+    pub(crate) fn new(inner: Inner) -> Self {
         let g = inner.get().expect("a new guard holds its lock");
         Guard {
-            conversation_id,
+            conversation_id: g.conversation_id().to_string(),
             ticket: g.ticket(),
             fencing_token: g.fencing_token(),
             inner: Mutex::new(Some(inner)),
-            lost_at_release: AtomicBool::new(false),
+            lost_at_release: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -61,30 +57,32 @@ impl Guard {
     }
 
     /// The release of the lock, to await; `None` when already released.
-    /// Pass its result to [`Guard::note_release`].
-    pub(crate) fn release_future(&self) -> Option<Releasing> {
-        let mut owned = self.inner().take()?;
+    pub(crate) fn release_future(
+        &self,
+    ) -> PyResult<Option<InRuntime<impl Future<Output = ticketlock::Result<()>> + Send + 'static>>>
+    {
+        let Some(mut owned) = self.inner().take() else {
+            return Ok(None);
+        };
         let (handle, generation) = (owned.rt().clone(), owned.generation());
-        let g = owned.take()?;
-        Some(InRuntime::from_box(
-            handle,
-            generation,
-            Box::pin(async move {
-                match Arc::try_unwrap(g) {
-                    Ok(g) => g.release().await,
-                    // A renewal or check is in flight: the last of them to
-                    // end releases the lock (in the background).
-                    Err(_shared) => Ok(()),
+        let Some(g) = owned.take() else {
+            return Ok(None);
+        };
+        let lost = self.lost_at_release.clone();
+        Ok(Some(InRuntime::new(handle, generation, async move {
+            match Arc::try_unwrap(g) {
+                Ok(g) => {
+                    let released = g.release().await;
+                    if let Err(ticketlock::Error::Expired { .. }) = &released {
+                        lost.store(true, Ordering::Relaxed);
+                    }
+                    released
                 }
-            }),
-        ))
-    }
-
-    /// Remembers a release that found the lease gone, for `is_lost()`.
-    pub(crate) fn note_release(&self, released: &ticketlock::Result<()>) {
-        if let Err(ticketlock::Error::Expired { .. }) = released {
-            self.lost_at_release.store(true, Ordering::Relaxed);
-        }
+                // A renewal or check is in flight: the last of them to end
+                // releases the lock (in the background).
+                Err(_shared) => Ok(()),
+            }
+        })))
     }
 }
 
@@ -92,7 +90,7 @@ fn released(py: Python<'_>, g: &Guard) -> PyErr {
     to_py(
         py,
         ticketlock::Error::Expired {
-            conversation_id: g.conversation_id.to_string(),
+            conversation_id: g.conversation_id.clone(),
             ticket: g.ticket,
         },
     )
@@ -151,11 +149,11 @@ impl Guard {
 
     /// Releases the lock now (leaving the `async with` then does nothing).
     async fn release(&self) -> PyResult<()> {
-        let Some(fut) = self.release_future() else {
+        let fut = self.release_future()?;
+        let Some(fut) = fut else {
             return Ok(());
         };
         let released = fut.await?;
-        self.note_release(&released);
         Python::attach(|py| released.map_err(|e| to_py(py, e)))
     }
 

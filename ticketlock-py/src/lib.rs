@@ -1,7 +1,6 @@
 //! The native core of the `ticketlock` Python package: a thin layer over
 //! the `ticketlock` crate. The Python API is in `python/ticketlock/`.
 
-mod awaitable;
 #[cfg(feature = "bench-async-runtimes")]
 mod bench;
 mod errors;
@@ -18,9 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::LockStore>()?;
     m.add_class::<request::LockRequest>()?;
     m.add_class::<guard::Guard>()?;
-    m.add_class::<awaitable::Awaitable>()?;
-    awaitable::init(m.py())?;
-    errors::init(m.py())?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     m.add(

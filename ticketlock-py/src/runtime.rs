@@ -3,20 +3,17 @@
 //!
 //! Implementation details:
 //!
-//! - **Bridge.** Python polls the Rust futures on its own thread: the
-//!   steps of every lock (`__aenter__`, `__aexit__`) through the
-//!   hand-written awaitables of `src/awaitable.rs` (one small object a
-//!   step, where a coroutine also needs a boxed future and a waker; a free
-//!   lock's step ends in the first `send`); the guard's other methods through PyO3's own coroutines (`async fn`
-//!   methods, feature `experimental-async`). Either way a pending future
-//!   parks on an `asyncio.Future` that its waker resolves with
-//!   `call_soon_threadsafe`, and `throw` (a cancelled task) and `close` drop
-//!   the Rust future at once, which withdraws the ticket.
-//!   `pyo3-async-runtimes`' `future_into_py` was measured against it
-//!   (BENCHMARKS.md): it spawns every future on the runtime and completes it
-//!   through the event loop, so even a free lock costs a cross-thread
-//!   hand-off, and its callbacks into Python from runtime threads are what
-//!   can abort an interpreter at exit.
+//! - **Bridge.** Awaitables are PyO3's own coroutines (`async fn` methods,
+//!   feature `experimental-async`): Python's `send` polls the Rust future on
+//!   the calling thread, so a free lock is taken during the first `send`,
+//!   without a trip through the event loop; a pending future parks on an
+//!   `asyncio.Future` that its waker resolves with `call_soon_threadsafe`.
+//!   `throw` (a cancelled task) and `close` drop the Rust future at once,
+//!   which withdraws the ticket. `pyo3-async-runtimes`' `future_into_py` was
+//!   measured against it (BENCHMARKS.md): it spawns every future on the
+//!   runtime and completes it through the event loop, so even a free lock
+//!   costs a cross-thread hand-off, and its callbacks into Python from
+//!   runtime threads are what can abort an interpreter at exit.
 //! - **Runtime context.** The futures use tokio timers and spawn background
 //!   releases, so every poll and every drop happens inside
 //!   [`tokio::runtime::Handle::enter`] ([`InRuntime`]).
@@ -250,8 +247,7 @@ pub(crate) fn _shutdown(py: Python<'_>) {
 
 /// A future polled and dropped inside the runtime's context; dropped
 /// without running its destructor when it belongs to a parent process.
-/// `F` may be `dyn Future` (see [`InRuntime::from_box`]).
-pub(crate) struct InRuntime<F: Future + Send + ?Sized + 'static> {
+pub(crate) struct InRuntime<F: Future + Send + 'static> {
     fut: Option<Pin<Box<F>>>,
     rt: Rt,
     generation: u64,
@@ -262,15 +258,8 @@ pub(crate) struct InRuntime<F: Future + Send + ?Sized + 'static> {
 
 impl<F: Future + Send + 'static> InRuntime<F> {
     pub(crate) fn new(rt: Rt, generation: u64, fut: F) -> Self {
-        Self::from_box(rt, generation, Box::pin(fut))
-    }
-}
-
-impl<F: Future + Send + ?Sized + 'static> InRuntime<F> {
-    /// A future already boxed (a `dyn Future`, to be named in a field).
-    pub(crate) fn from_box(rt: Rt, generation: u64, fut: Pin<Box<F>>) -> Self {
         InRuntime {
-            fut: Some(fut),
+            fut: Some(Box::pin(fut)),
             rt,
             generation,
             waker: None,
@@ -281,38 +270,37 @@ impl<F: Future + Send + ?Sized + 'static> InRuntime<F> {
         match &self.waker {
             Some((c, relayed)) if c.will_wake(caller) => relayed.clone(),
             _ => {
-                let relayed = self.relay(caller.clone());
+                let relayed = Waker::from(Arc::new(Relayed {
+                    inner: caller.clone(),
+                    relay: self.rt.relay.clone(),
+                }));
                 self.waker = Some((caller.clone(), relayed.clone()));
                 relayed
             }
         }
     }
+}
 
-    /// `waker` in a form the runtime's threads may wake: through the relay
-    /// thread (see [`Relayed`]).
-    pub(crate) fn relay(&self, waker: Waker) -> Waker {
-        Waker::from(Arc::new(Relayed {
-            inner: waker,
-            relay: self.rt.relay.clone(),
-        }))
-    }
+impl<F: Future + Send + 'static> Future for InRuntime<F> {
+    type Output = PyResult<F::Output>;
 
-    /// Polls with `waker` as it is: a no-op one, or one from
-    /// [`InRuntime::relay`]. Never call into Python from a runtime thread.
-    pub(crate) fn poll_with(&mut self, waker: &Waker) -> Poll<PyResult<F::Output>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
         if SHUT_DOWN.load(Ordering::Acquire) {
             return Poll::Ready(Err(errors::shut_down()));
         }
-        if self.generation != generation() {
+        if this.generation != generation() {
             return Poll::Ready(Err(errors::forked()));
         }
-        let Some(fut) = self.fut.as_mut() else {
+        if this.fut.is_none() {
             return Poll::Ready(Err(errors::shut_down()));
-        };
-        let _entered = self.rt.handle.enter();
-        match fut.as_mut().poll(&mut Context::from_waker(waker)) {
+        }
+        let waker = this.relayed(cx.waker());
+        let _entered = this.rt.handle.enter();
+        let fut = this.fut.as_mut().expect("checked above");
+        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(v) => {
-                self.fut = None;
+                this.fut = None;
                 Poll::Ready(Ok(v))
             }
             Poll::Pending => Poll::Pending,
@@ -320,17 +308,7 @@ impl<F: Future + Send + ?Sized + 'static> InRuntime<F> {
     }
 }
 
-impl<F: Future + Send + ?Sized + 'static> Future for InRuntime<F> {
-    type Output = PyResult<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let waker = this.relayed(cx.waker());
-        this.poll_with(&waker)
-    }
-}
-
-impl<F: Future + Send + ?Sized + 'static> Drop for InRuntime<F> {
+impl<F: Future + Send + 'static> Drop for InRuntime<F> {
     fn drop(&mut self) {
         if let Some(fut) = self.fut.take() {
             in_context(&self.rt, self.generation, fut);

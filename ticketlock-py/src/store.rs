@@ -149,7 +149,7 @@ impl LockStore {
     fn lock(
         &self,
         py: Python<'_>,
-        conversation_id: &str,
+        conversation_id: String,
         lifetime: Option<f64>,
         timeout: Option<f64>,
         auto_renew: bool,
@@ -168,7 +168,7 @@ impl LockStore {
             store,
             handle,
             generation,
-            Arc::from(conversation_id),
+            conversation_id,
             options,
         ))
     }

@@ -1,8 +1,6 @@
 from os import PathLike
 from types import TracebackType
-from typing import Any, Generator, Generic, List, Optional, Tuple, Type, TypeVar, Union
-
-_T = TypeVar("_T")
+from typing import List, Optional, Tuple, Type, Union
 
 DEFAULT_LIFETIME: float
 
@@ -20,30 +18,16 @@ class Guard:
     async def renew(self) -> None: ...
     async def release(self) -> None: ...
 
-class _Awaitable(Generic[_T]):
-    """The awaitable of a lock request's ``__aenter__``/``__aexit__``: a
-    free lock completes in the first ``send``, without suspending."""
-    def __await__(self) -> Generator[Any, None, _T]: ...
-    def __next__(self) -> Any: ...
-    def send(self, value: Any) -> Any: ...
-    def throw(
-        self,
-        typ: Any,
-        val: Optional[Any] = None,
-        _tb: Optional[TracebackType] = None,
-    ) -> Any: ...
-    def close(self) -> None: ...
-
 class LockRequest:
     @property
     def conversation_id(self) -> str: ...
-    def __aenter__(self) -> _Awaitable[Guard]: ...
-    def __aexit__(
+    async def __aenter__(self) -> Guard: ...
+    async def __aexit__(
         self,
         exc_type: Optional[Type[BaseException]] = None,
         _exc: Optional[BaseException] = None,
         _tb: Optional[TracebackType] = None,
-    ) -> _Awaitable[bool]: ...
+    ) -> bool: ...
 
 class LockStore:
     @staticmethod
