@@ -46,6 +46,36 @@ def test_a_free_lock_is_taken_in_the_first_step_without_suspending():
     asyncio.run(main())
 
 
+def test_throw_or_close_on_a_waiting_step_withdraws_its_ticket(store):
+    """The awaitable of `__aenter__` driven by hand: a held lock makes it
+    suspend; `throw` (what a cancelled task does) and `close` drop the
+    request, and a finished awaitable cannot be reused."""
+
+    async def main() -> None:
+        async with store.lock("thrown"):
+            for end in ("throw", "close"):
+                step = store.lock("thrown").__aenter__()
+                assert step.__await__() is step
+                # It suspends: a pending future of the loop to wait on, or
+                # None (poll again soon) when woken while it was polled.
+                yielded = step.send(None)
+                assert yielded is None or (isinstance(yielded, asyncio.Future) and not yielded.done())
+                while len(tickets(store, "thrown")) < 2:
+                    await asyncio.sleep(0.001)
+                if end == "throw":
+                    with pytest.raises(asyncio.CancelledError):
+                        step.throw(asyncio.CancelledError())
+                else:
+                    step.close()
+                store.flush()
+                assert tickets(store, "thrown") == [0]
+                with pytest.raises(RuntimeError, match="already awaited"):
+                    step.send(None)
+        assert tickets(store, "thrown") == []
+
+    asyncio.run(main())
+
+
 def test_guard_facts_and_fencing_tokens_grow(store):
     async def main() -> None:
         async with store.lock("g") as first:

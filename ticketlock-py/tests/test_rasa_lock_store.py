@@ -9,8 +9,10 @@ Where ours deliberately differs, the test says so and checks what ours does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -397,3 +399,88 @@ def test_lock_store_from_endpoint_config(store_type, rasa, redis_server, tmp_pat
 
     asyncio.run(main())
     assert redis_server.client(3).get("bot:lock:from file") is None
+
+
+def test_cancelling_a_waiter_withdraws_its_ticket(kind, lock_store):
+    """A message handler cancelled while it waits leaves no ticket behind."""
+
+    def numbers():
+        lock = lock_store.get_lock("cancel me")
+        return [] if lock is None else [t.number for t in lock.tickets]
+
+    async def waiter() -> None:
+        async with lock_store.lock("cancel me", wait_time_in_seconds=0.01):
+            pytest.fail("entered a held lock")
+
+    async def main() -> None:
+        async with lock_store.lock("cancel me", wait_time_in_seconds=0.01):
+            task = asyncio.ensure_future(waiter())
+            while len(numbers()) < 2:
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            if is_ours(kind):
+                lock_store.store.flush()  # the withdrawal's round trip on Redis
+            assert numbers() == [0]
+
+    asyncio.run(main())
+    if is_ours(kind):
+        lock_store.store.flush()
+    assert numbers() == []
+
+
+def traced(lock_store_class, spans):
+    """`lock` wrapped as Rasa Pro's tracing instrumentation wraps it: an
+    `@asynccontextmanager` that calls the original positionally, with
+    Rasa's signature, inside a span (here a list of events)."""
+    original = lock_store_class.lock
+
+    @functools.wraps(original)
+    @asynccontextmanager
+    async def lock(self, conversation_id, lock_lifetime=60, wait_time_in_seconds=1):
+        spans.append(("start", conversation_id))
+        try:
+            async with original(self, conversation_id, lock_lifetime, wait_time_in_seconds) as held:
+                yield held
+        finally:
+            spans.append(("end", conversation_id))
+
+    return lock
+
+
+def test_lock_wrapped_by_tracing(kind, lock_store, monkeypatch):
+    """Order, exclusivity and cancellation through the tracing wrapper."""
+    spans = []
+    monkeypatch.setattr(type(lock_store), "lock", traced(type(lock_store), spans))
+    handled = []
+    inside = []
+
+    async def handle(n: int) -> None:
+        async with lock_store.lock("traced", wait_time_in_seconds=0.01):
+            inside.append(n)
+            assert inside == [n]
+            await asyncio.sleep(0.002)
+            inside.remove(n)
+            handled.append(n)
+
+    async def main() -> None:
+        tasks = []
+        for n in range(4):
+            tasks.append(asyncio.ensure_future(handle(n)))
+            await asyncio.sleep(0.001)  # arrival order
+        cancelled = asyncio.ensure_future(handle(99))
+        # Until the fifth ticket is issued (each handled one is gone).
+        while len(lock_store.get_lock("traced").tickets) + len(handled) < 5:
+            await asyncio.sleep(0.001)
+        cancelled.cancel()
+        await asyncio.gather(*tasks)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+
+    asyncio.run(main())
+    assert handled == [0, 1, 2, 3]
+    assert spans.count(("start", "traced")) == spans.count(("end", "traced")) == 5
+    if is_ours(kind):
+        lock_store.store.flush()
+    assert lock_store.get_lock("traced") is None or not lock_store.get_lock("traced").tickets

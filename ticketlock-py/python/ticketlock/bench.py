@@ -6,6 +6,11 @@ Without --redis-url a redis-server (from PATH) is started on a free loopback
 port. Rasa's stores are measured when `rasa.core.lock_store` is importable
 (scripts/bench.sh makes it so from the rasa==3.6.21 wheel). Each figure is
 the median of --repeats runs; ratios compare medians of the same run.
+The contenders of a workload take turns, one run each per round, so that a
+change of the machine's load falls on all of them alike. In-memory rows
+also give cycles per CPU second of the process (`time.process_time`),
+which the other programs on a busy machine disturb less than the wall
+clock.
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ def rasa_stores(redis_port: int) -> Dict[str, Any]:
     }
 
 
-async def loop_rate(make: Callable[[str], Any], seconds: float, tasks: int = 1) -> float:
+async def loop_rate(make: Callable[[str], Any], seconds: float, tasks: int = 1) -> "tuple[float, float]":
     """Cycles per second of `async with make(id)` in `tasks` tasks, each on
-    its own conversation; with several tasks, each yields to the others
-    after every cycle (as message handlers interleave)."""
+    its own conversation, by the wall clock and per CPU second of the
+    process; with several tasks, each yields to the others after every
+    cycle (as message handlers interleave)."""
     count = 0
     deadline = time.perf_counter() + seconds
 
@@ -65,9 +71,24 @@ async def loop_rate(make: Callable[[str], Any], seconds: float, tasks: int = 1) 
                 break
         count += n
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(i) for i in range(tasks)))
-    return count / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return count / wall, count / max(cpu, 1e-9)
+
+
+def take_turns(
+    repeats: int, seconds: float, tasks: int, contenders: "Dict[str, Callable[[str], Any]]"
+) -> "Dict[str, tuple[float, float]]":
+    """Median (wall, CPU) rates of each contender, the runs interleaved."""
+    runs: Dict[str, List["tuple[float, float]"]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, make in contenders.items():
+            runs[name].append(asyncio.run(loop_rate(make, seconds, tasks)))
+    return {
+        name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+        for name, r in runs.items()
+    }
 
 
 async def handoff_ms(store: ticketlock.LockStore, samples: int) -> float:
@@ -165,43 +186,69 @@ def run(args: argparse.Namespace, url: str, port: int) -> None:
     ours_rasa_redis = tlrasa.RedisLockStore(url="127.0.0.1", port=port, db=1)
     theirs = rasa_stores(port)
     print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}, {s} s x {r} runs, medians")
+    print(f"  {'':<52} {'wall clock':>21}   {'process CPU time':>22}")
 
-    rows = []
+    def row(name: str, rates: "tuple[float, float]", cpu: bool = True) -> None:
+        wall, per_cpu = rates
+        extra = f"   {per_cpu:>12,.0f} per CPU-s" if cpu else ""
+        print(f"  {name:<52} {wall:>12,.0f} cycles/s{extra}")
 
-    def row(name: str, value: Optional[float], unit: str = "cycles/s") -> Optional[float]:
-        if value is not None:
-            rows.append((name, value, unit))
-            print(f"  {name:<58} {value:>12,.0f} {unit}" if unit == "cycles/s" else f"  {name:<58} {value:>12.2f} {unit}")
-        return value
+    def ratios(pairs: "List[tuple[str, tuple[float, float], tuple[float, float]]]", cpu: bool = True) -> None:
+        parts = []
+        for label, a, b in pairs:
+            parts.append(f"{label} {a[0] / b[0]:.2f}" + (f" (CPU {a[1] / b[1]:.2f})" if cpu else ""))
+        print("  ratios: " + ", ".join(parts))
 
     print("in memory, one task, `async with` in a loop:")
-    base = row("trivial @asynccontextmanager (baseline)", median_of(r, lambda: loop_rate(trivial, s)))
-    rasa_mem = row("Rasa InMemoryLockStore.lock (baseline)", median_of(r, lambda: loop_rate(theirs["memory"].lock, s))) if theirs else None
-    core = row("ticketlock LockStore.in_memory().lock", median_of(r, lambda: loop_rate(memory.lock, s)))
-    wrap = row("ticketlock.rasa.InMemoryLockStore.lock", median_of(r, lambda: loop_rate(ours_rasa_memory.lock, s)))
-    print(f"  ratios: core/trivial {core / base:.2f}, rasa-API/trivial {wrap / base:.2f}"
-          + (f", core/Rasa {core / rasa_mem:.2f}, rasa-API/Rasa {wrap / rasa_mem:.2f}" if rasa_mem else ""))
+    one = {"trivial": trivial, "core": memory.lock, "wrap": ours_rasa_memory.lock}
+    if theirs:
+        one["rasa"] = theirs["memory"].lock
+    m1 = take_turns(r, s, 1, one)
+    row("trivial @asynccontextmanager (baseline)", m1["trivial"])
+    if theirs:
+        row("Rasa InMemoryLockStore.lock (baseline)", m1["rasa"])
+    row("ticketlock LockStore.in_memory().lock", m1["core"])
+    row("ticketlock.rasa.InMemoryLockStore.lock", m1["wrap"])
+    pairs = [("core/trivial", m1["core"], m1["trivial"]), ("rasa-API/trivial", m1["wrap"], m1["trivial"])]
+    if theirs:
+        pairs += [("core/Rasa", m1["core"], m1["rasa"]), ("rasa-API/Rasa", m1["wrap"], m1["rasa"])]
+    ratios(pairs)
 
     print("in memory, 32 tasks under asyncio.gather (own conversation each):")
-    base32 = row("trivial @asynccontextmanager (baseline)", median_of(r, lambda: loop_rate(trivial, s, 32)))
-    rasa32 = row("Rasa InMemoryLockStore.lock (baseline)", median_of(r, lambda: loop_rate(theirs["memory"].lock, s, 32))) if theirs else None
-    core32 = row("ticketlock LockStore.in_memory().lock", median_of(r, lambda: loop_rate(memory.lock, s, 32)))
-    print(f"  ratios: core/trivial {core32 / base32:.2f}" + (f", core/Rasa {core32 / rasa32:.2f}" if rasa32 else ""))
+    many = {"trivial": trivial, "core": memory.lock, "wrap": ours_rasa_memory.lock}
+    if theirs:
+        many["rasa"] = theirs["memory"].lock
+    m32 = take_turns(r, s, 32, many)
+    row("trivial @asynccontextmanager (baseline)", m32["trivial"])
+    if theirs:
+        row("Rasa InMemoryLockStore.lock (baseline)", m32["rasa"])
+    row("ticketlock LockStore.in_memory().lock", m32["core"])
+    row("ticketlock.rasa.InMemoryLockStore.lock", m32["wrap"])
+    pairs = [("core/trivial", m32["core"], m32["trivial"]), ("rasa-API/trivial", m32["wrap"], m32["trivial"])]
+    if theirs:
+        pairs += [("core/Rasa", m32["core"], m32["rasa"]), ("rasa-API/Rasa", m32["wrap"], m32["rasa"])]
+    ratios(pairs)
 
     if hasattr(memory, "_lock_via_future_into_py"):
         print("bridge, in memory, one task (lock + release):")
-        row("PyO3 coroutines (this package)", core)
-        ar_rate = row("pyo3-async-runtimes future_into_py", median_of(r, lambda: async_runtimes_rate(memory, s)))
-        print(f"  per cycle: PyO3 {1e6 / core:.1f} us, future_into_py {1e6 / ar_rate:.1f} us")
+        ar_rate = median_of(r, lambda: async_runtimes_rate(memory, s))
+        print(f"  {'PyO3 (this package)':<52} {m1['core'][0]:>12,.0f} cycles/s")
+        print(f"  {'pyo3-async-runtimes future_into_py':<52} {ar_rate:>12,.0f} cycles/s")
+        print(f"  per cycle: PyO3 {1e6 / m1['core'][0]:.1f} us, future_into_py {1e6 / ar_rate:.1f} us")
 
     print("redis (loopback), 50 tasks on distinct conversations:")
-    rasa_redis = row("Rasa RedisLockStore.lock (baseline)", median_of(r, lambda: loop_rate(theirs["redis"].lock, s, 50))) if theirs else None
-    core_redis = row("ticketlock LockStore.from_url(...).lock", median_of(r, lambda: loop_rate(redis.lock, s, 50)))
-    wrap_redis = row("ticketlock.rasa.RedisLockStore.lock", median_of(r, lambda: loop_rate(ours_rasa_redis.lock, s, 50)))
-    if rasa_redis:
-        print(f"  ratios: core/Rasa {core_redis / rasa_redis:.1f}, rasa-API/Rasa {wrap_redis / rasa_redis:.1f}")
+    remote = {"core": redis.lock, "wrap": ours_rasa_redis.lock}
+    if theirs:
+        remote["rasa"] = theirs["redis"].lock
+    rr = take_turns(r, s, 50, remote)
+    if theirs:
+        row("Rasa RedisLockStore.lock (baseline)", rr["rasa"], cpu=False)
+    row("ticketlock LockStore.from_url(...).lock", rr["core"], cpu=False)
+    row("ticketlock.rasa.RedisLockStore.lock", rr["wrap"], cpu=False)
+    if theirs:
+        ratios([("core/Rasa", rr["core"], rr["rasa"]), ("rasa-API/Rasa", rr["wrap"], rr["rasa"])], cpu=False)
     print("redis hand-off (release -> the waiter's entry), median of 200:")
-    row("ticketlock, from Python", asyncio.run(handoff_ms(redis, 200)), "ms")
+    print(f"  {'ticketlock, from Python':<52} {asyncio.run(handoff_ms(redis, 200)):>12.2f} ms")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ these classes read every setting of the ``lock_store:`` section from
 ``config.url`` and ``config.kwargs`` (keyword arguments work too, as for
 Rasa's own ``RedisLockStore(host=..., port=...)``). They subclass Rasa's
 ``rasa.core.lock_store.LockStore`` when Rasa is importable and work without
-it. ``lock()`` has Rasa's signature and is an ``@asynccontextmanager``; the
-record-level methods have Rasa's names and return types.
+it. ``lock()`` has Rasa's signature and returns an async context manager
+(the native ``ticketlock.LockRequest``, where Rasa's is an
+``@asynccontextmanager``); the record-level methods have Rasa's names and
+return types.
 
 What differs from Rasa's stores: every operation is atomic; waiting is
 push-woken (``wait_time_in_seconds`` only bounds the pause after a wake-up
@@ -23,8 +25,7 @@ import logging
 import os
 import time
 from collections import deque
-from contextlib import asynccontextmanager
-from typing import Any, AsyncGenerator, Deque, Dict, Iterable, Optional, Text, Tuple
+from typing import Any, Deque, Dict, Iterable, Optional, Text, Tuple
 
 from . import _core
 from ._errors import ConfigError, LockError
@@ -199,26 +200,27 @@ class _TicketLockStore(_LockStoreBase):  # type: ignore[misc,valid-type]
     def create_lock(conversation_id: Text) -> TicketLock:
         return TicketLock(conversation_id)
 
-    @asynccontextmanager
-    async def lock(
+    def lock(
         self,
         conversation_id: Text,
         lock_lifetime: float = LOCK_LIFETIME,
         wait_time_in_seconds: float = 1,
-    ) -> AsyncGenerator[_core.Guard, None]:
+    ) -> _core.LockRequest:
         """Waits its turn for the lock of ``conversation_id`` and holds it
-        inside the block; fair, FIFO and push-woken. Cancelling the waiting
-        task withdraws the ticket. Raises a ``LockError`` subclass when the
-        ticket cannot be issued or is lost while waiting."""
-        # As in Rasa, the end of a lock whose lease ran out is not an error
-        # of the message it served: it is logged as a warning.
-        async with self._store.lock(
+        inside ``async with``; fair, FIFO and push-woken. Cancelling the
+        waiting task withdraws the ticket. Raises a ``LockError`` subclass
+        when the ticket cannot be issued or is lost while waiting.
+
+        Returns the native ``ticketlock.LockRequest`` (an async context
+        manager, as Rasa's ``@asynccontextmanager`` is), without a generator
+        around it. As in Rasa, the end of a lock whose lease ran out is not
+        an error of the message it served: it is logged as a warning."""
+        return self._store.lock(
             conversation_id,
             lifetime=lock_lifetime,
             wait_time=wait_time_in_seconds,
             warn_if_lost=True,
-        ) as guard:
-            yield guard
+        )
 
     def get_lock(self, conversation_id: Text) -> Optional[TicketLock]:
         record = self._store.get_record(conversation_id)
