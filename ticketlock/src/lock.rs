@@ -314,7 +314,7 @@ impl Taken {
         // The id is read only if the event is taken (see `GuardId::as_str`).
         self.span.in_scope(|| acquired_event(&id, &held));
         crate::metrics::acquired(&held);
-        LockGuard::new(store.clone(), id, held, options)
+        LockGuard::new(store, id, held, options)
     }
 
     fn queued(
@@ -529,7 +529,7 @@ impl QueuedTicket {
                 acquired_event(&id, &held);
                 crate::metrics::acquired(&held);
                 Ok(LockGuard::new(
-                    self.store.clone(),
+                    &self.store,
                     self.conversation_id.clone().into(),
                     held,
                     o,

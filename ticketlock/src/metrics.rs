@@ -31,6 +31,7 @@ use crate::LockStore;
 use crate::backend::Attempt;
 use crate::lock::Held;
 use crate::stats::counters;
+use crate::store::Kind;
 
 /// Histogram: seconds from a ticket's issue to the end of its wait, by
 /// `outcome` (`acquired`, `timed_out`, `lost`).
@@ -124,7 +125,7 @@ pub(crate) fn handoff(latency: Duration) {
 
 /// A guard of `store` was made.
 #[inline]
-pub(crate) fn guard_made(store: &LockStore) {
+pub(crate) fn guard_made(store: &Kind) {
     if let Some(c) = counters(store) {
         c.held(1);
     }
@@ -134,7 +135,7 @@ pub(crate) fn guard_made(store: &LockStore) {
 
 /// A guard of `store` went, after holding for `held_for`.
 #[inline]
-pub(crate) fn guard_gone(store: &LockStore, held_for: Option<Duration>) {
+pub(crate) fn guard_gone(store: &Kind, held_for: Option<Duration>) {
     if let Some(c) = counters(store) {
         c.held(-1);
     }
@@ -152,7 +153,7 @@ pub(crate) fn guard_gone(store: &LockStore, held_for: Option<Duration>) {
 /// `delta` tickets of `store` started (1) or stopped (-1) waiting.
 #[inline]
 pub(crate) fn waiting(store: &LockStore, delta: i64) {
-    if let Some(c) = counters(store) {
+    if let Some(c) = counters(&store.kind) {
         c.waiting(delta);
     }
     #[cfg(feature = "metrics")]

@@ -35,7 +35,7 @@ impl LockStore {
         match &self.kind {
             Kind::InMemory(m) => m.stats(),
             #[allow(unreachable_patterns)] // remote backends, by feature
-            _ => counters(self).map_or_else(Stats::default, Counters::snapshot),
+            _ => counters(&self.kind).map_or_else(Stats::default, Counters::snapshot),
         }
     }
 }
@@ -75,8 +75,8 @@ fn add(a: &AtomicU64, delta: i64) {
 /// The counters of `store`'s backend; `None` in memory, whose table tells
 /// the counts (so its paths pay nothing for them).
 #[inline]
-pub(crate) fn counters(store: &LockStore) -> Option<&Counters> {
-    match &store.kind {
+pub(crate) fn counters(store: &Kind) -> Option<&Counters> {
+    match store {
         #[cfg(feature = "redis")]
         Kind::Redis(r) => Some(r.counters()),
         #[cfg(feature = "postgres")]
