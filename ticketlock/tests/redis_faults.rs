@@ -446,3 +446,69 @@ async fn sections_complete_while_connections_are_killed_every_quarter_second() {
         done + failed
     );
 }
+
+/// The native layout's retries, with the reply of each script lost after it
+/// ran: an issue that created the conversation (its request id in the
+/// hash), an issue that queued (its request entry), a release that removed
+/// the holder (its entry, the conversation gone), and a release whose
+/// ticket had expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_layout_retries_answer_what_the_first_attempt_did() {
+    let server = server!();
+    let proxy = FaultProxy::start(server.port());
+    let native = |mut c: RedisConfig| {
+        c.layout = ticketlock::RedisLayout::Native;
+        c
+    };
+    let mut c = config(&server);
+    c.port = proxy.port();
+    c.socket_timeout = Duration::from_secs(2);
+    let store = open(&server, native(c)).await;
+    let direct = open(&server, native(config(&server))).await;
+    warm_up(&store).await;
+
+    proxy.swallow_reply_to(b"FCALL");
+    let guard = store
+        .lock("c")
+        .lifetime(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!proxy.reply_swallow_pending(), "no reply was swallowed");
+    assert_eq!(guard.ticket(), 0);
+    assert_eq!(tickets(&direct, "c").await, [0]);
+
+    let waiter = {
+        let store = store.clone();
+        proxy.swallow_reply_to(b"FCALL");
+        tokio::spawn(async move { store.lock("c").await.unwrap() })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tickets(&direct, "c").await.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!proxy.reply_swallow_pending(), "no reply was swallowed");
+    assert_eq!(tickets(&direct, "c").await, [0, 1]);
+    guard.release().await.unwrap();
+    let second = waiter.await.unwrap();
+    assert_eq!(second.ticket(), 1);
+    second.release().await.unwrap();
+    assert_eq!(tickets(&direct, "c").await, Vec::<u64>::new());
+
+    // The uncontended release: the first attempt deleted the conversation.
+    let guard = store.lock("c").await.unwrap();
+    proxy.swallow_reply_to(b"FCALL");
+    guard.release().await.unwrap();
+    assert!(!proxy.reply_swallow_pending(), "no reply was swallowed");
+    assert_eq!(direct.get_lock("c").await.unwrap(), None);
+
+    // A release whose ticket really was gone still says so.
+    let guard = store
+        .lock("c")
+        .lifetime(Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    proxy.swallow_reply_to(b"FCALL");
+    assert!(matches!(guard.release().await, Err(Error::Expired { .. })));
+}

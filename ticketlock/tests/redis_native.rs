@@ -151,16 +151,32 @@ async fn every_key_has_a_ttl_after_every_operation() {
     let server = server!();
     let store = native(&server).await;
     let mut con = connection(&server, 1);
+    // The hash always exists; the sorted sets beside it may not (the
+    // uncontended state), but whatever exists has a TTL.
     let assert_ttls = |con: &mut redis::Connection, after: &str| {
+        for (i, key) in keys("t").iter().enumerate() {
+            let ttl: i64 = redis::cmd("PTTL").arg(key).query(con).unwrap();
+            assert!(
+                ttl > 0 || (i > 0 && ttl == -2),
+                "PTTL {key} = {ttl} after {after}"
+            );
+        }
+    };
+    let assert_all_there = |con: &mut redis::Connection, after: &str| {
         for key in keys("t") {
-            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(con).unwrap();
-            assert!(ttl > 0, "PTTL {key} = {ttl} after {after}");
+            let n: i64 = redis::cmd("EXISTS").arg(&key).query(con).unwrap();
+            assert_eq!(n, 1, "{key} missing after {after}");
         }
     };
     let g = store.lock("t").lifetime(HOUR).await.unwrap();
     assert_ttls(&mut con, "issue");
+    g.renew().await.unwrap();
+    assert_ttls(&mut con, "an uncontended renew");
+    assert!(g.is_held().await.unwrap());
+    assert_ttls(&mut con, "an uncontended check");
     let w = store.lock("t").lifetime(HOUR).enqueue().await.unwrap();
     assert_ttls(&mut con, "a queued issue");
+    assert_all_there(&mut con, "a queued issue");
     g.renew().await.unwrap();
     assert_ttls(&mut con, "renew");
     assert!(g.is_held().await.unwrap());
@@ -253,6 +269,53 @@ async fn the_commands_a_call_runs_do_not_grow_with_the_depth_of_the_queue() {
             "{op}: no function ran (Redis 7 has FCALL): {s:?}"
         );
         assert_eq!(s, d, "{op}: commands at depth 2 vs 1000");
+    }
+}
+
+/// A lock taken and released with nobody else on the conversation runs
+/// exactly these commands: the hash alone, no sorted set, one request
+/// entry (the release's), two scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_uncontended_cycle_runs_eight_commands_on_the_hash_alone() {
+    let server = server!();
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    // Once first, so that the library is loaded.
+    store.lock("warm").await.unwrap().release().await.unwrap();
+    let before = command_counts(&mut con);
+    let g = store.lock("u").lifetime(HOUR).await.unwrap();
+    let issued = delta(&before, &command_counts(&mut con));
+    let before = command_counts(&mut con);
+    g.release().await.unwrap();
+    let released = delta(&before, &command_counts(&mut con));
+    let counts = |names: &[(&str, u64)]| -> Vec<(String, u64)> {
+        names.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    };
+    assert_eq!(
+        issued,
+        counts(&[
+            ("fcall", 1),
+            ("hmget", 1),
+            ("hset", 1),
+            ("pexpire", 1),
+            ("time", 1)
+        ]),
+        "issue"
+    );
+    assert_eq!(
+        released,
+        counts(&[
+            ("del", 1),
+            ("fcall", 1),
+            ("hmget", 1),
+            ("set", 1),
+            ("time", 1)
+        ]),
+        "release"
+    );
+    for key in keys("u") {
+        let n: i64 = redis::cmd("EXISTS").arg(&key).query(&mut con).unwrap();
+        assert_eq!(n, 0, "{key} left after the release");
     }
 }
 
@@ -397,7 +460,7 @@ async fn each_layout_refuses_the_others_conversations_and_acquires_nothing() {
 }
 
 /// The least-privilege rule documented for the native layout (native.rs).
-const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
+const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {

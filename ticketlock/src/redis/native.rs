@@ -7,21 +7,37 @@
 //!   issued so far (the next number; numbers never go back in an
 //!   incarnation), `e` = the epoch (server µs when the conversation was
 //!   created), `h` = the granted holder's number (absent: none), `p` = 1
-//!   while that grant is provisional, and per ticket a field `<number>`
-//!   with its lifetime in µs.
+//!   while that grant is provisional, `x` = the holder's lease end (server
+//!   µs) in the uncontended state (below), `r` = the request id of the
+//!   issue that created the conversation (its ticket 0), and per ticket a
+//!   field `<number>` with its lifetime in µs.
 //! - `{T}:K:q`, a ZSET of numbers scored by number: the FIFO order.
 //! - `{T}:K:x`, a ZSET of numbers scored by expiry (server µs): a waiter's
 //!   liveness, the holder's lease end. Expired: expiry < now.
+//! - The uncontended state: a conversation whose only ticket is its
+//!   holder, taken by the issue that created it, is K alone (`h` = 0 and
+//!   its lease end in `x`; no `q`, no `x` key). Issue, renew, check and
+//!   release serve it with a handful of commands (an issue: `TIME`, `HMGET`,
+//!   `HSET`, `PEXPIRE`; its release: `TIME`, `HMGET`, `DEL`, `SET` of the
+//!   release's request entry). The first operation of any other kind (a
+//!   second ticket, a waiter's look, a save, an update) first moves the
+//!   holder into `q` and `x` (`materialize` in `common.lua`), and the
+//!   conversation stays in the general state until it is deleted.
 //! - `{T}:K:w:<epoch>:<number>`: the ticket's wake-up channel (SPUBLISH on
 //!   a cluster): `<token> <lease µs>` when the lock is granted to it, `-`
 //!   when the conversation was deleted, `*` to look again (after a save).
 //! - Request entries as in the rasa layout (`{T}:K:rq:<id>`,
-//!   `{T}:K:rl:<epoch>:<number>`, `../request.lua`).
+//!   `{T}:K:rl:<epoch>:<number>`, `../request.lua`), except for the issue
+//!   that creates the conversation, whose request id is K's field `r`. A
+//!   release reads its entry only when its ticket is not there live (a
+//!   first attempt that ran removed it). A retried issue that finds no
+//!   conversation is served as a new one: whatever ticket its first
+//!   attempt made is gone with the conversation.
 //!
 //! `T` is `K`'s hash tag, or `K` itself (`keys.rs`), so every key and
 //! channel of a conversation is in `K`'s slot, and all start with `{`: a
 //! SCAN of `lock:*` lists the conversations only. Every write sets all
-//! three keys to expire one second after the latest expiry in `x`; the
+//! keys to expire one second after the latest expiry in `x`; the
 //! last ticket gone, all three are deleted. The fencing token is `e +
 //! number`, so tokens increase across deletion as in the rasa layout.
 //!
@@ -54,7 +70,7 @@
 //! write `~p:lock:* ~{*}:p:lock:*` and `&{*}:p:lock:*`):
 //!
 //! ```text
-//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +exists +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
 //! ```
 //!
 //! `+fcall +function|load` are for Redis 7+ (Functions), `+evalsha
@@ -256,6 +272,7 @@ pub(super) async fn issue(
             &store.max_queue_len.to_string(),
             &store.request_ttl_ms().to_string(),
             &claim_us(store),
+            request_id,
         ],
         true,
     )

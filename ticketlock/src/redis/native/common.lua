@@ -4,8 +4,11 @@
 -- KEYS[1]: K, the conversation's hash: `n` = tickets issued so far (the
 --          next number), `e` = epoch (server µs at creation), `h` = the
 --          granted holder's number (absent: none), `p` = 1 while that
---          grant is provisional (not yet claimed), and per ticket a field
---          `<number>` = its lifetime in µs.
+--          grant is provisional (not yet claimed), `x` = the holder's
+--          expiry in server µs while it is the only ticket and Q and X do
+--          not exist (the uncontended state, see `materialize`), `r` = the
+--          request id of the issue that created the conversation (its
+--          ticket 0), and per ticket a field `<number>` = its lifetime in µs.
 -- KEYS[#KEYS - 1]: Q, ZSET member = number, score = number: FIFO order.
 -- KEYS[#KEYS]: X, ZSET member = number, score = expiry in server µs: a
 --          waiter's liveness, the holder's lease end.
@@ -56,9 +59,10 @@ end
 
 -- The conversation's state, or nil when it has none. A string at K is a
 -- record of the rasa layout: refused with the LAYOUT error, never read or
--- overwritten.
-local function load()
-  local r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p')
+-- overwritten. `st.x` is set in the uncontended state (the holder alone, in
+-- K only); `st.r` is the creating issue's request id.
+local function load_raw()
+  local r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 'r')
   if r.err then
     if string.find(r.err, '^WRONGTYPE') then
       error({ ticketlock_error = 'LAYOUT rasa' })
@@ -68,7 +72,7 @@ local function load()
   if not r[2] then
     return nil
   end
-  local st = { n = tonumber(r[1]), e = tonumber(r[2]) }
+  local st = { n = tonumber(r[1]), e = tonumber(r[2]), r = r[6] }
   if not st.n or not st.e then
     corrupt('`n` or `e` is not a number')
   end
@@ -76,15 +80,48 @@ local function load()
     st.h = tonumber(r[3])
   end
   st.p = r[4] ~= false and r[4] ~= nil
+  if r[5] then
+    st.x = tonumber(r[5])
+    if not st.h or not st.x then
+      corrupt('`x` without a holder, or not a number')
+    end
+  end
+  return st
+end
+
+-- The uncontended state (the holder alone, its expiry in K's field `x`,
+-- no Q, no X) turned into the general one: the holder in Q and X, which
+-- expire with K (one second past the holder's expiry, as `touch` sets).
+-- Every operation but the uncontended fast paths runs on the general
+-- state; this costs a few commands once per contended spell.
+local function materialize(st, now)
+  if not st.x then
+    return
+  end
+  local m = int(st.h)
+  redis.call('ZADD', Q, m, m)
+  redis.call('ZADD', X, int(st.x), m)
+  redis.call('HDEL', K, 'x')
+  local ms = int(math.floor(math.max(st.x - now, 0) / 1000) + 1000)
+  redis.call('PEXPIRE', Q, ms)
+  redis.call('PEXPIRE', X, ms)
+  st.x = nil
+end
+
+-- The conversation's state in the general form (see `materialize`), or nil.
+local function load(now)
+  local st = load_raw()
+  if st then
+    materialize(st, now)
+  end
   return st
 end
 
 -- A new conversation (K must not exist: a hash without `e` is refused).
 local function create(now)
-  if redis.call('EXISTS', K) == 1 then
+  if redis.call('HSET', K, 'n', 0, 'e', int(now)) ~= 2 then
     corrupt('a hash without the field `e`')
   end
-  redis.call('HSET', K, 'n', 0, 'e', int(now))
   return { n = 0, e = now, p = false }
 end
 

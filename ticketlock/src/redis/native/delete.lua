@@ -13,8 +13,12 @@ return run(function()
     redis.call(PUBLISH, K, '*')
     return 1
   end
-  local e = redis.call('HGET', K, 'e')
+  local e, h, x = unpack(redis.call('HMGET', K, 'e', 'h', 'x'))
   local members = redis.call('ZRANGE', Q, 0, -1)
+  if x and h then
+    -- Uncontended: the holder alone, in K.
+    members[#members + 1] = h
+  end
   redis.call('DEL', K, Q, X)
   if e then
     local st = { e = tonumber(e) }

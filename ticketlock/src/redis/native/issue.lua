@@ -1,23 +1,48 @@
 -- Appends a ticket and grants it at once when nobody holds the lock.
 -- ARGV[2]: lifetime µs, ARGV[3]: the most tickets the queue may hold,
 -- ARGV[4]: how long the request's entry (KEYS[2]) is kept, in ms,
--- ARGV[5]: the claim window of a provisional grant, µs.
+-- ARGV[5]: the claim window of a provisional grant, µs, ARGV[6]: the
+-- request id.
 -- Returns {number, epoch, status, token or ahead, holder remaining µs or -1}:
 -- status 0 = acquired (then the token), 1 = queued (then how many are
 -- ahead), 2 = refused, the queue is full (then its length), 3 = a retry
 -- whose ticket is gone.
+--
+-- A retry is known by the request id: in K's field `r` when the first
+-- attempt created the conversation, else in the request's entry (KEYS[2]).
+-- A retry that finds no conversation is served as a new request: its first
+-- attempt's ticket, if it made one, is gone with the conversation.
 return run(function()
   local lifetime = tonumber(ARGV[2])
   local max_len = tonumber(ARGV[3])
   local request_ttl = tonumber(ARGV[4])
   local claim = tonumber(ARGV[5])
+  local request_id = ARGV[6]
   local now = clock_us()
-  local seen = request_seen()
-  local st = load()
+  local st = load_raw()
+  if not st and max_len >= 1 then
+    -- Uncontended: a new conversation held by its ticket 0, in K alone.
+    local added = redis.call('HSET', K, 'n', 1, 'e', int(now), 'h', 0, 'x', int(now + lifetime),
+      '0', int(lifetime), 'r', request_id)
+    if added ~= 6 then
+      corrupt('a hash without the field `e`')
+    end
+    redis.call('PEXPIRE', K, int(math.floor(lifetime / 1000) + 1000))
+    return { 0, now, 0, now, -1 }
+  end
+  local seen
+  if st and st.r == request_id then
+    seen = '0 ' .. int(st.e)
+  elseif st then
+    seen = request_seen()
+  end
+  if st then
+    materialize(st, now)
+  end
   if seen then
     -- A retry: answer for the ticket the first attempt made.
     local number, epoch = read_issued(seen)
-    if not st or st.e ~= epoch then
+    if st.e ~= epoch then
       return { number, epoch, 3, 0, -1 }
     end
     prune(st, now, 8)

@@ -8,10 +8,17 @@ return run(function()
   local lifetime = tonumber(ARGV[4])
   local claim = tonumber(ARGV[5])
   local now = clock_us()
-  local st = load()
+  local st = load_raw()
   if not st or not same_epoch(st, epoch) then
     return 0
   end
+  if st.x and st.h == number and st.x >= now then
+    -- Uncontended: the holder alone, in K.
+    redis.call('HSET', K, 'x', int(now + lifetime), int(number), int(lifetime))
+    redis.call('PEXPIRE', K, int(math.floor(lifetime / 1000) + 1000))
+    return 1
+  end
+  materialize(st, now)
   local pruned = prune(st, now, 8)
   local score = redis.call('ZSCORE', X, int(number))
   if st.h ~= number or not score or tonumber(score) < now then

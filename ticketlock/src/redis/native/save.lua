@@ -11,7 +11,7 @@ return run(function()
   local epoch = tonumber(ARGV[3])
   local claim = tonumber(ARGV[4])
   local now = clock_us()
-  local old = load()
+  local old = load(now)
   local n = last_issued + 1
   if old then
     n = math.max(n, old.n)

@@ -13,7 +13,7 @@ return run(function()
   local lifetime = tonumber(ARGV[4])
   local claim = tonumber(ARGV[5])
   local now = clock_us()
-  local st = load()
+  local st = load(now)
   if not st or not same_epoch(st, epoch) then
     return { 2 }
   end

@@ -4,7 +4,7 @@
 return run(function()
   local claim = tonumber(ARGV[2])
   local now = clock_us()
-  local st = load()
+  local st = load(now)
   if not st then
     return 0
   end
