@@ -2,9 +2,14 @@
 //!
 //! A waiter registers its ticket's `Notify` under the record's channel; a
 //! background task keeps the connection subscribed to exactly the channels
-//! that have waiters (reconciling the wanted set with the confirmed one, so
-//! that subscribe and unsubscribe requests can never overtake each other)
-//! and turns each message into a wake-up of the waiters it names: the new
+//! that have waiters and turns each message into a wake-up of the waiters
+//! it names. Its requests go one at a time (so that subscribe and
+//! unsubscribe requests can never overtake each other): the channels that
+//! gained their first waiter since the last request are subscribed in one
+//! request, those that lost their last in one more, each checked against
+//! the confirmed set when it is sent; only after a reconnection does it
+//! compare every wanted channel with the confirmed ones. Messages that
+//! arrive while a request is out are delivered at once. A message names the new
 //! head's number (its waiter, and the lowest registered ticket above it,
 //! which is now next in line as far as this process knows), or `*` for
 //! everybody on the channel. Registration waits
@@ -57,10 +62,12 @@ struct Shared {
 struct State {
     channels: HashMap<Vec<u8>, Channel>,
     next_registration: u64,
-    /// Counts the changes that need the task to reconcile (a channel wanted
-    /// or left, a registration waiting for its confirmation), so that a
-    /// wake-up that changed nothing costs nothing per channel.
-    changes: u64,
+    /// Channels with a registration waiting for its confirmation, in the
+    /// order they came (a channel may be named more than once).
+    to_join: Vec<Vec<u8>>,
+    /// Channels that lost their last waiter (they may have gained one
+    /// again since).
+    to_leave: Vec<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -145,7 +152,7 @@ impl Subscriber {
                 rx
             });
             if confirmation.is_some() {
-                state.changes += 1;
+                state.to_join.push(channel.to_vec());
             }
             (registration, confirmation)
         };
@@ -178,7 +185,7 @@ impl Drop for Registration {
             .retain(|w| w.registration != self.registration);
         if entry.waiters.is_empty() {
             state.channels.remove(&self.channel);
-            state.changes += 1;
+            state.to_leave.push(std::mem::take(&mut self.channel));
             drop(state);
             self.shared.kick.notify_one();
         }
@@ -246,45 +253,59 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
     // Whether waiters must be told to look again once subscribed: after a
     // reconnection, messages may have been lost.
     let mut resync = false;
-    // The `changes` count the connection was last reconciled at; `None`
-    // after anything that may have left the subscriptions behind the
-    // wanted set (a new connection, a channel the server dropped).
-    let mut reconciled: Option<u64> = None;
+    // Whether the subscriptions must be compared with every wanted channel
+    // (a new connection, a channel the server dropped or moved) rather
+    // than with the queued changes alone.
+    let mut full = true;
     loop {
-        let changes = lock(&shared.state).changes;
-        let settled = conn.is_some() && !resync && reconciled == Some(changes);
-        let wanted: HashSet<Vec<u8>> = if settled {
-            HashSet::new()
-        } else {
-            lock(&shared.state).channels.keys().cloned().collect()
-        };
-        if conn.is_none() && !wanted.is_empty() {
-            match connect(&target, shared.timeout).await {
-                Ok(c) => {
-                    tracing::debug!("pub/sub connection established");
-                    if resync {
-                        crate::metrics::reconnect("pubsub");
+        if conn.is_none() {
+            let wanted = !lock(&shared.state).channels.is_empty();
+            if wanted {
+                match connect(&target, shared.timeout).await {
+                    Ok(c) => {
+                        tracing::debug!("pub/sub connection established");
+                        if resync {
+                            crate::metrics::reconnect("pubsub");
+                        }
+                        conn = Some(c);
+                        full = true;
+                        backoff = Duration::from_millis(25);
                     }
-                    conn = Some(c);
-                    backoff = Duration::from_millis(25);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "pub/sub connection failed; retrying");
-                    tokio::select! {
-                        _ = &mut stop => return,
-                        () = tokio::time::sleep(backoff) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "pub/sub connection failed; retrying");
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
                 }
             }
         }
-        if let Some(c) = conn.as_mut().filter(|_| !settled) {
-            match reconcile(c, &wanted, shared.timeout).await {
-                Ok(()) => {}
+        if let Some(c) = conn.as_mut() {
+            let done = if full || resync {
+                reconcile_all(&shared, c).await
+            } else {
+                apply_changes(&shared, c).await
+            };
+            match done {
+                Ok(()) => {
+                    full = false;
+                    if std::mem::take(&mut resync) {
+                        wake_all(&shared);
+                    }
+                }
                 Err((Failure::Refused(why), channels)) => {
                     tracing::warn!(error = why, "subscription refused by the server");
                     refuse(&shared, &channels, &why);
+                    // Not asked again until a registration wants it (the
+                    // same request would be refused again); whatever else
+                    // is queued goes on.
+                    full = false;
+                    if std::mem::take(&mut resync) {
+                        wake_all(&shared);
+                    }
                 }
                 Err((Failure::Lost(why), _)) => {
                     tracing::debug!(error = why, "pub/sub connection lost; reconnecting");
@@ -293,8 +314,14 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                     continue;
                 }
             }
-            confirm(&shared, &c.subscribed, std::mem::take(&mut resync));
-            reconciled = Some(changes);
+        } else {
+            // Nothing wanted and no connection: what was queued is moot.
+            let mut state = lock(&shared.state);
+            state.to_join.clear();
+            state.to_leave.clear();
+        }
+        if changes_queued(&shared) && conn.is_some() {
+            continue;
         }
         tokio::select! {
             _ = &mut stop => return,
@@ -302,7 +329,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
             event = next_event(&mut conn) => match event {
                 Event::Message { channel, payload } => deliver(&shared, &channel, &payload),
                 Event::Moved(channel) => {
-                    reconciled = None;
+                    full = true;
                     wake_channel(&shared, &channel);
                 }
                 Event::Dropped(channel) => {
@@ -310,7 +337,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                     if let Some(c) = conn.as_mut() {
                         c.subscribed.remove(&channel);
                     }
-                    reconciled = None;
+                    full = true;
                     wake_channel(&shared, &channel);
                 }
                 Event::NodeLost => {
@@ -326,18 +353,87 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                         }
                     }
                     resync = true;
-                    reconciled = None;
+                    full = true;
                 }
                 Event::Nothing => {}
                 Event::Closed => {
                     tracing::debug!("pub/sub connection closed; reconnecting");
                     conn = None;
                     resync = true;
-                    reconciled = None;
                 }
             },
         }
     }
+}
+
+fn changes_queued(shared: &Shared) -> bool {
+    let state = lock(&shared.state);
+    !state.to_join.is_empty() || !state.to_leave.is_empty()
+}
+
+/// Compares every wanted channel with the confirmed ones and makes them
+/// the same; then tells every registration on a subscribed channel.
+async fn reconcile_all(shared: &Shared, c: &mut Connection) -> Result<(), (Failure, Vec<Vec<u8>>)> {
+    let wanted: HashSet<Vec<u8>> = {
+        let mut state = lock(&shared.state);
+        state.to_join.clear();
+        state.to_leave.clear();
+        state.channels.keys().cloned().collect()
+    };
+    let leave: Vec<Vec<u8>> = c.subscribed.difference(&wanted).cloned().collect();
+    unsubscribe(shared, c, leave).await?;
+    let join: Vec<Vec<u8>> = wanted.difference(&c.subscribed).cloned().collect();
+    let joined = subscribe(shared, c, &join).await;
+    confirm_all(shared, &c.subscribed);
+    joined
+}
+
+/// Subscribes, in one request, to the channels that gained a waiter since
+/// the last request and tells their registrations; then leaves, in one
+/// more, those whose last waiter went. Each list is checked against the
+/// wanted and the confirmed channels when its request is sent: a channel
+/// left and wanted again in between is kept, one wanted and left again is
+/// not subscribed.
+async fn apply_changes(shared: &Shared, c: &mut Connection) -> Result<(), (Failure, Vec<Vec<u8>>)> {
+    let (mut join, ready) = {
+        let mut state = lock(&shared.state);
+        let queued = std::mem::take(&mut state.to_join);
+        let mut join = Vec::new();
+        let mut ready = Vec::new();
+        let mut seen = HashSet::new();
+        for ch in queued {
+            if !state.channels.contains_key(&ch) || !seen.insert(ch.clone()) {
+                continue;
+            }
+            if c.subscribed.contains(&ch) {
+                ready.push(ch);
+            } else {
+                join.push(ch);
+            }
+        }
+        (join, ready)
+    };
+    confirm(shared, &ready);
+    if !join.is_empty() {
+        let joined = subscribe(shared, c, &join).await;
+        join.retain(|ch| c.subscribed.contains(ch));
+        confirm(shared, &join);
+        joined?;
+    }
+    let leave: Vec<Vec<u8>> = {
+        let mut state = lock(&shared.state);
+        let queued = std::mem::take(&mut state.to_leave);
+        let mut seen = HashSet::new();
+        queued
+            .into_iter()
+            .filter(|ch| {
+                !state.channels.contains_key(ch)
+                    && c.subscribed.contains(ch)
+                    && seen.insert(ch.clone())
+            })
+            .collect()
+    };
+    unsubscribe(shared, c, leave).await
 }
 
 /// The next event; pending forever without a connection.
@@ -435,58 +531,110 @@ async fn connect(target: &Target, timeout: Duration) -> Result<Connection, Strin
     }
 }
 
-/// Leaves the subscribed channels no longer wanted, then subscribes to the
-/// wanted ones not yet subscribed. On failure, says which channels the
-/// failed request named.
-async fn reconcile(
+/// Leaves `leave` (all subscribed), in one request on one server.
+async fn unsubscribe(
+    shared: &Shared,
     c: &mut Connection,
-    wanted: &HashSet<Vec<u8>>,
-    timeout: Duration,
+    leave: Vec<Vec<u8>>,
 ) -> Result<(), (Failure, Vec<Vec<u8>>)> {
-    let leave: Vec<Vec<u8>> = c.subscribed.difference(wanted).cloned().collect();
-    if !leave.is_empty() {
-        match &mut c.link {
-            Link::Plain { sink, .. } => call(timeout, sink.unsubscribe(&leave))
+    if leave.is_empty() {
+        return Ok(());
+    }
+    let timeout = shared.timeout;
+    match &mut c.link {
+        Link::Plain { sink, stream } => {
+            delivering(shared, stream, call(timeout, sink.unsubscribe(&leave)))
                 .await
-                .map_err(|e| (e, Vec::new()))?,
-            Link::Sharded { conn, expected, .. } => {
-                for ch in &leave {
-                    *expected.entry(ch.clone()).or_default() += 1;
-                    call(timeout, conn.sunsubscribe(ch))
-                        .await
-                        .map_err(|e| (e, Vec::new()))?;
-                }
+                .map_err(|e| (e, Vec::new()))?;
+        }
+        Link::Sharded { conn, expected, .. } => {
+            for ch in &leave {
+                *expected.entry(ch.clone()).or_default() += 1;
+                call(timeout, conn.sunsubscribe(ch))
+                    .await
+                    .map_err(|e| (e, Vec::new()))?;
             }
         }
-        for ch in &leave {
-            c.subscribed.remove(ch);
-        }
     }
-    let join: Vec<Vec<u8>> = wanted.difference(&c.subscribed).cloned().collect();
-    if !join.is_empty() {
-        match &mut c.link {
-            Link::Plain { sink, .. } => match call(timeout, sink.subscribe(&join)).await {
-                Ok(()) => c.subscribed.extend(join),
-                Err(e) => return Err((e, join)),
-            },
-            Link::Sharded { conn, expected, .. } => {
-                // One channel per request: each is in its own key's slot.
-                for ch in join {
-                    *expected.entry(ch.clone()).or_default() += 1;
-                    match call(timeout, conn.ssubscribe(&ch)).await {
-                        Ok(()) => {
-                            c.subscribed.insert(ch);
-                        }
-                        Err(e) => {
-                            expected.remove(&ch);
-                            return Err((e, vec![ch]));
+    for ch in &leave {
+        c.subscribed.remove(ch);
+    }
+    Ok(())
+}
+
+/// Subscribes to `join` (none subscribed), in one request on one server.
+/// On failure, says which channels were refused.
+async fn subscribe(
+    shared: &Shared,
+    c: &mut Connection,
+    join: &[Vec<u8>],
+) -> Result<(), (Failure, Vec<Vec<u8>>)> {
+    if join.is_empty() {
+        return Ok(());
+    }
+    let timeout = shared.timeout;
+    match &mut c.link {
+        Link::Plain { sink, stream } => {
+            match delivering(shared, stream, call(timeout, sink.subscribe(join))).await {
+                Ok(()) => c.subscribed.extend(join.iter().cloned()),
+                Err(e) => return Err((e, join.to_vec())),
+            }
+        }
+        Link::Sharded { conn, expected, .. } => {
+            // One channel per request: each is in its own key's slot. A
+            // refusal does not keep the others from being subscribed.
+            let mut refused = Vec::new();
+            let mut why = None;
+            for ch in join {
+                *expected.entry(ch.clone()).or_default() += 1;
+                match call(timeout, conn.ssubscribe(ch)).await {
+                    Ok(()) => {
+                        c.subscribed.insert(ch.clone());
+                    }
+                    Err(e) => {
+                        expected.remove(ch);
+                        match e {
+                            Failure::Refused(w) => {
+                                why.get_or_insert(w);
+                                refused.push(ch.clone());
+                            }
+                            lost @ Failure::Lost(_) => return Err((lost, vec![ch.clone()])),
                         }
                     }
                 }
             }
+            if let Some(why) = why {
+                return Err((Failure::Refused(why), refused));
+            }
         }
     }
     Ok(())
+}
+
+/// Awaits `request` on a single server's connection while delivering the
+/// messages that arrive meanwhile (a grant must not wait behind another
+/// waiter's subscription).
+async fn delivering(
+    shared: &Shared,
+    stream: &mut PubSubStream,
+    request: impl std::future::Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::pin!(request);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut request => return done,
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
+                        deliver(shared, &channel, msg.get_payload_bytes());
+                    }
+                }
+                // Closed: the request fails or times out on its own.
+                None => return request.await,
+            },
+        }
+    }
 }
 
 async fn call(
@@ -519,20 +667,40 @@ fn wake_channel(shared: &Shared, channel: &[u8]) {
     }
 }
 
-/// Tells the registrations on subscribed channels that they are; after a
-/// reconnection, wakes every waiter to look again.
-fn confirm(shared: &Shared, subscribed: &HashSet<Vec<u8>>, resync: bool) {
+/// Tells the registrations on `channels` that are subscribed that they are.
+fn confirm(shared: &Shared, channels: &[Vec<u8>]) {
+    let mut state = lock(&shared.state);
+    for name in channels {
+        if let Some(channel) = state.channels.get_mut(name) {
+            confirm_channel(channel);
+        }
+    }
+}
+
+/// Tells the registrations on subscribed channels that they are.
+fn confirm_all(shared: &Shared, subscribed: &HashSet<Vec<u8>>) {
     let mut state = lock(&shared.state);
     for (name, channel) in state.channels.iter_mut() {
-        if !channel.confirmed && subscribed.contains(name) {
-            channel.confirmed = true;
-            for tx in channel.pending.drain(..) {
-                let _ = tx.send(Ok(()));
-            }
+        if subscribed.contains(name) {
+            confirm_channel(channel);
         }
-        if resync {
-            channel.waiters.iter().for_each(|w| w.notify.notify_one());
+    }
+}
+
+fn confirm_channel(channel: &mut Channel) {
+    if !channel.confirmed {
+        channel.confirmed = true;
+        for tx in channel.pending.drain(..) {
+            let _ = tx.send(Ok(()));
         }
+    }
+}
+
+/// After a reconnection: every waiter looks again.
+fn wake_all(shared: &Shared) {
+    let state = lock(&shared.state);
+    for channel in state.channels.values() {
+        channel.waiters.iter().for_each(|w| w.notify.notify_one());
     }
 }
 
