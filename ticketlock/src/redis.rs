@@ -1113,12 +1113,15 @@ impl Backend for RedisLockStore {
         let key = self.key_for(id);
         let notify = Arc::new(Notify::new());
         // The native layout pushes each ticket's grant on its own channel.
+        // With `min_replicas_ack` a push is only a wake-up: the grant was
+        // published before the replicas acknowledged it, so the waiter
+        // claims it with a look that waits for them.
         let (channel, grant) = match (self.inner.layout, ticket.epoch) {
             (RedisLayout::Native, Some(epoch)) => (
                 keys::NativeKeys::new(&key)
                     .channel(epoch, ticket.number)
                     .into_bytes(),
-                Some(GrantSlot::default()),
+                self.inner.acks.is_none().then(GrantSlot::default),
             ),
             _ => (Keys::channel(&key).to_vec(), None),
         };

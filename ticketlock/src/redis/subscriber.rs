@@ -2,9 +2,14 @@
 //!
 //! A waiter registers its ticket's `Notify` under the record's channel; a
 //! background task keeps the connection subscribed to exactly the channels
-//! that have waiters (reconciling the wanted set with the confirmed one, so
-//! that subscribe and unsubscribe requests can never overtake each other)
-//! and turns each message into a wake-up of the waiters it names: the new
+//! that have waiters and turns each message into a wake-up of the waiters
+//! it names. Its requests go one at a time (so that subscribe and
+//! unsubscribe requests can never overtake each other): the channels that
+//! gained their first waiter since the last request are subscribed in one
+//! request, those that lost their last in one more, each checked against
+//! the confirmed set when it is sent; only after a reconnection does it
+//! compare every wanted channel with the confirmed ones. Messages that
+//! arrive while a request is out are delivered at once. A message names the new
 //! head's number (its waiter, and the lowest registered ticket above it,
 //! which is now next in line as far as this process knows), or `*` for
 //! everybody on the channel. Registration waits
@@ -31,14 +36,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
-use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::connection::Target;
 use crate::backend::{Attempt, GrantSlot};
+
+mod link;
+
+use link::{Connection, Event, Failure, Link, connect, next_event, subscribe, unsubscribe};
 
 /// The registry of waiters and the handle to the task serving it.
 #[derive(Clone)]
@@ -57,10 +62,12 @@ struct Shared {
 struct State {
     channels: HashMap<Vec<u8>, Channel>,
     next_registration: u64,
-    /// Counts the changes that need the task to reconcile (a channel wanted
-    /// or left, a registration waiting for its confirmation), so that a
-    /// wake-up that changed nothing costs nothing per channel.
-    changes: u64,
+    /// Channels with a registration waiting for its confirmation, in the
+    /// order they came (a channel may be named more than once).
+    to_join: Vec<Vec<u8>>,
+    /// Channels that lost their last waiter (they may have gained one
+    /// again since).
+    to_leave: Vec<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -145,7 +152,7 @@ impl Subscriber {
                 rx
             });
             if confirmation.is_some() {
-                state.changes += 1;
+                state.to_join.push(channel.to_vec());
             }
             (registration, confirmation)
         };
@@ -178,7 +185,7 @@ impl Drop for Registration {
             .retain(|w| w.registration != self.registration);
         if entry.waiters.is_empty() {
             state.channels.remove(&self.channel);
-            state.changes += 1;
+            state.to_leave.push(std::mem::take(&mut self.channel));
             drop(state);
             self.shared.kick.notify_one();
         }
@@ -191,100 +198,65 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The connection as the task holds it.
-struct Connection {
-    link: Link,
-    /// Channels the server confirmed.
-    subscribed: HashSet<Vec<u8>>,
-}
-
-enum Link {
-    /// SUBSCRIBE on one server.
-    Plain {
-        sink: PubSubSink,
-        stream: PubSubStream,
-    },
-    /// SSUBSCRIBE through a cluster connection; its pushes arrive on
-    /// `pushes`, including the confirmations of our own requests, which
-    /// `expected` counts per channel so as to tell them from the cluster
-    /// connection's own moves.
-    Sharded {
-        conn: ClusterConnection,
-        pushes: mpsc::UnboundedReceiver<PushInfo>,
-        expected: HashMap<Vec<u8>, usize>,
-    },
-}
-
-/// What the connection told.
-enum Event {
-    /// A message on a channel.
-    Message { channel: Vec<u8>, payload: Vec<u8> },
-    /// Sharded: the cluster connection subscribed this channel again (on
-    /// another node, or after reconnecting): messages may have been missed.
-    Moved(Vec<u8>),
-    /// Sharded: the server dropped the subscription (its slot migrated).
-    Dropped(Vec<u8>),
-    /// Sharded: a node's connection was lost: messages may have been
-    /// missed, and its slots may be moving to a replica.
-    NodeLost,
-    /// Nothing to act on.
-    Nothing,
-    /// The connection is gone.
-    Closed,
-}
-
-enum Failure {
-    /// The connection is gone: reconnect.
-    Lost(String),
-    /// The server refused the request (e.g. an ACL without the channel).
-    Refused(String),
-}
-
 async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()>) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Duration::from_millis(25);
     // Whether waiters must be told to look again once subscribed: after a
     // reconnection, messages may have been lost.
     let mut resync = false;
-    // The `changes` count the connection was last reconciled at; `None`
-    // after anything that may have left the subscriptions behind the
-    // wanted set (a new connection, a channel the server dropped).
-    let mut reconciled: Option<u64> = None;
+    // Whether the subscriptions must be compared with every wanted channel
+    // (a new connection, a channel the server dropped or moved) rather
+    // than with the queued changes alone.
+    let mut full = true;
     loop {
-        let changes = lock(&shared.state).changes;
-        let settled = conn.is_some() && !resync && reconciled == Some(changes);
-        let wanted: HashSet<Vec<u8>> = if settled {
-            HashSet::new()
-        } else {
-            lock(&shared.state).channels.keys().cloned().collect()
-        };
-        if conn.is_none() && !wanted.is_empty() {
-            match connect(&target, shared.timeout).await {
-                Ok(c) => {
-                    tracing::debug!("pub/sub connection established");
-                    if resync {
-                        crate::metrics::reconnect("pubsub");
+        if conn.is_none() {
+            let wanted = !lock(&shared.state).channels.is_empty();
+            if wanted {
+                match connect(&target, shared.timeout).await {
+                    Ok(c) => {
+                        tracing::debug!("pub/sub connection established");
+                        if resync {
+                            crate::metrics::reconnect("pubsub");
+                        }
+                        conn = Some(c);
+                        full = true;
+                        backoff = Duration::from_millis(25);
                     }
-                    conn = Some(c);
-                    backoff = Duration::from_millis(25);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "pub/sub connection failed; retrying");
-                    tokio::select! {
-                        _ = &mut stop => return,
-                        () = tokio::time::sleep(backoff) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "pub/sub connection failed; retrying");
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
                 }
             }
         }
-        if let Some(c) = conn.as_mut().filter(|_| !settled) {
-            match reconcile(c, &wanted, shared.timeout).await {
-                Ok(()) => {}
+        if let Some(c) = conn.as_mut() {
+            let done = if full || resync {
+                reconcile_all(&shared, c).await
+            } else {
+                apply_changes(&shared, c).await
+            };
+            match done {
+                Ok(()) => {
+                    full = false;
+                    if std::mem::take(&mut resync) {
+                        wake_all(&shared);
+                    }
+                }
                 Err((Failure::Refused(why), channels)) => {
                     tracing::warn!(error = why, "subscription refused by the server");
                     refuse(&shared, &channels, &why);
+                    // Not asked again until a registration wants it (the
+                    // same request would be refused again); whatever else
+                    // is queued goes on.
+                    full = false;
+                    if std::mem::take(&mut resync) {
+                        wake_all(&shared);
+                    }
                 }
                 Err((Failure::Lost(why), _)) => {
                     tracing::debug!(error = why, "pub/sub connection lost; reconnecting");
@@ -293,8 +265,14 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                     continue;
                 }
             }
-            confirm(&shared, &c.subscribed, std::mem::take(&mut resync));
-            reconciled = Some(changes);
+        } else {
+            // Nothing wanted and no connection: what was queued is moot.
+            let mut state = lock(&shared.state);
+            state.to_join.clear();
+            state.to_leave.clear();
+        }
+        if changes_queued(&shared) && conn.is_some() {
+            continue;
         }
         tokio::select! {
             _ = &mut stop => return,
@@ -302,7 +280,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
             event = next_event(&mut conn) => match event {
                 Event::Message { channel, payload } => deliver(&shared, &channel, &payload),
                 Event::Moved(channel) => {
-                    reconciled = None;
+                    full = true;
                     wake_channel(&shared, &channel);
                 }
                 Event::Dropped(channel) => {
@@ -310,7 +288,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                     if let Some(c) = conn.as_mut() {
                         c.subscribed.remove(&channel);
                     }
-                    reconciled = None;
+                    full = true;
                     wake_channel(&shared, &channel);
                 }
                 Event::NodeLost => {
@@ -326,190 +304,99 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                         }
                     }
                     resync = true;
-                    reconciled = None;
+                    full = true;
                 }
                 Event::Nothing => {}
                 Event::Closed => {
                     tracing::debug!("pub/sub connection closed; reconnecting");
                     conn = None;
                     resync = true;
-                    reconciled = None;
                 }
             },
         }
     }
 }
 
-/// The next event; pending forever without a connection.
-async fn next_event(conn: &mut Option<Connection>) -> Event {
-    let Some(c) = conn.as_mut() else {
-        return std::future::pending().await;
+fn changes_queued(shared: &Shared) -> bool {
+    let state = lock(&shared.state);
+    !state.to_join.is_empty() || !state.to_leave.is_empty()
+}
+
+/// Compares every wanted channel with the confirmed ones and makes them
+/// the same; then tells every registration on a subscribed channel.
+async fn reconcile_all(shared: &Shared, c: &mut Connection) -> Result<(), (Failure, Vec<Vec<u8>>)> {
+    let wanted: HashSet<Vec<u8>> = {
+        let mut state = lock(&shared.state);
+        state.to_join.clear();
+        state.to_leave.clear();
+        state.channels.keys().cloned().collect()
     };
-    match &mut c.link {
-        Link::Plain { stream, .. } => match stream.next().await {
-            Some(msg) => match msg.get_channel::<Vec<u8>>() {
-                Ok(channel) => Event::Message {
-                    channel,
-                    payload: msg.get_payload_bytes().to_vec(),
-                },
-                Err(_) => Event::Nothing,
-            },
-            None => Event::Closed,
-        },
-        Link::Sharded {
-            pushes, expected, ..
-        } => match pushes.recv().await {
-            Some(push) => sharded_event(push, expected),
-            None => Event::Closed,
-        },
-    }
-}
-
-fn sharded_event(push: PushInfo, expected: &mut HashMap<Vec<u8>, usize>) -> Event {
-    let mut data = push.data.into_iter();
-    let channel = data
-        .next()
-        .and_then(|c| redis::from_redis_value::<Vec<u8>>(c).ok());
-    match (push.kind, channel) {
-        (PushKind::SMessage, Some(channel)) => Event::Message {
-            channel,
-            payload: data
-                .next()
-                .and_then(|p| redis::from_redis_value::<Vec<u8>>(p).ok())
-                .unwrap_or_default(),
-        },
-        (kind @ (PushKind::SSubscribe | PushKind::SUnsubscribe), Some(channel)) => {
-            // Our own request's confirmation, or news?
-            if let Some(n) = expected.get_mut(&channel) {
-                *n -= 1;
-                if *n == 0 {
-                    expected.remove(&channel);
-                }
-                return Event::Nothing;
-            }
-            if kind == PushKind::SSubscribe {
-                Event::Moved(channel)
-            } else {
-                Event::Dropped(channel)
-            }
-        }
-        (PushKind::Disconnection, _) => Event::NodeLost,
-        _ => Event::Nothing,
-    }
-}
-
-async fn connect(target: &Target, timeout: Duration) -> Result<Connection, String> {
-    let link = async {
-        let client = match target {
-            Target::Standalone(client) => (**client).clone(),
-            Target::Sentinel(sentinel) => sentinel.primary().await?,
-            Target::Cluster(cluster) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let conn = cluster
-                    .client(Some(tx))
-                    .map_err(|e| e.to_string())?
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(Link::Sharded {
-                    conn,
-                    pushes: rx,
-                    expected: HashMap::new(),
-                });
-            }
-        };
-        let (sink, stream) = client
-            .get_async_pubsub()
-            .await
-            .map_err(|e| e.to_string())?
-            .split();
-        Ok(Link::Plain { sink, stream })
-    };
-    match tokio::time::timeout(timeout, link).await {
-        Ok(Ok(link)) => Ok(Connection {
-            link,
-            subscribed: HashSet::new(),
-        }),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
-    }
-}
-
-/// Leaves the subscribed channels no longer wanted, then subscribes to the
-/// wanted ones not yet subscribed. On failure, says which channels the
-/// failed request named.
-async fn reconcile(
-    c: &mut Connection,
-    wanted: &HashSet<Vec<u8>>,
-    timeout: Duration,
-) -> Result<(), (Failure, Vec<Vec<u8>>)> {
-    let leave: Vec<Vec<u8>> = c.subscribed.difference(wanted).cloned().collect();
-    if !leave.is_empty() {
-        match &mut c.link {
-            Link::Plain { sink, .. } => call(timeout, sink.unsubscribe(&leave))
-                .await
-                .map_err(|e| (e, Vec::new()))?,
-            Link::Sharded { conn, expected, .. } => {
-                for ch in &leave {
-                    *expected.entry(ch.clone()).or_default() += 1;
-                    call(timeout, conn.sunsubscribe(ch))
-                        .await
-                        .map_err(|e| (e, Vec::new()))?;
-                }
-            }
-        }
-        for ch in &leave {
-            c.subscribed.remove(ch);
-        }
-    }
+    let leave: Vec<Vec<u8>> = c.subscribed.difference(&wanted).cloned().collect();
+    unsubscribe(c, leave, shared.timeout, &mut |ch, p| {
+        deliver(shared, ch, p)
+    })
+    .await?;
     let join: Vec<Vec<u8>> = wanted.difference(&c.subscribed).cloned().collect();
-    if !join.is_empty() {
-        match &mut c.link {
-            Link::Plain { sink, .. } => match call(timeout, sink.subscribe(&join)).await {
-                Ok(()) => c.subscribed.extend(join),
-                Err(e) => return Err((e, join)),
-            },
-            Link::Sharded { conn, expected, .. } => {
-                // One channel per request: each is in its own key's slot.
-                for ch in join {
-                    *expected.entry(ch.clone()).or_default() += 1;
-                    match call(timeout, conn.ssubscribe(&ch)).await {
-                        Ok(()) => {
-                            c.subscribed.insert(ch);
-                        }
-                        Err(e) => {
-                            expected.remove(&ch);
-                            return Err((e, vec![ch]));
-                        }
-                    }
-                }
+    let joined = subscribe(c, &join, shared.timeout, &mut |ch, p| {
+        deliver(shared, ch, p)
+    })
+    .await;
+    confirm_all(shared, &c.subscribed);
+    joined
+}
+
+/// Subscribes, in one request, to the channels that gained a waiter since
+/// the last request and tells their registrations; then leaves, in one
+/// more, those whose last waiter went. Each list is checked against the
+/// wanted and the confirmed channels when its request is sent: a channel
+/// left and wanted again in between is kept, one wanted and left again is
+/// not subscribed.
+async fn apply_changes(shared: &Shared, c: &mut Connection) -> Result<(), (Failure, Vec<Vec<u8>>)> {
+    let (mut join, ready) = {
+        let mut state = lock(&shared.state);
+        let queued = std::mem::take(&mut state.to_join);
+        let mut join = Vec::new();
+        let mut ready = Vec::new();
+        let mut seen = HashSet::new();
+        for ch in queued {
+            if !state.channels.contains_key(&ch) || !seen.insert(ch.clone()) {
+                continue;
+            }
+            if c.subscribed.contains(&ch) {
+                ready.push(ch);
+            } else {
+                join.push(ch);
             }
         }
+        (join, ready)
+    };
+    confirm(shared, &ready);
+    if !join.is_empty() {
+        let joined = subscribe(c, &join, shared.timeout, &mut |ch, p| {
+            deliver(shared, ch, p)
+        })
+        .await;
+        join.retain(|ch| c.subscribed.contains(ch));
+        confirm(shared, &join);
+        joined?;
     }
-    Ok(())
-}
-
-async fn call(
-    timeout: Duration,
-    request: impl std::future::Future<Output = redis::RedisResult<()>>,
-) -> Result<(), Failure> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) && !moved(&e) => {
-            Err(Failure::Refused(e.to_string()))
-        }
-        Ok(Err(e)) => Err(Failure::Lost(e.to_string())),
-        Err(_) => Err(Failure::Lost(format!("no answer within {timeout:?}"))),
-    }
-}
-
-/// Errors of a cluster in motion, which a new connection (with a fresh
-/// slot map) gets past.
-fn moved(e: &redis::RedisError) -> bool {
-    matches!(
-        e.code(),
-        Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING")
-    )
+    let leave: Vec<Vec<u8>> = {
+        let mut state = lock(&shared.state);
+        let queued = std::mem::take(&mut state.to_leave);
+        let mut seen = HashSet::new();
+        queued
+            .into_iter()
+            .filter(|ch| {
+                !state.channels.contains_key(ch)
+                    && c.subscribed.contains(ch)
+                    && seen.insert(ch.clone())
+            })
+            .collect()
+    };
+    unsubscribe(c, leave, shared.timeout, &mut |ch, p| {
+        deliver(shared, ch, p)
+    })
+    .await
 }
 
 fn wake_channel(shared: &Shared, channel: &[u8]) {
@@ -519,20 +406,40 @@ fn wake_channel(shared: &Shared, channel: &[u8]) {
     }
 }
 
-/// Tells the registrations on subscribed channels that they are; after a
-/// reconnection, wakes every waiter to look again.
-fn confirm(shared: &Shared, subscribed: &HashSet<Vec<u8>>, resync: bool) {
+/// Tells the registrations on `channels` that are subscribed that they are.
+fn confirm(shared: &Shared, channels: &[Vec<u8>]) {
+    let mut state = lock(&shared.state);
+    for name in channels {
+        if let Some(channel) = state.channels.get_mut(name) {
+            confirm_channel(channel);
+        }
+    }
+}
+
+/// Tells the registrations on subscribed channels that they are.
+fn confirm_all(shared: &Shared, subscribed: &HashSet<Vec<u8>>) {
     let mut state = lock(&shared.state);
     for (name, channel) in state.channels.iter_mut() {
-        if !channel.confirmed && subscribed.contains(name) {
-            channel.confirmed = true;
-            for tx in channel.pending.drain(..) {
-                let _ = tx.send(Ok(()));
-            }
+        if subscribed.contains(name) {
+            confirm_channel(channel);
         }
-        if resync {
-            channel.waiters.iter().for_each(|w| w.notify.notify_one());
+    }
+}
+
+fn confirm_channel(channel: &mut Channel) {
+    if !channel.confirmed {
+        channel.confirmed = true;
+        for tx in channel.pending.drain(..) {
+            let _ = tx.send(Ok(()));
         }
+    }
+}
+
+/// After a reconnection: every waiter looks again.
+fn wake_all(shared: &Shared) {
+    let state = lock(&shared.state);
+    for channel in state.channels.values() {
+        channel.waiters.iter().for_each(|w| w.notify.notify_one());
     }
 }
 
