@@ -188,16 +188,19 @@ impl LockGuard {
     /// (one was 448 bytes, and copying it cost more than the release). On
     /// a remote store the round trip is made when the future is awaited.
     pub fn release(mut self) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.released = true;
         self.stop_renewer();
         match &self.kind {
             // The id's bytes: no UTF-8 check of the inline copy.
             Kind::InMemory(m) => {
+                self.released = true;
                 let was_there = m.remove(self.conversation_id.as_bytes(), self.ticket);
                 Release::Done(Some(self.released_with(was_there)))
             }
+            // A future dropped before its first poll drops the guard
+            // unreleased, which releases it in the background.
             #[allow(unreachable_patterns)]
             _ => Release::Remote(Box::pin(async move {
+                self.released = true;
                 let (id, ticket) = (self.conversation_id.as_str(), self.ticket);
                 let was_there = on_backend!(self, b => b.release(id, ticket))?;
                 self.released_with(was_there)

@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
             auto_renew_keeps_a_long_task_exclusive,
             dropped_lock_future_lets_the_next_waiter_in,
             dropped_guard_lets_the_next_waiter_in,
+            dropped_release_future_still_releases,
             error_kinds_name_the_conversation,
             record_level_api_matches_rasa,
             first_ticket_is_zero_and_now_serving_zero_without_tickets,
@@ -586,6 +587,26 @@ pub async fn dropped_guard_lets_the_next_waiter_in(h: &impl Harness) {
     let g = timeout(PROMPT, next.acquired())
         .await
         .expect("drop did not release")
+        .unwrap();
+    g.release().await.unwrap();
+}
+
+/// h'. A release whose future is dropped before it is polled (a `select!`
+/// that took another branch, a timeout of zero) still releases: the
+/// next waiter gets in.
+pub async fn dropped_release_future_still_releases(h: &impl Harness) {
+    let store = h.store();
+    let holder = store.lock("drop-release").await.unwrap();
+    let next = store
+        .lock("drop-release")
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    drop(holder.release());
+    let g = timeout(PROMPT, next.acquired())
+        .await
+        .expect("a dropped release future did not release")
         .unwrap();
     g.release().await.unwrap();
 }
