@@ -12,7 +12,7 @@
 -- client passes it): long enough for every retry of the request, short
 -- enough that nothing piles up.
 
-local REQUEST = KEYS[2]
+-- REQUEST, KEYS[2], is a local of the script that includes this file.
 
 -- What an earlier attempt of this request remembered, or nil.
 local function request_seen()

@@ -22,14 +22,11 @@
 -- Numbers are integers in doubles (exact below 2^53: server µs until
 -- year 2255 plus numbers); nothing is JSON or float text.
 
-if redis.replicate_commands then
-  pcall(redis.replicate_commands)
-end
-
-local K = KEYS[1]
-local Q = KEYS[#KEYS - 1]
-local X = KEYS[#KEYS]
-local WAKE = ARGV[1]
+-- The call's keys and channel prefix, and (issue and release) its
+-- request's entry: set by bind.lua at the start of every call, so that the
+-- helpers below can be defined once (in the Functions library, when it is
+-- loaded) and serve every call.
+local K, Q, X, WAKE, REQUEST
 
 local function int(n)
   return string.format('%d', n)

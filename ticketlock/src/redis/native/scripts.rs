@@ -1,9 +1,11 @@
 //! The native layout's server-side scripts, one per operation.
 //!
 //! Each is a one-line prelude naming the publish command, then
-//! `common.lua` (the keys, the state, prune, grant, advance, TTL), then the
-//! operation; issue and release also take the request's entry (KEYS[2])
-//! with the helpers of `../request.lua`, shared with the rasa layout.
+//! `common.lua` (the state, prune, grant, advance, TTL), the helpers of
+//! `../request.lua` for issue and release (whose request's entry is
+//! KEYS[2]; shared with the rasa layout), `bind.lua` (this call's keys into
+//! the helpers' locals), then the operation. The Functions library defines
+//! the helpers once instead (see [`Library`]).
 //! Called by hash (EVALSHA), loaded again on NOSCRIPT. Two flavours, as in
 //! the rasa layout: PUBLISH, or SPUBLISH on a cluster (the channels are in
 //! the conversation's slot).
@@ -12,6 +14,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// A script for EVALSHA: the prelude, the helpers, the binding of this
+/// call's keys, then the operation.
 macro_rules! script {
     ($publish:literal, $file:literal) => {
         Script::new(concat!(
@@ -19,6 +23,8 @@ macro_rules! script {
             $publish,
             "'\n",
             include_str!("common.lua"),
+            "\n",
+            include_str!("bind.lua"),
             "\n",
             include_str!($file)
         ))
@@ -35,24 +41,17 @@ macro_rules! request_script {
             "\n",
             include_str!("../request.lua"),
             "\n",
+            include_str!("bind.lua"),
+            "\n",
             include_str!($file)
         ))
     };
 }
 
-/// The text of one operation, as a script body (for the library).
-macro_rules! body {
-    ($publish:literal, $file:literal) => {
-        concat!(
-            "local PUBLISH = '",
-            $publish,
-            "'\n",
-            include_str!("common.lua"),
-            "\n",
-            include_str!($file)
-        )
-    };
-    ($publish:literal, request $file:literal) => {
+/// The library's shared part: the prelude and every helper, defined once
+/// when the library is loaded.
+macro_rules! shared {
+    ($publish:literal) => {
         concat!(
             "local PUBLISH = '",
             $publish,
@@ -60,43 +59,61 @@ macro_rules! body {
             include_str!("common.lua"),
             "\n",
             include_str!("../request.lua"),
-            "\n",
-            include_str!($file)
+            "\n"
         )
+    };
+}
+
+/// The body of one operation's function: this call's keys bound, then the
+/// operation.
+macro_rules! body {
+    ($file:literal) => {
+        concat!(include_str!("bind.lua"), "\n", include_str!($file))
     };
 }
 
 macro_rules! library {
     ($publish:literal) => {
-        Library::new(&[
-            ("issue", body!($publish, request "issue.lua")),
-            ("try_acquire", body!($publish, "try_acquire.lua")),
-            ("release", body!($publish, request "release.lua")),
-            ("renew", body!($publish, "renew.lua")),
-            ("check", body!($publish, "check.lua")),
-            ("update", body!($publish, "update.lua")),
-            ("get", body!($publish, "get.lua")),
-            ("save", body!($publish, "save.lua")),
-            ("delete", body!($publish, "delete.lua")),
-        ])
+        Library::new(
+            shared!($publish),
+            &[
+                ("issue", body!("issue.lua")),
+                ("try_acquire", body!("try_acquire.lua")),
+                ("release", body!("release.lua")),
+                ("renew", body!("renew.lua")),
+                ("check", body!("check.lua")),
+                ("update", body!("update.lua")),
+                ("get", body!("get.lua")),
+                ("save", body!("save.lua")),
+                ("delete", body!("delete.lua")),
+            ],
+        )
     };
 }
 
 /// The same operations as one Redis Functions library (Redis 7+), called
 /// with FCALL: `ticketlock_<hash>`, its functions `tl<hash>_<operation>`,
-/// the hash of the operations' text, so that two versions of this crate
-/// on one server never replace each other's functions.
+/// the hash of the library's text, so that two versions of this crate on
+/// one server never replace each other's functions.
+///
+/// The helpers (`common.lua`, `../request.lua`) are defined once, at the
+/// library's top level, when it is loaded; each function binds its call's
+/// keys into their locals (`bind.lua`) and runs its operation. A script
+/// run by EVALSHA defines them all again on every call, which is most of
+/// what a short call costs the server.
 pub(crate) struct Library {
     pub source: String,
     prefix: String,
 }
 
 impl Library {
-    fn new(ops: &[(&str, &str)]) -> Library {
-        let all: String = ops.iter().map(|(_, body)| *body).collect();
+    fn new(shared: &str, ops: &[(&str, &str)]) -> Library {
+        let all: String = std::iter::once(shared)
+            .chain(ops.iter().map(|(_, body)| *body))
+            .collect();
         let hash = Script::new(&all).get_hash()[..16].to_string();
         let prefix = format!("tl{hash}_");
-        let mut source = format!("#!lua name=ticketlock_{hash}\n");
+        let mut source = format!("#!lua name=ticketlock_{hash}\n{shared}\n");
         for (name, body) in ops {
             source.push_str(&format!(
                 "redis.register_function('{prefix}{name}', function(KEYS, ARGV)\n{body}\nend)\n"

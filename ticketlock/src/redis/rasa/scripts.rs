@@ -48,6 +48,7 @@ macro_rules! request_script {
             "\n",
             include_str!("ours.lua"),
             "\n",
+            "local REQUEST = KEYS[2]\n",
             include_str!("../request.lua"),
             "\n",
             include_str!($file)
