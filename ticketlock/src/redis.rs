@@ -658,16 +658,20 @@ impl RedisLockStore {
             .map_err(|f| self.failure(f, key, Reply::Script))
     }
 
-    /// Loads `scripts` (SCRIPT LOAD, on every primary of a cluster), one
-    /// after the other on one connection.
+    /// Loads `scripts` (SCRIPT LOAD, on every node of a cluster), all at
+    /// once: the multiplexed connection pipelines them, so that loading
+    /// takes one round trip however many scripts there are (on a slow link
+    /// one after the other took longer than the socket timeout).
     async fn load_scripts(&self, scripts: &[&'static redis::Script]) -> Result<(), Failure> {
         self.inner
             .commands
-            .run(|mut conn| async move {
-                for script in scripts {
-                    script.load_async(&mut conn).await?;
-                }
-                Ok(())
+            .run(|conn| async move {
+                futures_util::future::try_join_all(scripts.iter().map(|script| {
+                    let mut conn = conn.clone();
+                    async move { script.load_async(&mut conn).await }
+                }))
+                .await
+                .map(drop)
             })
             .await
     }

@@ -197,7 +197,8 @@ pub(super) async fn load(store: &RedisLockStore) -> Result<(), Failure> {
         }
     }
     if !store.inner.functions.load(Ordering::Relaxed) || store.inner.acks.is_some() {
-        store.load_scripts(&scripts(store).all()).await?;
+        // The issue script alone, as in the rasa layout.
+        store.load_scripts(&[&scripts(store).issue]).await?;
     }
     Ok(())
 }

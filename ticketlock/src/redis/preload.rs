@@ -6,7 +6,9 @@
 //! in the meantime that reach the server after the load run before that
 //! second send: tickets issued a millisecond apart would be numbered out
 //! of their arrival order. So the first calls of a store wait here, in
-//! arrival order, while one of them loads everything the layout calls;
+//! arrival order, while one of them loads what issues tickets (the issue
+//! script, or the native layout's Functions library; the other scripts
+//! load on NOSCRIPT when first used, their order does not matter);
 //! each keeps its turn until its command is on its way (on the one
 //! connection the store's commands share), so the ones made after it are
 //! sent after it. Once the scripts are loaded and no call is queued, a call
@@ -54,7 +56,7 @@ impl Drop for Turn<'_> {
 impl Preload {
     /// `None` (one or two atomic reads) when the scripts are loaded and no
     /// call is queued. Otherwise the call waits for its turn, in arrival
-    /// order, runs `load` (everything the layout calls) if the scripts are
+    /// order, runs `load` (what issues tickets) if the scripts are
     /// still not loaded, and keeps its turn until its command is sent
     /// ([`sent_in_turn`]), so that calls made later are sent after it.
     ///

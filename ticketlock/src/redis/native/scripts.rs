@@ -162,23 +162,6 @@ pub(crate) struct Scripts {
     pub delete: Script,
 }
 
-impl Scripts {
-    /// Every script, to load them all before the first call.
-    pub fn all(&self) -> [&Script; 9] {
-        [
-            &self.issue,
-            &self.try_acquire,
-            &self.release,
-            &self.renew,
-            &self.check,
-            &self.update,
-            &self.get,
-            &self.save,
-            &self.delete,
-        ]
-    }
-}
-
 /// For a standalone server or a sentinel-managed primary.
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| scripts!("PUBLISH"));
 
