@@ -658,6 +658,17 @@ impl RedisLockStore {
             .map_err(|f| self.failure(f, key, Reply::Script))
     }
 
+    /// Whether `script` is the one loaded before the first call (the issue
+    /// script: see `redis/preload.rs`). Only its NOSCRIPT means the server
+    /// lost what was loaded; the others load when first used.
+    fn preloads(&self, script: &redis::Script) -> bool {
+        let issue = match self.inner.layout {
+            RedisLayout::Rasa => rasa::issue_script(self),
+            RedisLayout::Native => native::issue_script(self),
+        };
+        std::ptr::eq(script, issue)
+    }
+
     /// Loads `scripts` (SCRIPT LOAD, on every node of a cluster), all at
     /// once: the multiplexed connection pipelines them, so that loading
     /// takes one round trip however many scripts there are (on a slow link
@@ -697,7 +708,9 @@ impl RedisLockStore {
                         Err(e) if e.code() == Some("NOSCRIPT") => {
                             // The server lost its scripts (or a cluster
                             // node never saw them).
-                            self.inner.preload.forget();
+                            if self.preloads(script) {
+                                self.inner.preload.forget();
+                            }
                             script.load_async(&mut conn).await?;
                             evalsha.query_async(&mut conn).await
                         }
@@ -731,7 +744,9 @@ impl RedisLockStore {
                 }
                 // The server lost its scripts (or a cluster node never
                 // saw them): load, then again.
-                self.inner.preload.forget();
+                if self.preloads(script) {
+                    self.inner.preload.forget();
+                }
                 script.load_async(&mut conn).await?;
                 pipe.query_async(&mut conn).await
             }

@@ -103,6 +103,11 @@ use std::sync::atomic::Ordering;
 use super::Reply;
 use super::commands::Failure;
 
+/// The issue script (see `RedisLockStore::preloads`).
+pub(super) fn issue_script(store: &RedisLockStore) -> &'static redis::Script {
+    &scripts(store).issue
+}
+
 fn scripts(store: &RedisLockStore) -> &'static Scripts {
     if store.inner.sharded {
         &SHARDED_SCRIPTS

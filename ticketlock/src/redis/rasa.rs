@@ -75,6 +75,11 @@ fn single(store: &RedisLockStore, id: &str, script: &str, reply: Vec<i64>) -> Re
 }
 
 /// The scripts of the store's flavour (PUBLISH, or SPUBLISH on a cluster).
+/// The issue script (see `RedisLockStore::preloads`).
+pub(super) fn issue_script(store: &RedisLockStore) -> &'static redis::Script {
+    &scripts(store).issue
+}
+
 fn scripts(store: &RedisLockStore) -> &'static Scripts {
     if store.inner.sharded {
         &SHARDED_SCRIPTS
