@@ -454,6 +454,7 @@ def test_lock_wrapped_by_tracing(kind, lock_store, monkeypatch):
     spans = []
     monkeypatch.setattr(type(lock_store), "lock", traced(type(lock_store), spans))
     handled = []
+    released = []
     inside = []
 
     async def handle(n: int) -> None:
@@ -463,6 +464,8 @@ def test_lock_wrapped_by_tracing(kind, lock_store, monkeypatch):
             await asyncio.sleep(0.002)
             inside.remove(n)
             handled.append(n)
+        # Counted once its ticket is gone (a handled one still holds it).
+        released.append(n)
 
     async def main() -> None:
         tasks = []
@@ -470,8 +473,8 @@ def test_lock_wrapped_by_tracing(kind, lock_store, monkeypatch):
             tasks.append(asyncio.ensure_future(handle(n)))
             await asyncio.sleep(0.001)  # arrival order
         cancelled = asyncio.ensure_future(handle(99))
-        # Until the fifth ticket is issued (each handled one is gone).
-        while len(lock_store.get_lock("traced").tickets) + len(handled) < 5:
+        # Until the fifth ticket is issued: the live ones and the released.
+        while len(lock_store.get_lock("traced").tickets) + len(released) < 5:
             await asyncio.sleep(0.001)
         cancelled.cancel()
         await asyncio.gather(*tasks)
