@@ -59,8 +59,9 @@ impl Guard {
     /// The release of the lock, to await; `None` when already released.
     pub(crate) fn release_future(
         &self,
-    ) -> PyResult<Option<InRuntime<impl Future<Output = ticketlock::Result<()>> + Send + 'static>>>
-    {
+    ) -> PyResult<
+        Option<InRuntime<impl Future<Output = ticketlock::Result<()>> + Send + 'static + use<>>>,
+    > {
         let Some(mut owned) = self.inner().take() else {
             return Ok(None);
         };

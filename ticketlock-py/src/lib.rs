@@ -5,6 +5,8 @@
 mod bench;
 mod errors;
 mod guard;
+mod hub;
+mod remote;
 mod request;
 mod runtime;
 mod store;
@@ -17,6 +19,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::LockStore>()?;
     m.add_class::<request::LockRequest>()?;
     m.add_class::<guard::Guard>()?;
+    m.add_class::<remote::RemoteLockRequest>()?;
+    m.add_class::<hub::Hub>()?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     m.add(

@@ -68,7 +68,7 @@ impl LockRequest {
         }
     }
 
-    fn acquire(
+    pub(crate) fn acquire(
         &self,
     ) -> InRuntime<
         impl std::future::Future<Output = ticketlock::Result<ticketlock::LockGuard>> + Send + 'static,
@@ -92,6 +92,68 @@ impl LockRequest {
             request.await
         })
     }
+
+    /// The guard of an acquisition's result, remembered for `__aexit__`.
+    pub(crate) fn entered(
+        &self,
+        py: Python<'_>,
+        guard: ticketlock::Result<ticketlock::LockGuard>,
+    ) -> PyResult<Py<Guard>> {
+        let guard = guard.map_err(|e| to_py(py, e))?;
+        let owned = Owned::new(self.handle.clone(), self.generation, Arc::new(guard));
+        let guard = Py::new(py, Guard::new(owned))?;
+        let mut slot = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this lock request was already entered: call store.lock() again",
+            ));
+        }
+        *slot = Some(guard.clone_ref(py));
+        Ok(guard)
+    }
+
+    /// The start of `__aexit__`: the release to await, if there is one.
+    pub(crate) fn exiting(
+        &self,
+        failed: bool,
+    ) -> PyResult<
+        Option<
+            InRuntime<
+                impl std::future::Future<Output = ticketlock::Result<()>> + Send + 'static + use<>,
+            >,
+        >,
+    > {
+        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(guard) = guard else {
+            return Ok(None);
+        };
+        if failed {
+            // The body failed (or the task is being cancelled): release in
+            // the background, so that a second cancellation cannot cut the
+            // release short. `flush()` and interpreter exit wait for it.
+            guard.get().abandon();
+            return Ok(None);
+        }
+        guard.get().release_future()
+    }
+
+    /// The result of `__aexit__` from that of its release.
+    pub(crate) fn exited(
+        &self,
+        py: Python<'_>,
+        released: ticketlock::Result<()>,
+    ) -> PyResult<bool> {
+        match released {
+            Ok(()) => Ok(false),
+            Err(e @ ticketlock::Error::Expired { .. }) if self.options.warn_if_lost => {
+                py.import("logging")?
+                    .call_method1("getLogger", ("ticketlock",))?
+                    .call_method1("warning", ("%s", e.to_string()))?;
+                Ok(false)
+            }
+            Err(e) => Err(to_py(py, e)),
+        }
+    }
 }
 
 #[pymethods]
@@ -99,19 +161,7 @@ impl LockRequest {
     /// Waits for the lock and returns its guard.
     async fn __aenter__(&self) -> PyResult<Py<Guard>> {
         let guard = self.acquire().await?;
-        Python::attach(|py| {
-            let guard = guard.map_err(|e| to_py(py, e))?;
-            let owned = Owned::new(self.handle.clone(), self.generation, Arc::new(guard));
-            let guard = Py::new(py, Guard::new(owned))?;
-            let mut slot = self.guard.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.is_some() {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                    "this lock request was already entered: call store.lock() again",
-                ));
-            }
-            *slot = Some(guard.clone_ref(py));
-            Ok(guard)
-        })
+        Python::attach(|py| self.entered(py, guard))
     }
 
     /// Releases the lock. Raises `ExpiredError` when the lease had run out
@@ -123,38 +173,19 @@ impl LockRequest {
         _exc: Option<Py<PyAny>>,
         _tb: Option<Py<PyAny>>,
     ) -> PyResult<bool> {
-        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(guard) = guard else {
-            return Ok(false);
-        };
-        if exc_type.is_some() {
-            // The body failed (or the task is being cancelled): release in
-            // the background, so that a second cancellation cannot cut the
-            // release short. `flush()` and interpreter exit wait for it.
-            guard.get().abandon();
-            return Ok(false);
-        }
-        let released = guard.get().release_future()?;
-        let Some(released) = released else {
+        let Some(released) = self.exiting(exc_type.is_some())? else {
             return Ok(false);
         };
         match released.await? {
+            // The common case, without attaching to the interpreter.
             Ok(()) => Ok(false),
-            Err(e @ ticketlock::Error::Expired { .. }) if self.options.warn_if_lost => {
-                Python::attach(|py| {
-                    py.import("logging")?
-                        .call_method1("getLogger", ("ticketlock",))?
-                        .call_method1("warning", ("%s", e.to_string()))?;
-                    Ok(false)
-                })
-            }
-            Err(e) => Err(Python::attach(|py| to_py(py, e))),
+            released => Python::attach(|py| self.exited(py, released)),
         }
     }
 
     /// The conversation whose lock this requests.
     #[getter]
-    fn conversation_id(&self) -> &str {
+    pub(crate) fn conversation_id(&self) -> &str {
         &self.conversation_id
     }
 }

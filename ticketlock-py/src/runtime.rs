@@ -14,6 +14,12 @@
 //!   runtime and completes it through the event loop, so even a free lock
 //!   costs a cross-thread hand-off, and its callbacks into Python from
 //!   runtime threads are what can abort an interpreter at exit.
+//! - **Wake-ups.** PyO3's waker takes the GIL, so a wake-up from tokio's
+//!   worker goes through the relay thread below (in-memory waits, the
+//!   guard's methods). A request on Redis waits on every step, and the
+//!   relay's hops and GIL waits bounded its rate: its steps are woken
+//!   through the event loop's hub instead (`hub.rs`, `remote.rs`), with
+//!   no GIL and one loop wake-up for all that complete together.
 //! - **Runtime context.** The futures use tokio timers and spawn background
 //!   releases, so every poll and every drop happens inside
 //!   [`tokio::runtime::Handle::enter`] ([`InRuntime`]).
@@ -45,7 +51,7 @@ use crate::errors;
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Set at interpreter exit, once the runtime is stopped.
-static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+pub(crate) static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 
 struct Slot {
     generation: u64,
@@ -286,6 +292,16 @@ impl<F: Future + Send + 'static> Future for InRuntime<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let waker = this.relayed(cx.waker());
+        this.poll_with(&waker)
+    }
+}
+
+impl<F: Future + Send + 'static> InRuntime<F> {
+    /// Polls with `waker` as it is: one that needs no GIL to wake (the
+    /// event loop's hub, `crate::hub`), so no relay.
+    pub(crate) fn poll_with(&mut self, waker: &Waker) -> Poll<PyResult<F::Output>> {
+        let this = self;
         if SHUT_DOWN.load(Ordering::Acquire) {
             return Poll::Ready(Err(errors::shut_down()));
         }
@@ -295,16 +311,29 @@ impl<F: Future + Send + 'static> Future for InRuntime<F> {
         if this.fut.is_none() {
             return Poll::Ready(Err(errors::shut_down()));
         }
-        let waker = this.relayed(cx.waker());
         let _entered = this.rt.handle.enter();
         let fut = this.fut.as_mut().expect("checked above");
-        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+        match fut.as_mut().poll(&mut Context::from_waker(waker)) {
             Poll::Ready(v) => {
                 this.fut = None;
                 Poll::Ready(Ok(v))
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// A future polled by hand with a waker of the caller's choice
+/// ([`InRuntime::poll_with`]), boxed where its type cannot be named.
+pub(crate) trait PollWith: Send {
+    type Output;
+    fn poll_with(&mut self, waker: &Waker) -> Poll<PyResult<Self::Output>>;
+}
+
+impl<F: Future + Send + 'static> PollWith for InRuntime<F> {
+    type Output = F::Output;
+    fn poll_with(&mut self, waker: &Waker) -> Poll<PyResult<F::Output>> {
+        InRuntime::poll_with(self, waker)
     }
 }
 

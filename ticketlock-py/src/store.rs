@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use ticketlock::{LockStoreConfig, Ticket, TicketLock};
 
 use crate::errors::{self, to_py};
+use crate::remote::RemoteLockRequest;
 use crate::request::{LockRequest, Options, seconds};
 use crate::runtime::{self, Flush, Rt};
 
@@ -155,7 +156,7 @@ impl LockStore {
         auto_renew: bool,
         wait_time: Option<f64>,
         warn_if_lost: bool,
-    ) -> PyResult<LockRequest> {
+    ) -> PyResult<Py<PyAny>> {
         let options = Options {
             lifetime: lifetime.map(|s| seconds(py, "lifetime", s)).transpose()?,
             timeout: timeout.map(|s| seconds(py, "timeout", s)).transpose()?,
@@ -164,13 +165,14 @@ impl LockStore {
             warn_if_lost,
         };
         let (store, handle, generation) = self.cell.get(py)?;
-        Ok(LockRequest::new(
-            store,
-            handle,
-            generation,
-            conversation_id,
-            options,
-        ))
+        let request = LockRequest::new(store, handle, generation, conversation_id, options);
+        // In memory a free lock is taken in the coroutine's first step, and
+        // a wait is rare: PyO3's coroutines. A remote store waits on every
+        // step: the hub's wake-ups (`remote.rs`).
+        Ok(match self.cell.source {
+            Source::Memory => Py::new(py, request)?.into_any(),
+            Source::Config(_) => Py::new(py, RemoteLockRequest::new(request))?.into_any(),
+        })
     }
 
     /// Benchmark only: takes the lock through `pyo3-async-runtimes`'

@@ -55,7 +55,8 @@ def test_throw_or_close_on_a_waiting_step_withdraws_its_ticket(store):
         async with store.lock("thrown"):
             for end in ("throw", "close"):
                 step = store.lock("thrown").__aenter__()
-                assert step.__await__() is step
+                # A coroutine (PyO3's in memory, ticketlock._wait's on Redis).
+                assert asyncio.iscoroutine(step)
                 # It suspends: a pending future of the loop to wait on, or
                 # None (poll again soon) when woken while it was polled.
                 yielded = step.send(None)

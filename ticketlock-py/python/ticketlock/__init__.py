@@ -22,7 +22,7 @@ from ._errors import (
     QueueFullError,
     UnavailableError,
 )
-from ._core import DEFAULT_LIFETIME, Guard, LockRequest, LockStore
+from ._core import DEFAULT_LIFETIME, Guard, LockRequest, LockStore, RedisLockRequest
 from . import _core
 
 # The package owns its tokio runtime: a forked child builds its own (and its
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_LIFETIME",
     "Guard",
     "LockRequest",
+    "RedisLockRequest",
     "LockStore",
     "LockError",
     "LockTimeoutError",

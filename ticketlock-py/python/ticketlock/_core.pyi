@@ -1,6 +1,6 @@
 from os import PathLike
 from types import TracebackType
-from typing import List, Optional, Tuple, Type, Union
+from typing import Any, Coroutine, List, Optional, Tuple, Type, Union
 
 DEFAULT_LIFETIME: float
 
@@ -29,6 +29,24 @@ class LockRequest:
         _tb: Optional[TracebackType] = None,
     ) -> bool: ...
 
+class RedisLockRequest:
+    """A lock request on Redis: the same ``async with`` as ``LockRequest``,
+    its waits woken through the event loop's hub."""
+
+    @property
+    def conversation_id(self) -> str: ...
+    def __aenter__(self) -> Coroutine[Any, Any, Guard]: ...
+    def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]] = None,
+        _exc: Optional[BaseException] = None,
+        _tb: Optional[TracebackType] = None,
+    ) -> Coroutine[Any, Any, bool]: ...
+
+class Hub:
+    def fileno(self) -> int: ...
+    def take(self) -> List[Any]: ...
+
 class LockStore:
     @staticmethod
     def in_memory() -> LockStore: ...
@@ -47,7 +65,7 @@ class LockStore:
         auto_renew: bool = False,
         wait_time: Optional[float] = None,
         warn_if_lost: bool = False,
-    ) -> LockRequest: ...
+    ) -> Union[LockRequest, RedisLockRequest]: ...
     @property
     def default_lifetime(self) -> float: ...
     @property

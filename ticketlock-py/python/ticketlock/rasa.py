@@ -6,7 +6,7 @@ these classes read every setting of the ``lock_store:`` section from
 Rasa's own ``RedisLockStore(host=..., port=...)``). They subclass Rasa's
 ``rasa.core.lock_store.LockStore`` when Rasa is importable and work without
 it. ``lock()`` has Rasa's signature and returns an async context manager
-(the native ``ticketlock.LockRequest``, where Rasa's is an
+(the native ``ticketlock.LockRequest`` or ``RedisLockRequest``, where Rasa's is an
 ``@asynccontextmanager``); the record-level methods have Rasa's names and
 return types.
 
@@ -205,13 +205,14 @@ class _TicketLockStore(_LockStoreBase):  # type: ignore[misc,valid-type]
         conversation_id: Text,
         lock_lifetime: float = LOCK_LIFETIME,
         wait_time_in_seconds: float = 1,
-    ) -> _core.LockRequest:
+    ) -> "_core.LockRequest | _core.RedisLockRequest":
         """Waits its turn for the lock of ``conversation_id`` and holds it
         inside ``async with``; fair, FIFO and push-woken. Cancelling the
         waiting task withdraws the ticket. Raises a ``LockError`` subclass
         when the ticket cannot be issued or is lost while waiting.
 
-        Returns the native ``ticketlock.LockRequest`` (an async context
+        Returns the native ``ticketlock.LockRequest`` (``RedisLockRequest``
+        on Redis; an async context
         manager, as Rasa's ``@asynccontextmanager`` is), without a generator
         around it. As in Rasa, the end of a lock whose lease ran out is not
         an error of the message it served: it is logged as a warning."""
