@@ -274,7 +274,9 @@ async fn the_commands_a_call_runs_do_not_grow_with_the_depth_of_the_queue() {
 
 /// A lock taken and released with nobody else on the conversation runs
 /// exactly these commands: the hash alone, no sorted set, one request
-/// entry (the release's), two scripts.
+/// entry (the release's), two scripts. The issue checks that there is no
+/// conversation with `EXISTS` and writes the hash's three fields (epoch,
+/// lease end, request id); the release reads them back with `HMGET`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_uncontended_cycle_runs_eight_commands_on_the_hash_alone() {
     let server = server!();
@@ -285,6 +287,9 @@ async fn an_uncontended_cycle_runs_eight_commands_on_the_hash_alone() {
     let before = command_counts(&mut con);
     let g = store.lock("u").lifetime(HOUR).await.unwrap();
     let issued = delta(&before, &command_counts(&mut con));
+    let mut fields: Vec<String> = redis::cmd("HKEYS").arg("lock:u").query(&mut con).unwrap();
+    fields.sort();
+    assert_eq!(fields, ["e", "r", "x"], "the uncontended hash");
     let before = command_counts(&mut con);
     g.release().await.unwrap();
     let released = delta(&before, &command_counts(&mut con));
@@ -294,8 +299,8 @@ async fn an_uncontended_cycle_runs_eight_commands_on_the_hash_alone() {
     assert_eq!(
         issued,
         counts(&[
+            ("exists", 1),
             ("fcall", 1),
-            ("hmget", 1),
             ("hset", 1),
             ("pexpire", 1),
             ("time", 1)
@@ -460,7 +465,7 @@ async fn each_layout_refuses_the_others_conversations_and_acquires_nothing() {
 }
 
 /// The least-privilege rule documented for the native layout (native.rs).
-const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
+const NATIVE_ACL_RULE: &str = "on >tl-pw resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +exists +hmget +hget +hset +hdel +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_with_exactly_the_native_acl_rule_can_do_everything() {

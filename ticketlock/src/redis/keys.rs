@@ -117,22 +117,35 @@ impl std::fmt::Display for Suffix<'_> {
     }
 }
 
-/// The native layout's keys beside the conversation's hash at `record_key`
-/// (see `redis/native.rs`): its queue, its liveness set, and the prefix of
-/// its tickets' wake-up channels, all `{T}:<record key>:...` in the
-/// record's slot, as request entries are (see [`request_key`]).
+/// The prefix of the native layout's names beside the conversation's hash
+/// at `record_key` (see `redis/native.rs`): `{T}:<record key>:`, in the
+/// record's slot, as request entries are (see [`request_key`]). The scripts
+/// take it as ARGV[1] and name the queue (`q`), the liveness set (`x`),
+/// the request entries (`rq:...`, `rl:...`) and the wake-up channels
+/// (`w:<epoch>:<number>`) from it.
+pub(crate) fn native_prefix(record_key: &str) -> String {
+    request_key(record_key, &"")
+}
+
+/// The native layout's names beside the conversation's hash at
+/// `record_key`, as the scripts make them from [`native_prefix`].
 pub(crate) struct NativeKeys {
+    #[cfg(test)]
     pub queue: String,
+    #[cfg(test)]
     pub expiry: String,
     pub wake: String,
 }
 
 impl NativeKeys {
     pub(crate) fn new(record_key: &str) -> Self {
+        let prefix = native_prefix(record_key);
         NativeKeys {
-            queue: request_key(record_key, &"q"),
-            expiry: request_key(record_key, &"x"),
-            wake: request_key(record_key, &"w:"),
+            #[cfg(test)]
+            queue: format!("{prefix}q"),
+            #[cfg(test)]
+            expiry: format!("{prefix}x"),
+            wake: format!("{prefix}w:"),
         }
     }
 
@@ -266,7 +279,8 @@ mod tests {
     fn native_keys_share_their_records_slot_and_are_no_record() {
         for record in ["lock:abc", "p:lock:a{u7}", "lock:a}b"] {
             let n = NativeKeys::new(record);
-            for k in [&n.queue, &n.expiry, &n.channel(17, 3)] {
+            let entry = format!("{}rl:17:3", native_prefix(record));
+            for k in [&n.queue, &n.expiry, &n.channel(17, 3), &entry] {
                 assert_eq!(key_slot(k), key_slot(record), "{k}");
                 assert!(k.starts_with('{'), "{k}");
             }
@@ -274,6 +288,17 @@ mod tests {
         assert_eq!(
             NativeKeys::new("lock:abc").channel(5, 2),
             "{lock:abc}:lock:abc:w:5:2"
+        );
+        // The names the scripts make from the prefix are the ones the
+        // client would build itself (request entries included).
+        let prefix = native_prefix("lock:a}b");
+        assert_eq!(
+            format!("{prefix}rl:17:3"),
+            request_key("lock:a}b", &release_suffix(3, Some(17)))
+        );
+        assert_eq!(
+            format!("{prefix}rq:00ff"),
+            request_key("lock:a}b", &request_suffix("00ff"))
         );
     }
 

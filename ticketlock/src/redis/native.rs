@@ -9,20 +9,27 @@
 //!   created), `h` = the granted holder's number (absent: none), `p` = 1
 //!   while that grant is provisional, `x` = the holder's lease end (server
 //!   µs) in the uncontended state (below), `r` = the request id of the
-//!   issue that created the conversation (its ticket 0), and per ticket a
-//!   field `<number>` with its lifetime in µs.
+//!   issue that created the conversation (its ticket 0), and per waiting
+//!   ticket a field `<number>` with its lifetime in µs.
 //! - `{T}:K:q`, a ZSET of numbers scored by number: the FIFO order.
 //! - `{T}:K:x`, a ZSET of numbers scored by expiry (server µs): a waiter's
 //!   liveness, the holder's lease end. Expired: expiry < now.
 //! - The uncontended state: a conversation whose only ticket is its
-//!   holder, taken by the issue that created it, is K alone (`h` = 0 and
-//!   its lease end in `x`; no `q`, no `x` key). Issue, renew, check and
-//!   release serve it with a handful of commands (an issue: `TIME`, `HMGET`,
-//!   `HSET`, `PEXPIRE`; its release: `TIME`, `HMGET`, `DEL`, `SET` of the
-//!   release's request entry). The first operation of any other kind (a
-//!   second ticket, a waiter's look, a save, an update) first moves the
-//!   holder into `q` and `x` (`materialize` in `common.lua`), and the
-//!   conversation stays in the general state until it is deleted.
+//!   holder, taken by the issue that created it, is K alone with three
+//!   fields, `e`, `x` (its lease end) and `r`; `n` = 1 and `h` = 0 are
+//!   implied by `x`, and there is no `q` and no `x` key. Issue, renew,
+//!   check and release serve it with a handful of commands (an issue:
+//!   `TIME`, `EXISTS`, `HSET`, `PEXPIRE`; its release: `TIME`, `HMGET`,
+//!   `DEL`, `SET` of the release's request entry). The first operation of
+//!   any other kind (a second ticket, a waiter's look, a save, an update)
+//!   first moves the holder into `q` and `x` and writes `n` and `h`
+//!   (`materialize` in `common.lua`), and the conversation stays in the
+//!   general state until it is deleted.
+//! - Every script takes K as its one key and `{T}:K:` as ARGV[1], and
+//!   names the other keys, entries and channels from it (in K's slot, so
+//!   a cluster accepts them as the call's own): the uncontended paths pay
+//!   for no name they do not use, and the client builds one string per
+//!   call.
 //! - `{T}:K:w:<epoch>:<number>`: the ticket's wake-up channel (SPUBLISH on
 //!   a cluster): `<token> <lease µs>` when the lock is granted to it, `-`
 //!   when the conversation was deleted, `*` to look again (after a save).
@@ -70,7 +77,7 @@
 //! write `~p:lock:* ~{*}:p:lock:*` and `&{*}:p:lock:*`):
 //!
 //! ```text
-//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +hmget +hget +hset +hdel +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
+//! ACL SETUSER ticketlock on >PASSWORD resetkeys ~lock:* ~{*}:lock:* resetchannels &{*}:lock:* -@all +fcall +function|load +evalsha +script|load +time +exists +hmget +hget +hset +hdel +type +zadd +zrem +zscore +zrank +zrange +zrangebyscore +zcard +pexpire +del +get +set +publish +scan +subscribe +unsubscribe +ping +select
 //! ```
 //!
 //! `+fcall +function|load` are for Redis 7+ (Functions), `+evalsha
@@ -91,7 +98,6 @@ mod scripts;
 
 use std::time::Duration;
 
-use super::keys::NativeKeys;
 use super::{RedisLockStore, Replied, epoch_arg, keys, micros};
 use crate::backend::{Attempt, Issued, TicketId};
 use crate::lock::queue_full;
@@ -132,8 +138,9 @@ fn claim_us(store: &RedisLockStore) -> String {
 }
 
 /// Runs `operation` (`script`, or the library's function of that name) on
-/// the conversation at `key` (K, optionally the request's entry, q, x);
-/// ARGV[1] is the wake-up channels' prefix.
+/// the conversation at `key`, its one key; ARGV[1] is the prefix of its
+/// other keys and channels (`{T}:K:`, see `keys.rs`), from which the
+/// scripts name them, `args` follow.
 ///
 /// With FCALL (Redis Functions, 7.0+) where the server has it: the library
 /// is loaded on first use and again when the server answers that the
@@ -146,18 +153,14 @@ async fn run<T: redis::FromRedisValue + Send>(
     script: &'static redis::Script,
     operation: &str,
     key: &str,
-    request: Option<&str>,
     args: &[&str],
     grants: bool,
 ) -> Result<Replied<T>> {
-    let native = NativeKeys::new(key);
+    let prefix = keys::native_prefix(key);
     let mut all = Vec::with_capacity(args.len() + 1);
-    all.push(native.wake.as_str());
+    all.push(prefix.as_str());
     all.extend_from_slice(args);
-    let keys: Vec<&str> = match request {
-        Some(r) => vec![key, r, &native.queue, &native.expiry],
-        None => vec![key, &native.queue, &native.expiry],
-    };
+    let keys = [key];
     let waits = grants && store.inner.acks.is_some();
     if !waits && store.inner.functions.load(Ordering::Relaxed) {
         let turn = store.preloaded(key).await?;
@@ -263,7 +266,6 @@ pub(super) async fn issue(
     request_id: &str,
 ) -> Result<Issued> {
     let key = store.key_for(id);
-    let request = keys::request_key(&key, &keys::request_suffix(request_id));
     let Replied {
         value: reply,
         unacked,
@@ -272,12 +274,10 @@ pub(super) async fn issue(
         &scripts(store).issue,
         "issue",
         &key,
-        Some(&request),
         &[
             &micros(lifetime).to_string(),
             &store.max_queue_len.to_string(),
             &store.request_ttl_ms().to_string(),
-            &claim_us(store),
             request_id,
         ],
         true,
@@ -327,7 +327,6 @@ pub(super) async fn try_acquire(
         &scripts(store).try_acquire,
         "try_acquire",
         &key,
-        None,
         &[
             &ticket.number.to_string(),
             &epoch_arg(ticket).to_string(),
@@ -357,18 +356,15 @@ pub(super) async fn try_acquire(
 
 pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) -> Result<bool> {
     let key = store.key_for(id);
-    let request = keys::request_key(&key, &keys::release_suffix(ticket.number, ticket.epoch));
     let removed: i64 = run(
         store,
         &scripts(store).release,
         "release",
         &key,
-        Some(&request),
         &[
             &ticket.number.to_string(),
             &epoch_arg(ticket).to_string(),
             &store.request_ttl_ms().to_string(),
-            &claim_us(store),
         ],
         false,
     )
@@ -389,7 +385,6 @@ pub(super) async fn renew(
         &scripts(store).renew,
         "renew",
         &key,
-        None,
         &[
             &ticket.number.to_string(),
             &epoch_arg(ticket).to_string(),
@@ -410,7 +405,6 @@ pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) ->
         &scripts(store).check,
         "check",
         &key,
-        None,
         &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
         false,
     )
@@ -423,13 +417,12 @@ pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) ->
 /// first), for inspection.
 pub(super) async fn get_lock(store: &RedisLockStore, id: &str) -> Result<Option<TicketLock>> {
     let key = store.key_for(id);
-    let reply: Vec<u64> =
-        run::<Vec<i64>>(store, &scripts(store).get, "get", &key, None, &[], false)
-            .await?
-            .acked()?
-            .into_iter()
-            .map(|v| u64::try_from(v).unwrap_or(u64::MAX))
-            .collect();
+    let reply: Vec<u64> = run::<Vec<i64>>(store, &scripts(store).get, "get", &key, &[], false)
+        .await?
+        .acked()?
+        .into_iter()
+        .map(|v| u64::try_from(v).unwrap_or(u64::MAX))
+        .collect();
     let [n, e, _holder, _provisional, ref pairs @ ..] = reply[..] else {
         return Ok(None);
     };
@@ -458,17 +451,9 @@ pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Resu
         args.push(format!("{}", (t.expires.max(0.0) * 1e6).ceil() as u64));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _: i64 = run(
-        store,
-        &scripts(store).save,
-        "save",
-        &key,
-        None,
-        &args,
-        false,
-    )
-    .await?
-    .acked()?;
+    let _: i64 = run(store, &scripts(store).save, "save", &key, &args, false)
+        .await?
+        .acked()?;
     Ok(())
 }
 
@@ -479,7 +464,6 @@ pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> 
         &scripts(store).update,
         "update",
         &key,
-        None,
         &[&claim_us(store)],
         false,
     )
@@ -498,16 +482,8 @@ pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> 
 /// Deletes the conversation at `key` (a key of another type too); whether
 /// there was one.
 pub(super) async fn delete(store: &RedisLockStore, key: &str) -> Result<bool> {
-    let removed: i64 = run(
-        store,
-        &scripts(store).delete,
-        "delete",
-        key,
-        None,
-        &[],
-        false,
-    )
-    .await?
-    .acked()?;
+    let removed: i64 = run(store, &scripts(store).delete, "delete", key, &[], false)
+        .await?
+        .acked()?;
     Ok(removed == 1)
 }

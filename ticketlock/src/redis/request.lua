@@ -1,9 +1,11 @@
 -- Request ids (prepended to issue and release only, after common.lua).
 --
--- KEYS[2]: the request's entry, `{T}:<record key>:<suffix>` in the record's
--- cluster slot (see keys.rs). It remembers what the first attempt of a
--- request did, so that a retry (ours on a fresh connection, or the cluster
--- client's) answers the same instead of doing it again. The entry lives
+-- REQUEST: the request's entry, `{T}:<record key>:<suffix>` in the record's
+-- cluster slot (see keys.rs): KEYS[2] of the rasa layout's scripts, named
+-- from ARGV[1] (`{T}:<record key>:`) by the native layout's. It remembers
+-- what the first attempt of a request did, so that a retry (ours on a
+-- fresh connection, or the cluster client's) answers the same instead of
+-- doing it again. The entry lives
 -- beside the record, never in it: the record stays Rasa's format byte for
 -- byte, and Rasa, which rewrites whole records, cannot drop it. A native
 -- layout can keep these helpers as they are.
@@ -12,7 +14,7 @@
 -- client passes it): long enough for every retry of the request, short
 -- enough that nothing piles up.
 
--- REQUEST, KEYS[2], is a local of the script that includes this file.
+-- REQUEST is a local of the script that includes this file.
 
 -- What an earlier attempt of this request remembered, or nil.
 local function request_seen()

@@ -6,27 +6,34 @@
 --          granted holder's number (absent: none), `p` = 1 while that
 --          grant is provisional (not yet claimed), `x` = the holder's
 --          expiry in server µs while it is the only ticket and Q and X do
---          not exist (the uncontended state, see `materialize`), `r` = the
---          request id of the issue that created the conversation (its
---          ticket 0), and per ticket a field `<number>` = its lifetime in µs.
--- KEYS[#KEYS - 1]: Q, ZSET member = number, score = number: FIFO order.
--- KEYS[#KEYS]: X, ZSET member = number, score = expiry in server µs: a
+--          not exist (the uncontended state, see `materialize`; then `n`
+--          and `h` are absent and mean 1 and 0), `r` = the request id of
+--          the issue that created the conversation (its ticket 0), and per
+--          waiting ticket a field `<number>` = its lifetime in µs.
+-- ARGV[1]: P, the prefix of the conversation's other keys and channels,
+--          `{T}:K:` (in K's cluster slot, see keys.rs). The scripts name
+--          them from it (`general`), never from KEYS: the uncontended fast
+--          paths touch K alone and pay for no other name.
+-- Q = P .. 'q', ZSET member = number, score = number: FIFO order.
+-- X = P .. 'x', ZSET member = number, score = expiry in server µs: a
 --          waiter's liveness, the holder's lease end.
--- (Issue and release also take the request's entry as KEYS[2], for
--- ../request.lua.)
--- ARGV[1]: the prefix of the tickets' wake-up channels, `{T}:K:w:`; a
+-- WAKE = P .. 'w:', the prefix of the tickets' wake-up channels; a
 --          ticket's channel is `<prefix><epoch>:<number>`.
+-- (Issue and release also name the request's entry, REQUEST, for
+-- ../request.lua: P .. 'rq:<request id>' and P .. 'rl:<epoch>:<number>'.)
 --
 -- Every call costs O(log depth): no command here walks the queue, except
 -- the inspection scripts (get, delete, save), which read all of it.
 -- Numbers are integers in doubles (exact below 2^53: server µs until
--- year 2255 plus numbers); nothing is JSON or float text.
+-- year 2255 plus numbers); nothing is JSON or float text: numbers go to
+-- commands as strings (`int`, or the client's own ARGV text), since a Lua
+-- number passed to redis.call is printed as a float.
 
--- The call's keys and channel prefix, and (issue and release) its
--- request's entry: set by bind.lua at the start of every call, so that the
--- helpers below can be defined once (in the Functions library, when it is
--- loaded) and serve every call.
-local K, Q, X, WAKE, REQUEST
+-- The call's key, prefix and the names made from it: set at the start of
+-- every call (bind.lua, then `general`), so that the helpers below can be
+-- defined once (in the Functions library, when it is loaded) and serve
+-- every call.
+local K, P, Q, X, WAKE, REQUEST
 
 local function int(n)
   return string.format('%d', n)
@@ -41,10 +48,30 @@ local function corrupt(message)
   error({ ticketlock_error = 'CORRUPT ' .. message })
 end
 
--- Runs a script's `main`; the errors of ours (corrupt, other layout) become
--- error replies whose codes the client maps (CORRUPT, LAYOUT).
-local function run(main)
-  local ok, result = pcall(main)
+-- Names Q, X and WAKE from P: every operation calls it before it leaves
+-- the uncontended fast path (bind.lua clears them, so a call that forgot
+-- fails instead of touching another conversation's keys).
+local function general()
+  Q = P .. 'q'
+  X = P .. 'x'
+  WAKE = P .. 'w:'
+end
+
+-- The request entry of the release of ticket ARGV `number` of epoch ARGV
+-- `epoch` (-1: none), as the client formats them: `rl:<epoch>:<number>`,
+-- `rl:-:<number>` without an epoch.
+local function release_entry(number, epoch)
+  if epoch == '-1' then
+    epoch = '-'
+  end
+  return P .. 'rl:' .. epoch .. ':' .. number
+end
+
+-- Runs an operation's `main(KEYS, ARGV)` (defined once, like the helpers);
+-- the errors of ours (corrupt, other layout) become error replies whose
+-- codes the client maps (CORRUPT, LAYOUT).
+local function run(main, KEYS, ARGV)
+  local ok, result = pcall(main, KEYS, ARGV)
   if ok then
     return result
   end
@@ -57,9 +84,16 @@ end
 -- The conversation's state, or nil when it has none. A string at K is a
 -- record of the rasa layout: refused with the LAYOUT error, never read or
 -- overwritten. `st.x` is set in the uncontended state (the holder alone, in
--- K only); `st.r` is the creating issue's request id.
-local function load_raw()
-  local r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 'r')
+-- K only; `n` and `h` are then 1 and 0 unless stored); `st.r`, the
+-- creating issue's request id, is read only `with_request` (it costs a
+-- string per call).
+local function load_raw(with_request)
+  local r
+  if with_request then
+    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 'r')
+  else
+    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x')
+  end
   if r.err then
     if string.find(r.err, '^WRONGTYPE') then
       error({ ticketlock_error = 'LAYOUT rasa' })
@@ -69,19 +103,22 @@ local function load_raw()
   if not r[2] then
     return nil
   end
-  local st = { n = tonumber(r[1]), e = tonumber(r[2]), r = r[6] }
-  if not st.n or not st.e then
-    corrupt('`n` or `e` is not a number')
-  end
-  if r[3] then
-    st.h = tonumber(r[3])
-  end
-  st.p = r[4] ~= false and r[4] ~= nil
+  local st = { e = tonumber(r[2]), r = r[6], p = r[4] ~= false and r[4] ~= nil }
   if r[5] then
     st.x = tonumber(r[5])
-    if not st.h or not st.x then
-      corrupt('`x` without a holder, or not a number')
+    st.n = tonumber(r[1] or 1)
+    st.h = tonumber(r[3] or 0)
+    if not st.x then
+      corrupt('`x` is not a number')
     end
+  else
+    st.n = tonumber(r[1])
+    if r[3] then
+      st.h = tonumber(r[3])
+    end
+  end
+  if not st.n or not st.e then
+    corrupt('`n` or `e` is not a number')
   end
   return st
 end
@@ -98,6 +135,7 @@ local function materialize(st, now)
   local m = int(st.h)
   redis.call('ZADD', Q, m, m)
   redis.call('ZADD', X, int(st.x), m)
+  redis.call('HSET', K, 'n', int(st.n), 'h', m)
   redis.call('HDEL', K, 'x')
   local ms = int(math.floor(math.max(st.x - now, 0) / 1000) + 1000)
   redis.call('PEXPIRE', Q, ms)
@@ -107,7 +145,7 @@ end
 
 -- The conversation's state in the general form (see `materialize`), or nil.
 local function load(now)
-  local st = load_raw()
+  local st = load_raw(false)
   if st then
     materialize(st, now)
   end

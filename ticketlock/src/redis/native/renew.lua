@@ -2,39 +2,38 @@
 -- ARGV[2]: ticket number, ARGV[3]: epoch or -1, ARGV[4]: lifetime µs,
 -- ARGV[5]: the claim window, µs. Returns 1 when renewed, 0 when the ticket
 -- is not the live holder.
-return run(function()
-  local number = tonumber(ARGV[2])
-  local epoch = tonumber(ARGV[3])
-  local lifetime = tonumber(ARGV[4])
-  local claim = tonumber(ARGV[5])
-  local now = clock_us()
-  local st = load_raw()
-  if not st or not same_epoch(st, epoch) then
-    return 0
-  end
-  if st.x and st.h == number and st.x >= now then
-    -- Uncontended: the holder alone, in K.
-    redis.call('HSET', K, 'x', int(now + lifetime), int(number), int(lifetime))
-    redis.call('PEXPIRE', K, int(math.floor(lifetime / 1000) + 1000))
-    return 1
-  end
-  materialize(st, now)
-  local pruned = prune(st, now, 8)
-  local score = redis.call('ZSCORE', X, int(number))
-  if st.h ~= number or not score or tonumber(score) < now then
-    if pruned > 0 then
-      advance(st, now, claim, nil)
-      touch(now)
-    end
-    return 0
-  end
-  local m = int(number)
-  redis.call('ZADD', X, int(now + lifetime), m)
-  redis.call('HSET', K, m, int(lifetime))
-  if st.p then
-    st.p = false
-    redis.call('HDEL', K, 'p')
-  end
-  touch(now)
+general()
+local number = tonumber(ARGV[2])
+local epoch = tonumber(ARGV[3])
+local lifetime = tonumber(ARGV[4])
+local claim = tonumber(ARGV[5])
+local now = clock_us()
+local st = load_raw(false)
+if not st or not same_epoch(st, epoch) then
+  return 0
+end
+if st.x and st.h == number and st.x >= now then
+  -- Uncontended: the holder alone, in K.
+  redis.call('HSET', K, 'x', int(now + lifetime))
+  redis.call('PEXPIRE', K, int(math.floor(lifetime / 1000) + 1000))
   return 1
-end)
+end
+materialize(st, now)
+local pruned = prune(st, now, 8)
+local score = redis.call('ZSCORE', X, int(number))
+if st.h ~= number or not score or tonumber(score) < now then
+  if pruned > 0 then
+    advance(st, now, claim, nil)
+    touch(now)
+  end
+  return 0
+end
+local m = int(number)
+redis.call('ZADD', X, int(now + lifetime), m)
+redis.call('HSET', K, m, int(lifetime))
+if st.p then
+  st.p = false
+  redis.call('HDEL', K, 'p')
+end
+touch(now)
+return 1

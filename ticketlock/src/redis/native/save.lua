@@ -6,50 +6,49 @@
 -- ARGV[2]: the lock's last_issued or -1, ARGV[3]: its epoch or -1,
 -- ARGV[4]: the claim window µs, then pairs (number, expiry µs) in queue
 -- order from ARGV[5].
-return run(function()
-  local last_issued = tonumber(ARGV[2])
-  local epoch = tonumber(ARGV[3])
-  local claim = tonumber(ARGV[4])
-  local now = clock_us()
-  local old = load(now)
-  local n = last_issued + 1
-  if old then
-    n = math.max(n, old.n)
-    if epoch < 0 then
-      epoch = old.e
-    end
-    for _, m in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
-      redis.call(PUBLISH, channel(old, tonumber(m)), '*')
-    end
-  end
+general()
+local last_issued = tonumber(ARGV[2])
+local epoch = tonumber(ARGV[3])
+local claim = tonumber(ARGV[4])
+local now = clock_us()
+local old = load(now)
+local n = last_issued + 1
+if old then
+  n = math.max(n, old.n)
   if epoch < 0 then
-    epoch = now
+    epoch = old.e
   end
-  redis.call('DEL', K, Q, X)
-  if #ARGV < 5 then
-    return 0
+  for _, m in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
+    redis.call(PUBLISH, channel(old, tonumber(m)), '*')
   end
-  local st = { n = n, e = epoch, p = false }
-  local holder
-  for i = 5, #ARGV, 2 do
-    local number = tonumber(ARGV[i])
-    local expires = tonumber(ARGV[i + 1])
-    st.n = math.max(st.n, number + 1)
-    redis.call('ZADD', Q, ARGV[i], ARGV[i])
-    redis.call('ZADD', X, ARGV[i + 1], ARGV[i])
-    redis.call('HSET', K, ARGV[i], int(math.max(expires - now, 1000)))
-    if not holder and expires >= now then
-      holder = number
-    end
+end
+if epoch < 0 then
+  epoch = now
+end
+redis.call('DEL', K, Q, X)
+if #ARGV < 5 then
+  return 0
+end
+local st = { n = n, e = epoch, p = false }
+local holder
+for i = 5, #ARGV, 2 do
+  local number = tonumber(ARGV[i])
+  local expires = tonumber(ARGV[i + 1])
+  st.n = math.max(st.n, number + 1)
+  redis.call('ZADD', Q, ARGV[i], ARGV[i])
+  redis.call('ZADD', X, ARGV[i + 1], ARGV[i])
+  redis.call('HSET', K, ARGV[i], int(math.max(expires - now, 1000)))
+  if not holder and expires >= now then
+    holder = number
   end
-  redis.call('HSET', K, 'n', int(st.n), 'e', int(st.e))
-  -- As in Rasa's record, the first live ticket holds, until its expiry.
-  if holder then
-    redis.call('HSET', K, 'h', int(holder))
-  end
-  touch(now)
-  for i = 5, #ARGV, 2 do
-    redis.call(PUBLISH, channel(st, tonumber(ARGV[i])), '*')
-  end
-  return 1
-end)
+end
+redis.call('HSET', K, 'n', int(st.n), 'e', int(st.e))
+-- As in Rasa's record, the first live ticket holds, until its expiry.
+if holder then
+  redis.call('HSET', K, 'h', int(holder))
+end
+touch(now)
+for i = 5, #ARGV, 2 do
+  redis.call(PUBLISH, channel(st, tonumber(ARGV[i])), '*')
+end
+return 1

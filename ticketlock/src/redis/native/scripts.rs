@@ -2,10 +2,13 @@
 //!
 //! Each is a one-line prelude naming the publish command, then
 //! `common.lua` (the state, prune, grant, advance, TTL), the helpers of
-//! `../request.lua` for issue and release (whose request's entry is
-//! KEYS[2]; shared with the rasa layout), `bind.lua` (this call's keys into
-//! the helpers' locals), then the operation. The Functions library defines
-//! the helpers once instead (see [`Library`]).
+//! `../request.lua` for issue and release (shared with the rasa layout),
+//! the operation as a function `main(KEYS, ARGV)`, `bind.lua` (this call's
+//! key and name prefix into the helpers' locals), then the call of `main`.
+//! Every operation takes one key, the conversation's hash, and the prefix
+//! of its other keys and channels as ARGV[1]; the scripts name those from
+//! it, in the hash's cluster slot. The Functions library defines the
+//! helpers and each `main` once instead (see [`Library`]).
 //! Called by hash (EVALSHA), loaded again on NOSCRIPT. Two flavours, as in
 //! the rasa layout: PUBLISH, or SPUBLISH on a cluster (the channels are in
 //! the conversation's slot).
@@ -14,19 +17,21 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// A script for EVALSHA: the prelude, the helpers, the binding of this
-/// call's keys, then the operation.
+/// A script for EVALSHA: effects replication where the server has the
+/// choice (Redis before 5, so that `TIME` may come before writes; the only
+/// mode since 7, so the library needs no such line), the prelude, the
+/// helpers, the operation as the function `main`, the binding of this
+/// call's key, then the call.
 macro_rules! script {
     ($publish:literal, $file:literal) => {
         Script::new(concat!(
+            "if redis.replicate_commands then pcall(redis.replicate_commands) end\n",
             "local PUBLISH = '",
             $publish,
             "'\n",
             include_str!("common.lua"),
             "\n",
-            include_str!("bind.lua"),
-            "\n",
-            include_str!($file)
+            op!($file)
         ))
     };
 }
@@ -34,6 +39,7 @@ macro_rules! script {
 macro_rules! request_script {
     ($publish:literal, $file:literal) => {
         Script::new(concat!(
+            "if redis.replicate_commands then pcall(redis.replicate_commands) end\n",
             "local PUBLISH = '",
             $publish,
             "'\n",
@@ -41,10 +47,22 @@ macro_rules! request_script {
             "\n",
             include_str!("../request.lua"),
             "\n",
-            include_str!("bind.lua"),
-            "\n",
-            include_str!($file)
+            op!($file)
         ))
+    };
+}
+
+/// One operation as a script's tail: its file as the function `main`
+/// (defined once, not per call, in the library), then the call.
+macro_rules! op {
+    ($file:literal) => {
+        concat!(
+            "local function main(KEYS, ARGV)\n",
+            include_str!($file),
+            "\nend\n",
+            include_str!("bind.lua"),
+            "\nreturn run(main, KEYS, ARGV)\n"
+        )
     };
 }
 
@@ -64,11 +82,18 @@ macro_rules! shared {
     };
 }
 
-/// The body of one operation's function: this call's keys bound, then the
-/// operation.
+/// One operation's part of the library: its `main`, defined once, and
+/// the registered function's body (this call's key bound, then `main`).
 macro_rules! body {
     ($file:literal) => {
-        concat!(include_str!("bind.lua"), "\n", include_str!($file))
+        (
+            concat!(
+                "local function main(KEYS, ARGV)\n",
+                include_str!($file),
+                "\nend\n"
+            ),
+            concat!(include_str!("bind.lua"), "\nreturn run(main, KEYS, ARGV)\n"),
+        )
     };
 }
 
@@ -96,27 +121,28 @@ macro_rules! library {
 /// the hash of the library's text, so that two versions of this crate on
 /// one server never replace each other's functions.
 ///
-/// The helpers (`common.lua`, `../request.lua`) are defined once, at the
-/// library's top level, when it is loaded; each function binds its call's
-/// keys into their locals (`bind.lua`) and runs its operation. A script
-/// run by EVALSHA defines them all again on every call, which is most of
-/// what a short call costs the server.
+/// The helpers (`common.lua`, `../request.lua`) and each operation's
+/// `main` are defined once, at the library's top level, when it is loaded;
+/// each registered function binds its call's key into their locals
+/// (`bind.lua`) and calls its `main`. A script run by EVALSHA defines them
+/// all again on every call, which is most of what a short call costs the
+/// server.
 pub(crate) struct Library {
     pub source: String,
     prefix: String,
 }
 
 impl Library {
-    fn new(shared: &str, ops: &[(&str, &str)]) -> Library {
+    fn new(shared: &str, ops: &[(&str, (&str, &str))]) -> Library {
         let all: String = std::iter::once(shared)
-            .chain(ops.iter().map(|(_, body)| *body))
+            .chain(ops.iter().flat_map(|(_, (main, call))| [*main, *call]))
             .collect();
         let hash = Script::new(&all).get_hash()[..16].to_string();
         let prefix = format!("tl{hash}_");
         let mut source = format!("#!lua name=ticketlock_{hash}\n{shared}\n");
-        for (name, body) in ops {
+        for (name, (main, call)) in ops {
             source.push_str(&format!(
-                "redis.register_function('{prefix}{name}', function(KEYS, ARGV)\n{body}\nend)\n"
+                "do\n{main}redis.register_function('{prefix}{name}', function(KEYS, ARGV)\n{call}end)\nend\n"
             ));
         }
         Library { source, prefix }

@@ -7,48 +7,47 @@
 -- ARGV[5]: the claim window of a provisional grant, µs.
 -- Returns {0, token, lease µs} acquired, {1, ahead, holder remaining µs
 -- or -1} queued, {2} lost.
-return run(function()
-  local number = tonumber(ARGV[2])
-  local epoch = tonumber(ARGV[3])
-  local lifetime = tonumber(ARGV[4])
-  local claim = tonumber(ARGV[5])
-  local now = clock_us()
-  local st = load(now)
-  if not st or not same_epoch(st, epoch) then
-    return { 2 }
+general()
+local number = tonumber(ARGV[2])
+local epoch = tonumber(ARGV[3])
+local lifetime = tonumber(ARGV[4])
+local claim = tonumber(ARGV[5])
+local now = clock_us()
+local st = load(now)
+if not st or not same_epoch(st, epoch) then
+  return { 2 }
+end
+local m = int(number)
+local pruned = prune(st, now, 8)
+local score = redis.call('ZSCORE', X, m)
+if not score or tonumber(score) < now then
+  if pruned > 0 then
+    advance(st, now, claim, nil)
+    touch(now)
   end
-  local m = int(number)
-  local pruned = prune(st, now, 8)
-  local score = redis.call('ZSCORE', X, m)
-  if not score or tonumber(score) < now then
-    if pruned > 0 then
-      advance(st, now, claim, nil)
-      touch(now)
-    end
-    return { 2 }
-  end
-  local h = st.h
-  advance(st, now, claim, number)
-  if st.h == number then
-    local left
-    if st.p then
-      st.p = false
-      redis.call('HDEL', K, 'p')
-      redis.call('ZADD', X, int(now + lifetime), m)
-      left = lifetime
-    else
-      left = tonumber(redis.call('ZSCORE', X, m)) - now
-    end
-    if pruned > 0 or h ~= number or left == lifetime then
-      touch(now)
-    end
-    return { 0, token(st, number), left }
-  end
-  if tonumber(score) - now < lifetime * 2 / 3 then
+  return { 2 }
+end
+local h = st.h
+advance(st, now, claim, number)
+if st.h == number then
+  local left
+  if st.p then
+    st.p = false
+    redis.call('HDEL', K, 'p')
     redis.call('ZADD', X, int(now + lifetime), m)
-    touch(now)
-  elseif pruned > 0 or h ~= st.h then
+    left = lifetime
+  else
+    left = tonumber(redis.call('ZSCORE', X, m)) - now
+  end
+  if pruned > 0 or h ~= number or left == lifetime then
     touch(now)
   end
-  return queued(st, number, now)
-end)
+  return { 0, token(st, number), left }
+end
+if tonumber(score) - now < lifetime * 2 / 3 then
+  redis.call('ZADD', X, int(now + lifetime), m)
+  touch(now)
+elseif pruned > 0 or h ~= st.h then
+  touch(now)
+end
+return queued(st, number, now)
