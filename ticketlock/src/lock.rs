@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
-use crate::guard::GuardId;
 use crate::store::{Kind, dispatch};
 use crate::{Error, InMemoryLockStore, LockGuard, LockStore, Result};
 
@@ -230,7 +229,11 @@ impl<'a> LockRequest<'a> {
     /// The request on the in-memory store, at once: the guard when the lock
     /// is free (nearly always), else `step` becomes the wait for it, boxed
     /// (it is large), and this returns `Pending` for the caller to poll it.
-    fn lock_in_memory(self, m: &InMemoryLockStore, step: &mut Step<'a>) -> Poll<Result<LockGuard>> {
+    fn lock_in_memory(
+        &self,
+        m: &InMemoryLockStore,
+        step: &mut Step<'a>,
+    ) -> Poll<Result<LockGuard>> {
         if let Err(e) = self.validate() {
             return Poll::Ready(Err(e));
         }
@@ -247,7 +250,7 @@ impl<'a> LockRequest<'a> {
             // The guard's id inline (no allocation) when it is short.
             return Poll::Ready(Ok(taken.served(
                 self.store,
-                id.into(),
+                id,
                 fencing_token,
                 self.options,
             )));
@@ -267,7 +270,7 @@ impl<'a> LockRequest<'a> {
             // loop's future, which is large and boxed below only when there
             // is a wait.
             Attempt::Acquired { fencing_token, .. } => {
-                Ok(taken.served(self.store, id.into(), fencing_token, self.options))
+                Ok(taken.served(self.store, id, fencing_token, self.options))
             }
             _ => {
                 let queued = taken.queued(self.store, id.into(), self.options);
@@ -286,6 +289,7 @@ struct Taken {
 }
 
 impl Taken {
+    #[inline]
     fn new(issued: Issued, started: Option<Instant>, span: tracing::Span) -> Taken {
         span.record("ticket", issued.ticket.number);
         crate::metrics::issued(&issued.attempt);
@@ -299,10 +303,11 @@ impl Taken {
 
     /// The guard of a ticket served at once: it did not wait, and the
     /// clock is not read for it.
+    #[inline]
     fn served(
         self,
         store: &LockStore,
-        id: GuardId,
+        id: &str,
         fencing_token: u64,
         options: LockOptions,
     ) -> LockGuard {
@@ -311,8 +316,7 @@ impl Taken {
             fencing_token,
             waited: Duration::ZERO,
         };
-        // The id is read only if the event is taken (see `GuardId::as_str`).
-        self.span.in_scope(|| acquired_event(&id, &held));
+        self.span.in_scope(|| acquired_event(id, held));
         crate::metrics::acquired(&held);
         LockGuard::new(store, id, held, options)
     }
@@ -387,23 +391,26 @@ impl Future for LockFuture<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<LockGuard>> {
         let step = &mut self.step;
-        if matches!(step, Step::Start(_)) {
+        if let Step::Start(request) = step {
             // As in `LockRequest::issue`: spend the task's budget before
             // the ticket exists (see there).
             let Poll::Ready(budget) = tokio::task::coop::poll_proceed(cx) else {
                 return Poll::Pending;
             };
             budget.made_progress();
-            if let Step::Start(request) = std::mem::replace(step, Step::Done) {
-                match &request.store.kind {
-                    Kind::InMemory(m) => {
-                        if let Poll::Ready(result) = request.lock_in_memory(m, step) {
-                            return Poll::Ready(result);
-                        }
+            // The request's fields, not the request: moved out of the
+            // step whole, it was read back in wide pieces just after
+            // being written field by field (a store-forwarding stall).
+            let request = LockRequest::new(request.store, request.conversation_id, request.options);
+            match &request.store.kind {
+                Kind::InMemory(m) => {
+                    if let Poll::Ready(result) = request.lock_in_memory(m, step) {
+                        *step = Step::Done;
+                        return Poll::Ready(result);
                     }
-                    #[allow(unreachable_patterns)]
-                    _ => *step = Step::Wait(Box::pin(request.lock_async())),
                 }
+                #[allow(unreachable_patterns)]
+                _ => *step = Step::Wait(Box::pin(request.lock_async())),
             }
         }
         match step {
@@ -526,9 +533,9 @@ impl QueuedTicket {
                         self.started.elapsed()
                     },
                 };
-                acquired_event(&id, &held);
+                acquired_event(id, held);
                 crate::metrics::acquired(&held);
-                Ok(LockGuard::new(
+                Ok(LockGuard::with_id(
                     &self.store,
                     self.conversation_id.clone().into(),
                     held,
@@ -551,9 +558,13 @@ impl QueuedTicket {
     }
 }
 
-fn acquired_event(id: &impl AsRef<str>, held: &Held) {
+/// The `lock acquired` event. The ticket by value: with a `&Held` the
+/// caller wrote it to memory field by field and, at once, read it back
+/// whole for the guard, before those stores had landed (a
+/// store-forwarding stall).
+fn acquired_event(id: &str, held: Held) {
     tracing::debug!(
-        conversation_id = id.as_ref(),
+        conversation_id = id,
         ticket = held.ticket.number,
         fencing_token = held.fencing_token,
         waited_us = held.waited.as_micros() as u64,

@@ -316,6 +316,7 @@ impl InMemoryLockStore {
     /// [`Backend::issue`], done at once: the lock path takes a free lock
     /// without a future of the store's. The one clock read of an
     /// uncontended cycle's issue: the lease's deadline.
+    #[inline]
     pub(crate) fn issue_now(&self, id: &str, lifetime: Duration) -> Result<Issued> {
         validate_id(id)?;
         let now = self.now();

@@ -62,7 +62,7 @@ impl LockRequest<'_> {
                     waited: std::time::Duration::ZERO,
                 };
                 crate::metrics::acquired(&held);
-                Ok(Some(LockGuard::new(store, id.into(), held, options)))
+                Ok(Some(LockGuard::new(store, id, held, options)))
             }
             // Not served at once (an empty queue always serves; a record
             // written by another client may not): withdraw.
