@@ -12,7 +12,7 @@ mod server;
 
 use std::time::{Duration, Instant};
 
-use server::{config, connection};
+use server::{RedisServer, config, connection};
 use ticketlock::{LockStore, RedisLockStore, TicketLock};
 
 fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {

@@ -62,6 +62,28 @@ end
 -- once per call (a script's writes come after its reads; the table is
 -- changed only on the way to a write).
 local STATE, STATE_READ
+-- st.live, made from the text on first use (st.live_a to st.live_b).
+local LAZY_LIVE = {
+  __index = function(st, k)
+    if k == 'live' then
+      local v = string.sub(st.text, st.live_a, st.live_b)
+      rawset(st, 'live', v)
+      return v
+    end
+    return nil
+  end,
+}
+
+-- The live list as a text and its bounds in it: the state's text while
+-- st.live was not made (or set), else st.live.
+local function live_text(st)
+  local live = rawget(st, 'live')
+  if live then
+    return live, 1, #live
+  end
+  return st.text, st.live_a, st.live_b
+end
+
 local function parse_state()
   local s = redis.call('GET', OURS)
   if not s then
@@ -74,29 +96,52 @@ local function parse_state()
     return nil
   end
   local fields, from = {}, 1
+  local live_a
   for i = 1, 7 do
     local sp = string.find(s, ' ', from, true)
     if not sp or sp > nl then
       return nil
     end
-    fields[i] = string.sub(s, from, sp - 1)
+    if i < 7 then
+      fields[i] = string.sub(s, from, sp - 1)
+    else
+      -- The live list stays in the text until something needs it as a
+      -- string (see LAZY_LIVE): a look or a spliced write reads or edits
+      -- it in place.
+      live_a = from
+      fields[7] = sp - 1
+    end
     from = sp + 1
   end
   fields[8] = string.sub(s, from, nl - 1)
-  if string.byte(fields[7]) ~= 44 or string.byte(fields[8]) ~= 44 then
+  if string.byte(s, live_a) ~= 44 or string.byte(fields[8]) ~= 44 then
     return nil
   end
-  return {
+  return setmetatable({
     epoch = count_or_nil(fields[1]),
     last_issued = count_or_nil(fields[2]),
     holder = count_or_nil(fields[3]),
     n = count_or_nil(fields[4]),
     min = count_or_nil(fields[5]),
     max = count_or_nil(fields[6]),
-    live = fields[7],
+    live_a = live_a,
+    live_b = fields[7],
     gone = fields[8],
-    copy = string.sub(s, nl + 1),
-  }
+    text = s,
+    nl = nl,
+  }, LAZY_LIVE)
+end
+
+-- Whether `raw` (the record's text, or nil when there is none) is the
+-- copy in our state: compared in place, without taking the copy out as a
+-- string of its own (each large string made costs about a microsecond per
+-- kilobyte).
+local function is_copy(st, raw)
+  local text, nl = st.text, st.nl
+  if type(raw) ~= 'string' then
+    return raw == nil and #text == nl
+  end
+  return #text - nl == #raw and (#raw == 0 or string.find(text, raw, nl + 1, true) == nl + 1)
 end
 
 local function state()
@@ -117,16 +162,18 @@ local function state_head(st)
     .. st.live .. ' ' .. st.gone .. '\n'
 end
 
--- lo, hi of our live ticket `number`, or nil.
+-- lo, hi of our live ticket `number`, or nil; then where its entry's
+-- leading comma is in live_text(st).
 -- (A plain find, then a match anchored there: an unanchored pattern would
 -- be tried at every character of a long list.)
 local function live_range(st, number)
-  local at = string.find(st.live, ',' .. int(number) .. ':', 1, true)
-  if not at then
+  local text, a, b = live_text(st)
+  local at = string.find(text, ',' .. int(number) .. ':', a, true)
+  if not at or at > b then
     return nil
   end
-  local lo, hi = string.match(st.live, '^,%d+:(%d+):(%d+),', at)
-  return tonumber(lo), tonumber(hi)
+  local lo, hi = string.match(text, '^,%d+:(%d+):(%d+),', at)
+  return tonumber(lo), tonumber(hi), at
 end
 
 -- `list` with its entry `old` (between commas) replaced by `new`.
@@ -166,7 +213,7 @@ end
 local function full(now)
   local rec, raw = read_record()
   local st = state()
-  if st and (raw or '') == st.copy then
+  if st and is_copy(st, raw) then
     -- Nobody else wrote since we did: nothing to repair, and our state's
     -- strings are edited in place (see entry() and the helpers below).
     rec = rec or { tickets = {} }
@@ -482,6 +529,17 @@ local function commit(rec, st, now, quiet)
   redis.call('SET', OURS, state_head(st) .. body, 'PX', ttl_ms(last, now))
 end
 
+-- Where the element `el` starts in the record's list, or nil. Found from
+-- its second byte: its first, `"`, starts every escaped quote (six times
+-- an element), and a plain find stops at each; `{` comes once an element.
+local function find_element(raw, el)
+  local at = string.find(raw, string.sub(el, 2), #PREFIX + 1, true)
+  if not at or string.byte(raw, at - 1) ~= 34 then
+    return nil
+  end
+  return at - 1
+end
+
 -- The answer of a look by a waiting ticket of ours that finds nothing to
 -- do: {1, ahead, holder remaining us}, read from the record without
 -- writing, or nil when the look must go through full() (the record changed
@@ -499,10 +557,10 @@ local function look(now, number, epoch, lifetime)
     return nil
   end
   local raw = raw_record()
-  if raw ~= st.copy or type(raw) ~= 'string' then
+  if type(raw) ~= 'string' or not is_copy(st, raw) then
     return nil
   end
-  local at = string.find(raw, ticket_element({ number = number, us = hi }), #PREFIX, true)
+  local at = find_element(raw, ticket_element({ number = number, us = hi }))
   if not at then
     return nil
   end

@@ -26,7 +26,7 @@ local function splice_base(now, epoch)
     return nil
   end
   local raw = raw_record()
-  if type(raw) ~= 'string' or raw ~= st.copy then
+  if type(raw) ~= 'string' or not is_copy(st, raw) then
     return nil
   end
   return st, raw
@@ -36,17 +36,29 @@ end
 -- last byte of its element, and its lo and hi; or nil. An element starts
 -- with `"{` and nothing else in the list does, so a match is a whole
 -- element.
+-- Also where its entry is in live_text(st): from its leading comma to the
+-- byte before its trailing one.
 local function find_ours(st, raw, number)
-  local lo, hi = live_range(st, number)
+  local lo, hi, comma = live_range(st, number)
   if not lo then
     return nil
   end
   local el = ticket_element({ number = number, us = hi })
-  local at = string.find(raw, el, #PREFIX, true)
+  local at = find_element(raw, el)
   if not at then
     return nil
   end
-  return at, at + #el - 1, lo, hi
+  local entry_end = comma + #(int(number) .. ':' .. int(lo) .. ':' .. int(hi))
+  return at, at + #el - 1, lo, hi, comma, entry_end
+end
+
+-- The live list with its part from `x` to `y` (offsets in live_text(st))
+-- replaced by `new`: as the pieces before, `new`, after, so that the
+-- state's text is made in one concatenation (each large string made costs
+-- about a microsecond per kilobyte: hashing it).
+local function live_spliced(st, x, y, new)
+  local text, a, b = live_text(st)
+  return string.sub(text, a, x - 1), new, string.sub(text, y + 1, b)
 end
 
 -- How many elements come before the one at `at` (the head's at `s0`, of
@@ -78,28 +90,35 @@ end
 -- Writes the spliced record `body` and our state beside it, as commit()
 -- does (the record until its latest ticket's expiry bound, our state as
 -- long as the record or our latest released ticket).
-local function splice_commit(st, body, now)
+-- The live list given as three pieces (see live_spliced).
+local function splice_commit(st, body, now, l1, l2, l3)
   redis.call('SET', KEY, body, 'PX', ttl_ms(st.max / 1000000, now))
   local last = st.max
   local hi = last_hi(st.gone)
   if hi and hi > last then
     last = hi
   end
-  redis.call('SET', OURS, state_head(st) .. body, 'PX', ttl_ms(last / 1000000, now))
+  local text = (st.epoch and int(st.epoch) or '-') .. ' '
+    .. (st.last_issued and int(st.last_issued) or '-') .. ' '
+    .. (st.holder and int(st.holder) or '-') .. ' '
+    .. int(st.n) .. ' ' .. int(st.min) .. ' ' .. int(st.max) .. ' '
+    .. l1 .. l2 .. l3 .. ' ' .. st.gone .. '\n' .. body
+  redis.call('SET', OURS, text, 'PX', ttl_ms(last / 1000000, now))
 end
 
--- Replaces our ticket's element (at `a` to `b`, entry `number:lo:hi`) with
--- one expiring a lifetime from now; the new text.
-local function splice_extend(st, raw, a, b, number, lo, hi, now, lifetime)
+-- Replaces our ticket's element (at `a` to `b` in the record, its entry
+-- from `comma` to `entry_end` in the live list) with one expiring a
+-- lifetime from now, and writes.
+local function splice_extend(st, raw, a, b, number, lo, comma, entry_end, now, lifetime)
   local us = now + lifetime
   local body = string.sub(raw, 1, a - 1) .. ticket_element({ number = number, us = us })
     .. string.sub(raw, b + 1)
-  st.live = replace_entry(st.live, int(number) .. ':' .. int(lo) .. ':' .. int(hi),
-    int(number) .. ':' .. int(lo) .. ':' .. int(us))
   if us > st.max then
     st.max = us
   end
-  return body
+  local l1, l2, l3 = live_spliced(st, comma + 1, entry_end,
+    int(number) .. ':' .. int(lo) .. ':' .. int(us))
+  splice_commit(st, body, now, l1, l2, l3)
 end
 
 -- Issue: our new ticket appended to a queue that has one. Returns the
@@ -139,7 +158,9 @@ local function splice_issue(now, lifetime, max_len)
     .. ticket_element({ number = number, us = us }) .. ']' .. epoch_part
   local ahead = st.n
   st.last_issued = number
-  st.live = st.live .. int(number) .. ':' .. int(us) .. ':' .. int(us) .. ','
+  local _, _, live_b = live_text(st)
+  local l1, l2, l3 = live_spliced(st, live_b + 1, live_b,
+    int(number) .. ':' .. int(us) .. ':' .. int(us) .. ',')
   st.n = st.n + 1
   if us > st.max then
     st.max = us
@@ -147,7 +168,7 @@ local function splice_issue(now, lifetime, max_len)
   if us < st.min then
     st.min = us
   end
-  splice_commit(st, body, now)
+  splice_commit(st, body, now, l1, l2, l3)
   local remaining = math.ceil(head_expires * 1000000 - now)
   if remaining < 0 then
     remaining = 0
@@ -163,7 +184,7 @@ local function splice_release(now, number, epoch)
   if not st or st.n < 2 or not st.last_issued or number >= st.last_issued then
     return nil
   end
-  local a, b, lo, hi = find_ours(st, raw, number)
+  local a, b, lo, hi, comma, entry_end = find_ours(st, raw, number)
   if not a then
     return nil
   end
@@ -181,11 +202,8 @@ local function splice_release(now, number, epoch)
     body = string.sub(raw, 1, a - 3) .. string.sub(raw, b + 1)
   end
   local entry_text = int(number) .. ':' .. int(lo) .. ':' .. int(hi)
-  local x, y = string.find(st.live, ',' .. entry_text .. ',', 1, true)
-  if not x then
-    return nil
-  end
-  st.live = string.sub(st.live, 1, x) .. string.sub(st.live, y + 1)
+  -- The entry and its trailing comma.
+  local l1, l2, l3 = live_spliced(st, comma + 1, entry_end + 1, '')
   if st.holder == number then
     st.holder = nil
   end
@@ -197,7 +215,7 @@ local function splice_release(now, number, epoch)
   end
   st.gone = gone
   st.n = st.n - 1
-  splice_commit(st, body, now)
+  splice_commit(st, body, now, l1, l2, l3)
   if first then
     local head = string.match(body, '^"{\\"number\\": (%d+),', #PREFIX + 1)
     if head and tonumber(head) ~= number then
@@ -216,14 +234,14 @@ local function splice_acquire(now, number, epoch, lifetime, holder_only)
   if not st then
     return nil
   end
-  local a, b, lo, hi = find_ours(st, raw, number)
+  local a, b, lo, hi, comma, entry_end = find_ours(st, raw, number)
   if not a then
     return nil
   end
   local first = a == #PREFIX + 1
   if st.holder == number or (first and not st.holder) then
     st.holder = number
-    splice_commit(st, splice_extend(st, raw, a, b, number, lo, hi, now, lifetime), now)
+    splice_extend(st, raw, a, b, number, lo, comma, entry_end, now, lifetime)
     return { 0, (st.epoch or now) + number }
   end
   if holder_only then
@@ -234,7 +252,7 @@ local function splice_acquire(now, number, epoch, lifetime, holder_only)
     return nil
   end
   if hi - now < lifetime * 2 / 3 then
-    splice_commit(st, splice_extend(st, raw, a, b, number, lo, hi, now, lifetime), now)
+    splice_extend(st, raw, a, b, number, lo, comma, entry_end, now, lifetime)
   end
   local remaining = math.ceil(head_expires * 1000000 - now)
   if remaining < 0 then
