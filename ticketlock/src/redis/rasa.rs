@@ -5,8 +5,11 @@
 //! `last_issued` (numbers are never reused, even after the highest ticket
 //! expired; written only then, since otherwise the queue tells it) and
 //! `epoch` (tells incarnations of a record apart). Changed only by the
-//! scripts beside this file (`rasa/*.lua`, built in `rasa/scripts.rs`),
-//! each of which reads and rewrites the whole record: O(depth) per call.
+//! scripts beside this file (`rasa/*.lua`, built in `rasa/scripts.rs`).
+//! Each reads the whole record (O(depth) bytes per call). Issue, release,
+//! a grant and a keep-alive on a record nobody else wrote since we did
+//! edit its text (`rasa/splice.lua`: plain finds and substrings); other
+//! writes decode and re-encode the queue (O(depth) work in Lua).
 //!
 //! Wake-ups: a script whose change gives the queue a new head publishes the
 //! head's number on the channel named like the key (`*` after save_lock and

@@ -521,6 +521,7 @@ end
 -- Writes the record back with a TTL past its last ticket's expiry, or
 -- deletes it when no ticket is left. Then, when the head changed, tells
 -- the new head (unless it is `quiet`, the caller that just entered).
+-- Returns the text written (nil when deleted).
 local function save(rec, now_us, quiet)
   local n = #rec.tickets
   if n == 0 then
@@ -560,4 +561,5 @@ local function save(rec, now_us, quiet)
   if head ~= rec.head and head ~= quiet then
     redis.call(PUBLISH, KEY, int(head))
   end
+  return body
 end

@@ -12,6 +12,13 @@ return run_ours(function()
   local request_ttl = tonumber(ARGV[4])
   local now = clock_us()
   local seen = request_seen()
+  if not seen then
+    local spliced = splice_issue(now, lifetime, max_len)
+    if spliced then
+      request_remember(issued_outcome(spliced[1], spliced[2]), request_ttl)
+      return spliced
+    end
+  end
   local rec, st, changed = full(now)
   if seen then
     -- A retry: answer for the ticket the first attempt made, as

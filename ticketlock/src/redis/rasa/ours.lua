@@ -6,7 +6,15 @@
 -- rewrite; this state is not: OURS (the last of KEYS) is
 -- `{T}:<record key>:ours`, in the record's slot, a string
 --
---   <epoch|-> <last_issued|-> <holder|-> <live> <gone>\n<record>
+--   <epoch|-> <last_issued|-> <holder|-> <n|-> <min|-> <max|-> <live> <gone>\n<record>
+--
+-- n: how many tickets the record holds; min, max: bounds (server µs) on
+--   the earliest and the latest expiry among them (min at most, max at
+--   least the true one). Written exactly by every full write, kept as
+--   bounds by the spliced writes of splice.lua, which need them to know,
+--   without reading the record's tickets, that none has expired and how
+--   long the record must live. `-` when unknown (save_lock): the next
+--   write is a full one.
 --
 -- live: our tickets in the queue, in queue order, `,n:lo:hi,...,` (`,`
 --   when none): lo is the expiry (server µs) the ticket was issued with,
@@ -38,9 +46,45 @@ local function count_or_nil(text)
   return tonumber(text)
 end
 
+-- The record's text as GET answers it (nil, or an error table for
+-- another type), read once per call: every write of a script comes after
+-- its last read.
+local RAW, RAW_READ
+local function raw_record()
+  if not RAW_READ then
+    RAW, RAW_READ = redis.pcall('GET', KEY), true
+  end
+  return RAW
+end
+
 -- Our state, or nil when there is none (or it is unreadable: then the
--- record alone is trusted, as before this state existed).
-local function state()
+-- record alone is trusted, as before this state existed). Read and parsed
+-- once per call (a script's writes come after its reads; the table is
+-- changed only on the way to a write).
+local STATE, STATE_READ
+-- st.live, made from the text on first use (st.live_a to st.live_b).
+local LAZY_LIVE = {
+  __index = function(st, k)
+    if k == 'live' then
+      local v = string.sub(st.text, st.live_a, st.live_b)
+      rawset(st, 'live', v)
+      return v
+    end
+    return nil
+  end,
+}
+
+-- The live list as a text and its bounds in it: the state's text while
+-- st.live was not made (or set), else st.live.
+local function live_text(st)
+  local live = rawget(st, 'live')
+  if live then
+    return live, 1, #live
+  end
+  return st.text, st.live_a, st.live_b
+end
+
+local function parse_state()
   local s = redis.call('GET', OURS)
   if not s then
     return nil
@@ -52,38 +96,84 @@ local function state()
     return nil
   end
   local fields, from = {}, 1
-  for i = 1, 4 do
+  local live_a
+  for i = 1, 7 do
     local sp = string.find(s, ' ', from, true)
     if not sp or sp > nl then
       return nil
     end
-    fields[i] = string.sub(s, from, sp - 1)
+    if i < 7 then
+      fields[i] = string.sub(s, from, sp - 1)
+    else
+      -- The live list stays in the text until something needs it as a
+      -- string (see LAZY_LIVE): a look or a spliced write reads or edits
+      -- it in place.
+      live_a = from
+      fields[7] = sp - 1
+    end
     from = sp + 1
   end
-  fields[5] = string.sub(s, from, nl - 1)
-  if string.byte(fields[4]) ~= 44 or string.byte(fields[5]) ~= 44 then
+  fields[8] = string.sub(s, from, nl - 1)
+  if string.byte(s, live_a) ~= 44 or string.byte(fields[8]) ~= 44 then
     return nil
   end
-  return {
+  return setmetatable({
     epoch = count_or_nil(fields[1]),
     last_issued = count_or_nil(fields[2]),
     holder = count_or_nil(fields[3]),
-    live = fields[4],
-    gone = fields[5],
-    copy = string.sub(s, nl + 1),
-  }
+    n = count_or_nil(fields[4]),
+    min = count_or_nil(fields[5]),
+    max = count_or_nil(fields[6]),
+    live_a = live_a,
+    live_b = fields[7],
+    gone = fields[8],
+    text = s,
+    nl = nl,
+  }, LAZY_LIVE)
 end
 
--- lo, hi of our live ticket `number`, or nil.
+-- Whether `raw` (the record's text, or nil when there is none) is the
+-- copy in our state: compared in place, without taking the copy out as a
+-- string of its own (each large string made costs about a microsecond per
+-- kilobyte).
+local function is_copy(st, raw)
+  local text, nl = st.text, st.nl
+  if type(raw) ~= 'string' then
+    return raw == nil and #text == nl
+  end
+  return #text - nl == #raw and (#raw == 0 or string.find(text, raw, nl + 1, true) == nl + 1)
+end
+
+local function state()
+  if not STATE_READ then
+    STATE, STATE_READ = parse_state(), true
+  end
+  return STATE
+end
+
+-- The head of our state's text, up to and with the newline (see above).
+local function state_head(st)
+  return (st.epoch and int(st.epoch) or '-') .. ' '
+    .. (st.last_issued and int(st.last_issued) or '-') .. ' '
+    .. (st.holder and int(st.holder) or '-') .. ' '
+    .. (st.n and int(st.n) or '-') .. ' '
+    .. (st.min and int(st.min) or '-') .. ' '
+    .. (st.max and int(st.max) or '-') .. ' '
+    .. st.live .. ' ' .. st.gone .. '\n'
+end
+
+-- lo, hi of our live ticket `number`, or nil; then where its entry's
+-- leading comma is in live_text(st).
 -- (A plain find, then a match anchored there: an unanchored pattern would
 -- be tried at every character of a long list.)
 local function live_range(st, number)
-  local at = string.find(st.live, ',' .. int(number) .. ':', 1, true)
-  if not at then
+  local text, a, b = live_text(st)
+  local at = string.find(text, ',' .. int(number) .. ':', a, true)
+  if not at or at > b then
     return nil
   end
-  local lo, hi = string.match(st.live, '^,%d+:(%d+):(%d+),', at)
-  return tonumber(lo), tonumber(hi)
+  local lo, hi = string.match(text, '^,%d+:(%d+):(%d+),', at)
+  return tonumber(lo), tonumber(hi), at
 end
 
 -- `list` with its entry `old` (between commas) replaced by `new`.
@@ -106,7 +196,7 @@ end
 
 -- The record as stored (or nil) and its text.
 local function read_record()
-  local raw = redis.pcall('GET', KEY)
+  local raw = raw_record()
   if type(raw) == 'table' then
     -- Not a string (or another error): load() answers it as it does.
     return load(), nil
@@ -123,7 +213,7 @@ end
 local function full(now)
   local rec, raw = read_record()
   local st = state()
-  if st and (raw or '') == st.copy then
+  if st and is_copy(st, raw) then
     -- Nobody else wrote since we did: nothing to repair, and our state's
     -- strings are edited in place (see entry() and the helpers below).
     rec = rec or { tickets = {} }
@@ -393,7 +483,7 @@ end
 -- wake-up unless it is `quiet`), then our state with a copy of it, kept as
 -- long as the record or the latest of our released tickets.
 local function commit(rec, st, now, quiet)
-  save(rec, now, quiet)
+  local body = save(rec, now, quiet)
   if not rec.tickets[1] then
     if st.gone == ',' then
       redis.call('DEL', OURS)
@@ -401,17 +491,25 @@ local function commit(rec, st, now, quiet)
     end
     -- The record is gone: the next ticket starts a new incarnation; only
     -- the released tickets are kept, until the latest would have expired.
-    redis.call('SET', OURS, '- - - , ' .. st.gone .. '\n', 'PX',
+    redis.call('SET', OURS, '- - - - - - , ' .. st.gone .. '\n', 'PX',
       ttl_ms(last_hi(st.gone) / 1000000, now))
     return
   end
   local live = st.live
   local last = 0
+  local first = rec.tickets[1].expires
   for _, t in ipairs(rec.tickets) do
     if t.expires > last then
       last = t.expires
     end
+    if t.expires < first then
+      first = t.expires
+    end
   end
+  -- The bounds for splice.lua: min rounded down, max up.
+  st.n = #rec.tickets
+  st.min = math.floor(first * 1000000) - 1
+  st.max = math.ceil(last * 1000000) + 1
   if not rec.fast then
     local parts = {}
     for _, t in ipairs(rec.tickets) do
@@ -425,11 +523,21 @@ local function commit(rec, st, now, quiet)
   if hi and hi / 1000000 > last then
     last = hi / 1000000
   end
-  local highest = rec.last_issued
-  local head = (rec.epoch and int(rec.epoch) or '-') .. ' '
-    .. (highest and int(highest) or '-') .. ' '
-    .. (st.holder and int(st.holder) or '-') .. ' ' .. live .. ' ' .. st.gone .. '\n'
-  redis.call('SET', OURS, head .. redis.call('GET', KEY), 'PX', ttl_ms(last, now))
+  st.epoch = rec.epoch
+  st.last_issued = rec.last_issued
+  st.live = live
+  redis.call('SET', OURS, state_head(st) .. body, 'PX', ttl_ms(last, now))
+end
+
+-- Where the element `el` starts in the record's list, or nil. Found from
+-- its second byte: its first, `"`, starts every escaped quote (six times
+-- an element), and a plain find stops at each; `{` comes once an element.
+local function find_element(raw, el)
+  local at = string.find(raw, string.sub(el, 2), #PREFIX + 1, true)
+  if not at or string.byte(raw, at - 1) ~= 34 then
+    return nil
+  end
+  return at - 1
 end
 
 -- The answer of a look by a waiting ticket of ours that finds nothing to
@@ -448,11 +556,11 @@ local function look(now, number, epoch, lifetime)
   if not lo or hi - now < lifetime * 2 / 3 then
     return nil
   end
-  local raw = redis.pcall('GET', KEY)
-  if raw ~= st.copy or type(raw) ~= 'string' then
+  local raw = raw_record()
+  if type(raw) ~= 'string' or not is_copy(st, raw) then
     return nil
   end
-  local at = string.find(raw, ticket_element({ number = number, us = hi }), #PREFIX, true)
+  local at = find_element(raw, ticket_element({ number = number, us = hi }))
   if not at then
     return nil
   end

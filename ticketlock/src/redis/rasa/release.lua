@@ -16,6 +16,10 @@ return run_ours(function()
     return tonumber(seen)
   end
   local now = clock_us()
+  if splice_release(now, number, epoch) then
+    request_remember('1', request_ttl)
+    return 1
+  end
   local rec, st, changed = full(now)
   local i
   if same_epoch(rec, epoch) then

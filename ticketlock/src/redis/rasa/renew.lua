@@ -7,6 +7,9 @@ return run_ours(function()
   local epoch = tonumber(ARGV[3])
   local lifetime = tonumber(ARGV[4])
   local now = clock_us()
+  if splice_acquire(now, number, epoch, lifetime, true) then
+    return 1
+  end
   local rec, st, changed = full(now)
   local i
   if same_epoch(rec, epoch) then

@@ -50,7 +50,7 @@ return run_ours(function()
   end
   body = body .. '}'
   redis.call('SET', KEY, body, 'PX', ttl_ms(last_expires, now))
-  local ours = (epoch and int(epoch) or '-') .. ' ' .. int(issued) .. ' - , ' .. gone .. '\n' .. body
+  local ours = (epoch and int(epoch) or '-') .. ' ' .. int(issued) .. ' - - - - , ' .. gone .. '\n' .. body
   for hi in string.gmatch(gone, ':(%d+),') do
     hi = tonumber(hi) / 1000000
     if hi > last_expires then

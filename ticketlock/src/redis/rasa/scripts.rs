@@ -3,7 +3,9 @@
 //! Each is a one-line prelude naming the publish command, then
 //! `common.lua` (record parsing and writing, the clock), `ours.lua` (our
 //! own queue beside the record, which repairs what a stale Rasa write did
-//! to it; its key is the last of KEYS), then the operation, built once as a [`redis::Script`]: called by hash (EVALSHA)
+//! to it; its key is the last of KEYS), `splice.lua` (the common writes
+//! made on the record's text when nobody else wrote since we did), then
+//! the operation, built once as a [`redis::Script`]: called by hash (EVALSHA)
 //! and loaded again when the server answers NOSCRIPT (after a restart,
 //! SCRIPT FLUSH, or on a cluster node that has not seen it yet).
 //!
@@ -31,6 +33,8 @@ macro_rules! script {
             "\n",
             include_str!("ours.lua"),
             "\n",
+            include_str!("splice.lua"),
+            "\n",
             include_str!($file)
         ))
     };
@@ -47,6 +51,8 @@ macro_rules! request_script {
             include_str!("common.lua"),
             "\n",
             include_str!("ours.lua"),
+            "\n",
+            include_str!("splice.lua"),
             "\n",
             "local REQUEST = KEYS[2]\n",
             include_str!("../request.lua"),

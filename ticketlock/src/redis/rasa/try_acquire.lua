@@ -14,6 +14,10 @@ return run_ours(function()
   if seen then
     return seen
   end
+  local spliced = splice_acquire(now, number, epoch, lifetime, false)
+  if spliced then
+    return spliced
+  end
   local rec, st, changed = full(now)
   local i
   if same_epoch(rec, epoch) then
