@@ -46,7 +46,9 @@
 //!   our waiter next in line sees it at its next `wait_time` look (the
 //!   others look every third of their lifetime, see `lock.rs`). The native
 //!   layout pushes the grant itself on the ticket's own channel, which the
-//!   waiter's [`Watch`] takes without a call.
+//!   waiter's [`Watch`] takes without a call; on one server the pub/sub
+//!   connection speaks RESP3 where the server does (RESP2 before Redis 6),
+//!   and its reading task hands the grant to the waiter directly.
 //! - Connections: one multiplexed connection for commands plus the pub/sub
 //!   one. Every attempt is bounded by `socket_timeout`. A connection that
 //!   failed or timed out is replaced (never used again), and the call is

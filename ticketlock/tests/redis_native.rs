@@ -385,6 +385,101 @@ async fn a_release_hands_the_lock_over_with_one_script_and_one_push() {
     g.release().await.unwrap();
 }
 
+/// The server's clients (`CLIENT LIST`), each as its fields.
+fn clients(con: &mut redis::Connection) -> Vec<HashMap<String, String>> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
+    list.lines()
+        .map(|line| {
+            line.split(' ')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The protocol (`resp=`) of the server's subscribed clients.
+fn subscribers_protocols(con: &mut redis::Connection) -> Vec<String> {
+    clients(con)
+        .into_iter()
+        .filter(|c| c.get("sub").is_some_and(|n| n != "0"))
+        .map(|c| c["resp"].clone())
+        .collect()
+}
+
+/// A grant the release made while the waiter was not yet subscribed (a
+/// provisional one: the push had no receiver) is claimed by the waiter's
+/// look once its subscription is in place, at once: no timer would have
+/// woken it within the hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_made_before_the_waiter_subscribed_is_claimed_at_once() {
+    let server = server!();
+    let store = native(&server).await;
+    let holder = store.lock("early").lifetime(HOUR).await.unwrap();
+    // Issued, not yet watching: nothing is subscribed to its channel.
+    let waiter = store
+        .lock("early")
+        .lifetime(HOUR)
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    holder.release().await.unwrap();
+    let g = tokio::time::timeout(PROMPT, waiter.acquired())
+        .await
+        .expect("the grant made before the subscription was not claimed")
+        .unwrap();
+    assert!(g.is_held().await.unwrap());
+    g.release().await.unwrap();
+}
+
+/// The wake-up connection speaks RESP3 where the server does, so that
+/// the task reading it hands each grant to its waiter; a server without
+/// HELLO (before Redis 6) gets RESP2, and its grants are pushed all the
+/// same: the waiter enters at the release, without a look (none is due
+/// within the hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grants_are_pushed_over_resp3_and_over_resp2_where_the_server_has_no_hello() {
+    let with_hello = server!();
+    let without_hello = server!(ticketlock_test_support::RedisOptions {
+        extra_args: vec!["--rename-command".into(), "HELLO".into(), "".into()],
+        ..Default::default()
+    });
+    for (server, protocol) in [(&with_hello, "3"), (&without_hello, "2")] {
+        let store = native(server).await;
+        let mut con = connection(server, 1);
+        let holder = store.lock("p").lifetime(HOUR).await.unwrap();
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .lock("p")
+                    .lifetime(HOUR)
+                    .wait_time(HOUR)
+                    .await
+                    .unwrap()
+            })
+        };
+        let deadline = std::time::Instant::now() + PROMPT;
+        while subscribers_protocols(&mut con).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "RESP{protocol}: the waiter never subscribed\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(subscribers_protocols(&mut con), [protocol]);
+        holder.release().await.unwrap();
+        let g = tokio::time::timeout(PROMPT, waiter)
+            .await
+            .unwrap_or_else(|_| panic!("RESP{protocol}: the grant never reached the waiter"))
+            .unwrap();
+        assert!(g.is_held().await.unwrap());
+        g.release().await.unwrap();
+    }
+}
+
 /// A token below the new holder's: its epoch (every token of the
 /// incarnation is epoch + number, numbers from 0).
 fn holder_token(g: &ticketlock::LockGuard) -> u64 {

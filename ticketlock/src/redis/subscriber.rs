@@ -2,8 +2,12 @@
 //!
 //! A waiter registers its ticket's `Notify` under the record's channel; a
 //! background task keeps the connection subscribed to exactly the channels
-//! that have waiters and turns each message into a wake-up of the waiters
-//! it names. Its requests go one at a time (so that subscribe and
+//! that have waiters, and each message becomes a wake-up of the waiters it
+//! names. On one server speaking RESP3 the message is delivered by the
+//! client library's task that reads the connection (`link.rs`), so a
+//! pushed grant crosses one task on its way from the socket to its
+//! waiter; over RESP2 and in a cluster it goes through this task. Its
+//! requests go one at a time (so that subscribe and
 //! unsubscribe requests can never overtake each other): the channels that
 //! gained their first waiter since the last request are subscribed in one
 //! request, those that lost their last in one more, each checked against
@@ -43,7 +47,9 @@ use crate::backend::{Attempt, GrantSlot};
 
 mod link;
 
-use link::{Connection, Event, Failure, Link, connect, next_event, subscribe, unsubscribe};
+use link::{
+    Connection, Deliver, Event, Failure, Link, connect, next_event, subscribe, unsubscribe,
+};
 
 /// The registry of waiters and the handle to the task serving it.
 #[derive(Clone)]
@@ -208,11 +214,18 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
     // (a new connection, a channel the server dropped or moved) rather
     // than with the queued changes alone.
     let mut full = true;
+    // A RESP3 connection delivers its messages itself, from the task that
+    // reads them; cleared when the server has no RESP3.
+    let pushed: Deliver = {
+        let shared = shared.clone();
+        Arc::new(move |channel: &[u8], payload: &[u8]| deliver(&shared, channel, payload))
+    };
+    let mut resp3 = true;
     loop {
         if conn.is_none() {
             let wanted = !lock(&shared.state).channels.is_empty();
             if wanted {
-                match connect(&target, shared.timeout).await {
+                match connect(&target, shared.timeout, &pushed, &mut resp3).await {
                     Ok(c) => {
                         tracing::debug!("pub/sub connection established");
                         if resync {

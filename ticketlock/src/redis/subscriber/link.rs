@@ -1,15 +1,24 @@
 //! The subscriber's connection: one server's pub/sub connection, or a
 //! cluster connection subscribed with SSUBSCRIBE; its requests and what it
 //! tells.
+//!
+//! On one server the connection speaks RESP3 where the server does (Redis
+//! 6+): its messages are pushes, which the client library hands to our
+//! push sender in the task that reads the socket, and that sender delivers
+//! them (a grant goes to its waiter from there: one task between the
+//! socket and the waiter). A server without RESP3 (no HELLO) gets a RESP2
+//! pub/sub connection, whose messages come through a stream that the
+//! subscriber task reads.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::super::connection::Target;
 
@@ -20,8 +29,19 @@ pub(super) struct Connection {
     pub(super) subscribed: HashSet<Vec<u8>>,
 }
 
+/// Where messages go when the connection delivers them itself: channel,
+/// payload.
+pub(super) type Deliver = Arc<dyn Fn(&[u8], &[u8]) + Send + Sync>;
+
 pub(super) enum Link {
-    /// SUBSCRIBE on one server.
+    /// SUBSCRIBE on one server over RESP3: messages are delivered by the
+    /// connection's reading task (see the module's docs); `lost` is
+    /// signalled when it sees the connection go.
+    Pushed {
+        conn: MultiplexedConnection,
+        lost: Arc<Notify>,
+    },
+    /// SUBSCRIBE on one server over RESP2 (a server without HELLO).
     Plain {
         sink: PubSubSink,
         stream: PubSubStream,
@@ -68,6 +88,11 @@ pub(super) async fn next_event(conn: &mut Option<Connection>) -> Event {
         return std::future::pending().await;
     };
     match &mut c.link {
+        // Messages never come this way: the connection delivers them.
+        Link::Pushed { lost, .. } => {
+            lost.notified().await;
+            Event::Closed
+        }
         Link::Plain { stream, .. } => match stream.next().await {
             Some(msg) => match msg.get_channel::<Vec<u8>>() {
                 Ok(channel) => Event::Message {
@@ -120,7 +145,15 @@ fn sharded_event(push: PushInfo, expected: &mut HashMap<Vec<u8>, usize>) -> Even
     }
 }
 
-pub(super) async fn connect(target: &Target, timeout: Duration) -> Result<Connection, String> {
+/// Connects to `target`. On one server: over RESP3 with pushes handed to
+/// `deliver` unless `*resp3` is false, which is set when the server turns
+/// out not to have HELLO (then, and from then on, over RESP2).
+pub(super) async fn connect(
+    target: &Target,
+    timeout: Duration,
+    deliver: &Deliver,
+    resp3: &mut bool,
+) -> Result<Connection, String> {
     let link = async {
         let client = match target {
             Target::Standalone(client) => (**client).clone(),
@@ -140,6 +173,16 @@ pub(super) async fn connect(target: &Target, timeout: Duration) -> Result<Connec
                 });
             }
         };
+        if *resp3 {
+            match pushed(&client, timeout, deliver).await {
+                Ok(link) => return Ok(link),
+                Err(e) if no_hello(&e) => {
+                    tracing::debug!(error = %e, "redis: the server has no RESP3 (HELLO); pub/sub over RESP2");
+                    *resp3 = false;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         let (sink, stream) = client
             .get_async_pubsub()
             .await
@@ -157,6 +200,63 @@ pub(super) async fn connect(target: &Target, timeout: Duration) -> Result<Connec
     }
 }
 
+/// A RESP3 connection to the server of `client` whose messages go to
+/// `deliver` from the task that reads them.
+async fn pushed(
+    client: &redis::Client,
+    timeout: Duration,
+    deliver: &Deliver,
+) -> redis::RedisResult<Link> {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let lost = Arc::new(Notify::new());
+    let sender = {
+        let (deliver, lost) = (deliver.clone(), lost.clone());
+        move |push: PushInfo| {
+            match push.kind {
+                PushKind::Message => {
+                    if let [channel, payload] = &push.data[..]
+                        && let (Some(channel), Some(payload)) = (bytes(channel), bytes(payload))
+                    {
+                        deliver(channel, payload);
+                    }
+                }
+                PushKind::Disconnection => lost.notify_one(),
+                // Confirmations of our own requests: their calls return.
+                _ => {}
+            }
+            Ok::<(), std::convert::Infallible>(())
+        }
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_push_sender(sender);
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    Ok(Link::Pushed { conn, lost })
+}
+
+/// A bulk string's bytes.
+fn bytes(value: &redis::Value) -> Option<&[u8]> {
+    match value {
+        redis::Value::BulkString(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Whether connecting failed because the server does not know HELLO
+/// (before Redis 6, or a proxy that hides it), so speaks RESP2 only.
+fn no_hello(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    text.contains("unknown command") && text.to_ascii_uppercase().contains("HELLO")
+}
+
 /// Leaves `leave` (all subscribed), in one request on one server.
 pub(super) async fn unsubscribe(
     c: &mut Connection,
@@ -168,6 +268,11 @@ pub(super) async fn unsubscribe(
         return Ok(());
     }
     match &mut c.link {
+        Link::Pushed { conn, .. } => {
+            call(timeout, conn.unsubscribe(&leave))
+                .await
+                .map_err(|e| (e, Vec::new()))?;
+        }
         Link::Plain { sink, stream } => {
             delivering(stream, on_message, call(timeout, sink.unsubscribe(&leave)))
                 .await
@@ -200,6 +305,10 @@ pub(super) async fn subscribe(
         return Ok(());
     }
     match &mut c.link {
+        Link::Pushed { conn, .. } => match call(timeout, conn.subscribe(join)).await {
+            Ok(()) => c.subscribed.extend(join.iter().cloned()),
+            Err(e) => return Err((e, join.to_vec())),
+        },
         Link::Plain { sink, stream } => {
             match delivering(stream, on_message, call(timeout, sink.subscribe(join))).await {
                 Ok(()) => c.subscribed.extend(join.iter().cloned()),
