@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use server::{RedisServer, config, connection};
 use ticketlock::{
-    Backend, Error, LockStore, RedisConfig, RedisLayout, RedisLockStore, Secret, Ticket, TicketLock,
+    Backend, Error, LockGuard, LockStore, RedisConfig, RedisLayout, RedisLockStore, Secret, Ticket,
+    TicketLock,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -34,6 +35,12 @@ async fn connect_with(server: &RedisServer, c: RedisConfig) -> LockStore {
 
 async fn native(server: &RedisServer) -> LockStore {
     connect_with(server, native_config(server)).await
+}
+
+/// A task waiting (an hour's lifetime and wait time) for the lock of `id`.
+fn spawn_waiter(store: &LockStore, id: &'static str) -> tokio::task::JoinHandle<LockGuard> {
+    let store = store.clone();
+    tokio::spawn(async move { store.lock(id).lifetime(HOUR).wait_time(HOUR).await.unwrap() })
 }
 
 /// The first calls of a store keep their arrival order while the
@@ -344,17 +351,7 @@ async fn a_release_hands_the_lock_over_with_one_script_and_one_push() {
             .sum::<u64>()
     };
     let start = scripts(&mut con);
-    let waiter = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .lock("h")
-                .lifetime(HOUR)
-                .wait_time(HOUR)
-                .await
-                .unwrap()
-        })
-    };
+    let waiter = spawn_waiter(&store, "h");
     // The waiter issued, subscribed to its ticket's channel and looked.
     let deadline = std::time::Instant::now() + PROMPT;
     loop {
@@ -449,17 +446,7 @@ async fn grants_are_pushed_over_resp3_and_over_resp2_where_the_server_has_no_hel
         let store = native(server).await;
         let mut con = connection(server, 1);
         let holder = store.lock("p").lifetime(HOUR).await.unwrap();
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .lock("p")
-                    .lifetime(HOUR)
-                    .wait_time(HOUR)
-                    .await
-                    .unwrap()
-            })
-        };
+        let waiter = spawn_waiter(&store, "p");
         let deadline = std::time::Instant::now() + PROMPT;
         while subscribers_protocols(&mut con).is_empty() {
             assert!(
@@ -500,17 +487,7 @@ async fn a_waiter_whose_process_is_gone_is_skipped_within_the_claim_window() {
     let dead = other.lock("gone").lifetime(HOUR).enqueue().await.unwrap();
     assert_eq!(dead.ticket(), 1);
     std::mem::forget(dead);
-    let live = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .lock("gone")
-                .lifetime(HOUR)
-                .wait_time(HOUR)
-                .await
-                .unwrap()
-        })
-    };
+    let live = spawn_waiter(&store, "gone");
     tokio::time::sleep(Duration::from_millis(100)).await;
     holder.release().await.unwrap();
     // Within the claim window (3 s), far from the dead ticket's lifetime.

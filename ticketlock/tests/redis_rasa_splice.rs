@@ -12,30 +12,14 @@ mod server;
 
 use std::time::{Duration, Instant};
 
-use server::{RedisServer, config, connection};
+use server::{RedisServer, assert_canonical, config, connection, get, pttl};
 use ticketlock::{LockStore, RedisLockStore, TicketLock};
-
-fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
-    redis::cmd("GET").arg(key).query(con).unwrap()
-}
-
-fn pttl(con: &mut redis::Connection, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(key).query(con).unwrap()
-}
 
 /// The record at `key`: byte for byte what `TicketLock::dumps` writes for
 /// it, with a TTL, and our queue beside it living at least as long.
 fn canonical(con: &mut redis::Connection, key: &str) -> TicketLock {
-    let raw = get(con, key).unwrap_or_else(|| panic!("no record at {key}"));
-    let lock = TicketLock::from_json(&raw)
-        .unwrap_or_else(|e| panic!("{key}: {e}: {}", String::from_utf8_lossy(&raw)));
-    assert_eq!(
-        String::from_utf8_lossy(&raw),
-        lock.dumps(),
-        "record at {key} is not byte-exact"
-    );
+    let lock = assert_canonical(con, key).unwrap_or_else(|| panic!("no record at {key}"));
     let ttl = pttl(con, key);
-    assert!(ttl > 0, "record at {key} has no TTL ({ttl})");
     let ours = format!("{{{key}}}:{key}:ours");
     let ours_ttl = pttl(con, &ours);
     assert!(

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use server::{RedisServer, config, connection};
+use server::{RedisServer, assert_canonical, config, connection, get};
 use ticketlock::{Error, LockStore, RedisConfig, RedisLockStore, Secret, Ticket, TicketLock};
 use ticketlock_test_support::RedisOptions;
 
@@ -28,32 +28,8 @@ async fn connect_with(server: &RedisServer, c: RedisConfig) -> RedisLockStore {
         .unwrap_or_else(|e| panic!("connect: {e}\n{}", server.log()))
 }
 
-fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
-    redis::cmd("GET").arg(key).query(con).unwrap()
-}
-
 fn set(con: &mut redis::Connection, key: &str, value: &[u8]) {
     redis::cmd("SET").arg(key).arg(value).exec(con).unwrap();
-}
-
-fn pttl(con: &mut redis::Connection, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(key).query(con).unwrap()
-}
-
-/// The record at `key` is exactly what `TicketLock::dumps` writes for it
-/// (Rasa's layout as Python writes it, then our fields) and has a TTL.
-fn assert_canonical(con: &mut redis::Connection, key: &str) -> Option<TicketLock> {
-    let raw = get(con, key)?;
-    let lock = TicketLock::from_json(&raw)
-        .unwrap_or_else(|e| panic!("{key}: {e}: {}", String::from_utf8_lossy(&raw)));
-    assert_eq!(
-        String::from_utf8_lossy(&raw),
-        lock.dumps(),
-        "record at {key} is not byte-exact"
-    );
-    let ttl = pttl(con, key);
-    assert!(ttl > 0, "record at {key} has no TTL ({ttl})");
-    Some(lock)
 }
 
 /// Writes a record the way Rasa does: its layout, without our fields, and

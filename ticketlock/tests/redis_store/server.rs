@@ -1,12 +1,12 @@
 //! The test-support crate's `redis-server` per test, and the store
-//! configuration and helper the Redis tests share (the conformance suite
-//! uses `redis_lock_store`).
+//! configuration and helpers the Redis tests share (the conformance suite
+//! uses `redis_lock_store`; the record tests `assert_canonical`).
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use ticketlock::{LockStore, RedisConfig, RedisLockStore};
+use ticketlock::{LockStore, RedisConfig, RedisLockStore, TicketLock};
 pub use ticketlock_test_support::RedisServer;
 
 /// A server of the test's own, or the test returns (skipped outside CI; a
@@ -31,6 +31,32 @@ macro_rules! server {
 pub fn connection(server: &RedisServer, db: i64) -> redis::Connection {
     let client = redis::Client::open(format!("{}/{db}", server.url())).unwrap();
     client.get_connection().unwrap()
+}
+
+/// The value at `key`, if any.
+pub fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("GET").arg(key).query(con).unwrap()
+}
+
+/// The time to live of `key` in ms (-2: no key, -1: no TTL).
+pub fn pttl(con: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(con).unwrap()
+}
+
+/// The record at `key` is exactly what `TicketLock::dumps` writes for it
+/// (Rasa's layout as Python writes it, then our fields) and has a TTL.
+pub fn assert_canonical(con: &mut redis::Connection, key: &str) -> Option<TicketLock> {
+    let raw = get(con, key)?;
+    let lock = TicketLock::from_json(&raw)
+        .unwrap_or_else(|e| panic!("{key}: {e}: {}", String::from_utf8_lossy(&raw)));
+    assert_eq!(
+        String::from_utf8_lossy(&raw),
+        lock.dumps(),
+        "record at {key} is not byte-exact"
+    );
+    let ttl = pttl(con, key);
+    assert!(ttl > 0, "record at {key} has no TTL ({ttl})");
+    Some(lock)
 }
 
 /// The store configuration for `server` (database 1, as Rasa's default;
