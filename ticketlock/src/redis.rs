@@ -609,27 +609,6 @@ impl RedisLockStore {
         self.evalsha(script, key, evalsha, grants).await
     }
 
-    /// Runs a script on `keys` (the first is the conversation's, named in
-    /// errors) with `args` as ARGV, within the socket timeout; with
-    /// `min_replicas_ack`, as [`RedisLockStore::script`] says.
-    async fn script_keys<T: redis::FromRedisValue + Send>(
-        &self,
-        script: &'static redis::Script,
-        keys: &[&str],
-        args: &[&str],
-        grants: bool,
-    ) -> Result<Replied<T>> {
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash()).arg(keys.len());
-        for k in keys {
-            evalsha.arg(*k);
-        }
-        for a in args {
-            evalsha.arg(*a);
-        }
-        self.evalsha(script, keys[0], evalsha, grants).await
-    }
-
     /// Waits until the layout's scripts are loaded on the server (the
     /// first calls of a store load them, and get their turns in arrival
     /// order: see `redis/preload.rs`); a failure is reported as one on

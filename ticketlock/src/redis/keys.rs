@@ -127,6 +127,25 @@ pub(crate) fn native_prefix(record_key: &str) -> String {
     request_key(record_key, &"")
 }
 
+/// [`native_prefix`] as a command argument, written straight into the
+/// command's buffer (no string of its own: it is in every call of the
+/// native layout).
+pub(crate) struct NativePrefix<'a>(pub &'a str);
+
+impl redis::ToRedisArgs for NativePrefix<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let tag = slot_tag(self.0);
+        let mut w = out.writer_for_next_arg();
+        // Writes into the command's buffer cannot fail.
+        let _ = w.write_all(b"{");
+        let _ = w.write_all(tag.as_bytes());
+        let _ = w.write_all(b"}:");
+        let _ = w.write_all(self.0.as_bytes());
+        let _ = w.write_all(b":");
+    }
+}
+
 /// The native layout's names beside the conversation's hash at
 /// `record_key`, as the scripts make them from [`native_prefix`].
 pub(crate) struct NativeKeys {
@@ -291,6 +310,11 @@ mod tests {
         );
         // The names the scripts make from the prefix are the ones the
         // client would build itself (request entries included).
+        // Written into a command, the prefix is the same string.
+        for record in ["lock:abc", "p:lock:a{u7}", "lock:a}b"] {
+            let args = redis::ToRedisArgs::to_redis_args(&NativePrefix(record));
+            assert_eq!(args, vec![native_prefix(record).into_bytes()], "{record}");
+        }
         let prefix = native_prefix("lock:a}b");
         assert_eq!(
             format!("{prefix}rl:17:3"),

@@ -133,8 +133,86 @@ fn library(store: &RedisLockStore) -> &'static Library {
 /// The claim window of a provisional grant, in µs: the request entries'
 /// TTL (two socket timeouts and a second), passed to every script that may
 /// grant.
-fn claim_us(store: &RedisLockStore) -> String {
-    (u128::from(micros(store.inner.timeout)) * 2 + 1_000_000).to_string()
+fn claim_us(store: &RedisLockStore) -> u64 {
+    u64::try_from(u128::from(micros(store.inner.timeout)) * 2 + 1_000_000).unwrap_or(u64::MAX)
+}
+
+/// One argument of a call after the prefix: text as given, numbers
+/// written as decimal straight into the command (no string of their own).
+#[derive(Clone, Copy)]
+enum Arg<'a> {
+    Str(&'a str),
+    U(u64),
+    I(i64),
+    /// Two numbers in one argument, `<a> <b>` (the issue's queue bound and
+    /// entry TTL: one argument less for the server to convert).
+    Pair(u64, u64),
+    /// A ticket as the release takes it, `<epoch>:<number>` (`-:<number>`
+    /// without an epoch): also its request entry's suffix after `rl:`.
+    Ticket(TicketId),
+}
+
+impl redis::ToRedisArgs for Arg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        match *self {
+            Arg::Str(s) => out.write_arg(s.as_bytes()),
+            Arg::U(n) => n.write_redis_args(out),
+            Arg::I(n) => n.write_redis_args(out),
+            // Writes into the command's buffer cannot fail.
+            Arg::Pair(a, b) => {
+                let _ = write!(out.writer_for_next_arg(), "{a} {b}");
+            }
+            Arg::Ticket(TicketId {
+                number,
+                epoch: Some(e),
+            }) => {
+                let _ = write!(out.writer_for_next_arg(), "{e}:{number}");
+            }
+            Arg::Ticket(TicketId {
+                number,
+                epoch: None,
+            }) => {
+                let _ = write!(out.writer_for_next_arg(), "-:{number}");
+            }
+        }
+    }
+}
+
+/// The issue's reply: the epoch alone when the issue created the
+/// conversation and holds it with ticket 0 (the uncontended case: one
+/// integer to read), else `[number, epoch, status, a, remaining]`.
+enum IssueReply {
+    Created(i64),
+    Full(Vec<i64>),
+}
+
+impl redis::FromRedisValue for IssueReply {
+    fn from_redis_value(v: redis::Value) -> std::result::Result<Self, redis::ParsingError> {
+        match v {
+            redis::Value::Int(epoch) => Ok(IssueReply::Created(epoch)),
+            other => redis::from_redis_value(other).map(IssueReply::Full),
+        }
+    }
+}
+
+/// The command of one call: `head` (FCALL and the function's name, or
+/// EVALSHA and the script's hash), the one key, the prefix of its other
+/// names (`{T}:K:`, see `keys.rs`) and `args`, written once into a buffer
+/// sized for them.
+fn command(head: [&str; 2], key: &str, args: &[Arg<'_>]) -> redis::Cmd {
+    // Numbers take at most 20 digits; the prefix is about twice the key.
+    let bytes = head[0].len() + head[1].len() + 1 + key.len() * 3 + 4 + args.len() * 20 + 34;
+    let mut cmd = redis::Cmd::with_capacity(args.len() + 5, bytes);
+    cmd.arg(head[0])
+        .arg(head[1])
+        .arg(1)
+        .arg(key)
+        .arg(keys::NativePrefix(key));
+    for a in args {
+        cmd.arg(*a);
+    }
+    cmd
 }
 
 /// Runs `operation` (`script`, or the library's function of that name) on
@@ -153,18 +231,14 @@ async fn run<T: redis::FromRedisValue + Send>(
     script: &'static redis::Script,
     operation: &str,
     key: &str,
-    args: &[&str],
+    args: &[Arg<'_>],
     grants: bool,
 ) -> Result<Replied<T>> {
-    let prefix = keys::native_prefix(key);
-    let mut all = Vec::with_capacity(args.len() + 1);
-    all.push(prefix.as_str());
-    all.extend_from_slice(args);
-    let keys = [key];
     let waits = grants && store.inner.acks.is_some();
     if !waits && store.inner.functions.load(Ordering::Relaxed) {
         let turn = store.preloaded(key).await?;
-        match super::preload::sent_in_turn(turn, fcall(store, operation, &keys, &all)).await {
+        let call = command(["FCALL", library(store).function(operation)], key, args);
+        match super::preload::sent_in_turn(turn, fcall(store, key, &call)).await {
             Some(value) => {
                 return value.map(|value| Replied {
                     value,
@@ -177,7 +251,8 @@ async fn run<T: redis::FromRedisValue + Send>(
             }
         }
     }
-    store.script_keys(script, &keys, &all, grants).await
+    let evalsha = command(["EVALSHA", script.get_hash()], key, args);
+    store.evalsha(script, key, evalsha, grants).await
 }
 
 /// Loads what the layout calls (see `preload.rs`): the Functions library
@@ -219,43 +294,31 @@ fn load_library(store: &RedisLockStore) -> redis::Cmd {
     load
 }
 
-/// One FCALL of `operation`; `None` when the server has no such command.
+/// One FCALL (`call`, on the conversation at `key`); `None` when the
+/// server has no such command.
 async fn fcall<T: redis::FromRedisValue + Send>(
     store: &RedisLockStore,
-    operation: &str,
-    keys: &[&str],
-    args: &[&str],
+    key: &str,
+    call: &redis::Cmd,
 ) -> Option<Result<T>> {
-    let library = library(store);
-    let mut call = redis::cmd("FCALL");
-    call.arg(library.function(operation)).arg(keys.len());
-    for k in keys {
-        call.arg(*k);
-    }
-    for a in args {
-        call.arg(*a);
-    }
     let result = store
         .inner
         .commands
-        .run(|mut conn| {
-            let call = &call;
-            async move {
-                match call.query_async::<T>(&mut conn).await {
-                    Err(e) if e.to_string().contains("Function not found") => {
-                        // The server lost the library (see `preload.rs`).
-                        store.inner.preload.forget();
-                        load_library(store).query_async::<String>(&mut conn).await?;
-                        call.query_async(&mut conn).await
-                    }
-                    other => other,
+        .run(|mut conn| async move {
+            match call.query_async::<T>(&mut conn).await {
+                Err(e) if e.to_string().contains("Function not found") => {
+                    // The server lost the library (see `preload.rs`).
+                    store.inner.preload.forget();
+                    load_library(store).query_async::<String>(&mut conn).await?;
+                    call.query_async(&mut conn).await
                 }
+                other => other,
             }
         })
         .await;
     match result {
         Err(Failure::Redis(e)) if e.to_string().contains("unknown command") => None,
-        other => Some(other.map_err(|f| store.failure(f, keys[0], Reply::Script))),
+        other => Some(other.map_err(|f| store.failure(f, key, Reply::Script))),
     }
 }
 
@@ -269,22 +332,26 @@ pub(super) async fn issue(
     let Replied {
         value: reply,
         unacked,
-    } = run::<Vec<i64>>(
+    } = run::<IssueReply>(
         store,
         &scripts(store).issue,
         "issue",
         &key,
         &[
-            &micros(lifetime).to_string(),
-            &store.max_queue_len.to_string(),
-            &store.request_ttl_ms().to_string(),
-            request_id,
+            Arg::U(micros(lifetime)),
+            // At least 1 (`with_max_queue_len`).
+            Arg::Pair(store.max_queue_len as u64, store.request_ttl_ms()),
+            Arg::Str(request_id),
         ],
         true,
     )
     .await?;
-    let [number, epoch, status, a, remaining] = reply[..] else {
-        return Err(store.bad_reply("issue", &reply));
+    let [number, epoch, status, a, remaining] = match reply {
+        IssueReply::Created(epoch) => [0, epoch, 0, epoch, -1],
+        IssueReply::Full(reply) => match reply[..] {
+            [number, epoch, status, a, remaining] => [number, epoch, status, a, remaining],
+            _ => return Err(store.bad_reply("issue", &reply)),
+        },
     };
     if status == 2 {
         return Err(queue_full(id, store.max_queue_len));
@@ -303,7 +370,7 @@ pub(super) async fn issue(
             holder_remaining: u64::try_from(remaining).ok().map(Duration::from_micros),
         },
         3 => Attempt::Lost,
-        _ => return Err(store.bad_reply("issue", &reply)),
+        _ => return Err(store.bad_reply("issue", &[number, epoch, status, a, remaining])),
     };
     if let Some(e) = unacked.filter(|_| matches!(attempt, Attempt::Acquired { .. })) {
         crate::Backend::release_on_drop(store, id, ticket);
@@ -328,10 +395,10 @@ pub(super) async fn try_acquire(
         "try_acquire",
         &key,
         &[
-            &ticket.number.to_string(),
-            &epoch_arg(ticket).to_string(),
-            &micros(lifetime).to_string(),
-            &claim_us(store),
+            Arg::U(ticket.number),
+            Arg::I(epoch_arg(ticket)),
+            Arg::U(micros(lifetime)),
+            Arg::U(claim_us(store)),
         ],
         true,
     )
@@ -361,11 +428,7 @@ pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) 
         &scripts(store).release,
         "release",
         &key,
-        &[
-            &ticket.number.to_string(),
-            &epoch_arg(ticket).to_string(),
-            &store.request_ttl_ms().to_string(),
-        ],
+        &[Arg::Ticket(ticket), Arg::U(store.request_ttl_ms())],
         false,
     )
     .await?
@@ -386,10 +449,10 @@ pub(super) async fn renew(
         "renew",
         &key,
         &[
-            &ticket.number.to_string(),
-            &epoch_arg(ticket).to_string(),
-            &micros(lifetime).to_string(),
-            &claim_us(store),
+            Arg::U(ticket.number),
+            Arg::I(epoch_arg(ticket)),
+            Arg::U(micros(lifetime)),
+            Arg::U(claim_us(store)),
         ],
         true,
     )
@@ -405,7 +468,7 @@ pub(super) async fn check(store: &RedisLockStore, id: &str, ticket: TicketId) ->
         &scripts(store).check,
         "check",
         &key,
-        &[&ticket.number.to_string(), &epoch_arg(ticket).to_string()],
+        &[Arg::U(ticket.number), Arg::I(epoch_arg(ticket))],
         false,
     )
     .await?
@@ -444,13 +507,12 @@ pub(super) async fn save_lock(store: &RedisLockStore, lock: &TicketLock) -> Resu
     let epoch = lock
         .epoch()
         .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
-    let mut args = vec![last_issued.to_string(), epoch.to_string(), claim_us(store)];
+    let mut args = vec![Arg::I(last_issued), Arg::I(epoch), Arg::U(claim_us(store))];
     for t in lock.tickets() {
-        args.push(t.number.to_string());
+        args.push(Arg::U(t.number));
         // Whole µs, rounded up: the ticket lives at least as long as given.
-        args.push(format!("{}", (t.expires.max(0.0) * 1e6).ceil() as u64));
+        args.push(Arg::U((t.expires.max(0.0) * 1e6).ceil() as u64));
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _: i64 = run(store, &scripts(store).save, "save", &key, &args, false)
         .await?
         .acked()?;
@@ -464,7 +526,7 @@ pub(super) async fn update_lock(store: &RedisLockStore, id: &str) -> Result<()> 
         &scripts(store).update,
         "update",
         &key,
-        &[&claim_us(store)],
+        &[Arg::U(claim_us(store))],
         false,
     )
     .await?

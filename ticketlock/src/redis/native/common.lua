@@ -57,16 +57,6 @@ local function general()
   WAKE = P .. 'w:'
 end
 
--- The request entry of the release of ticket ARGV `number` of epoch ARGV
--- `epoch` (-1: none), as the client formats them: `rl:<epoch>:<number>`,
--- `rl:-:<number>` without an epoch.
-local function release_entry(number, epoch)
-  if epoch == '-1' then
-    epoch = '-'
-  end
-  return P .. 'rl:' .. epoch .. ':' .. number
-end
-
 -- Runs an operation's `main(KEYS, ARGV)` (defined once, like the helpers);
 -- the errors of ours (corrupt, other layout) become error replies whose
 -- codes the client maps (CORRUPT, LAYOUT).

@@ -1,8 +1,11 @@
 -- Appends a ticket and grants it at once when nobody holds the lock.
--- ARGV[2]: lifetime µs, ARGV[3]: the most tickets the queue may hold,
--- ARGV[4]: how long the request's entry is kept, in ms (the claim window
--- of a provisional grant is as long, in µs), ARGV[5]: the request id.
--- Returns {number, epoch, status, token or ahead, holder remaining µs or -1}:
+-- ARGV[2]: lifetime µs, ARGV[3]: `<most> <entry ms>`: the most tickets the
+-- queue may hold (the client sends at least 1) and how long the request's
+-- entry is kept, in ms (the claim window of a provisional grant is as
+-- long, in µs), ARGV[4]: the request id.
+-- Returns the epoch alone (an integer) when the issue created the
+-- conversation and holds it with ticket 0 (its token is the epoch), else
+-- {number, epoch, status, token or ahead, holder remaining µs or -1}:
 -- status 0 = acquired (then the token), 1 = queued (then how many are
 -- ahead), 2 = refused, the queue is full (then its length), 3 = a retry
 -- whose ticket is gone.
@@ -13,20 +16,20 @@
 -- as a new request: its first attempt's ticket, if it made one, is gone
 -- with the conversation.
 local now = clock_us()
-if redis.call('EXISTS', K) == 0 and tonumber(ARGV[3]) >= 1 then
+if redis.call('EXISTS', K) == 0 then
   -- Uncontended: a new conversation held by its ticket 0, in K alone
   -- (`n` = 1 and `h` = 0 implied by `x`, see common.lua).
   local lifetime = tonumber(ARGV[2])
-  redis.call('HSET', K, 'e', int(now), 'x', int(now + lifetime), 'r', ARGV[5])
+  redis.call('HSET', K, 'e', int(now), 'x', int(now + lifetime), 'r', ARGV[4])
   redis.call('PEXPIRE', K, int(math.floor(lifetime / 1000) + 1000))
-  return { 0, now, 0, now, -1 }
+  return now
 end
 general()
 local lifetime = tonumber(ARGV[2])
-local max_len = tonumber(ARGV[3])
-local request_ttl = ARGV[4]
+local most, request_ttl = string.match(ARGV[3], '^(%d+) (%d+)$')
+local max_len = tonumber(most)
 local claim = tonumber(request_ttl) * 1000
-local request_id = ARGV[5]
+local request_id = ARGV[4]
 REQUEST = P .. 'rq:' .. request_id
 local st = load_raw(true)
 local seen

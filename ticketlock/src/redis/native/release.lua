@@ -3,29 +3,32 @@
 -- its channel). A retry answers what the first attempt did (the request's
 -- entry, P .. 'rl:<epoch>:<number>'): the entry is read only when the
 -- ticket is not there live, since a first attempt that ran removed it.
--- ARGV[2]: ticket number, ARGV[3]: epoch or -1, ARGV[4]: how long the
--- request's entry is kept, in ms (the claim window is as long, in µs).
+-- ARGV[2]: the ticket as `<epoch>:<number>` (`-:<number>` without an
+-- epoch), the suffix of its entry's name after `rl:`; ARGV[3]: how long
+-- the request's entry is kept, in ms (the claim window is as long, in µs).
 -- Returns 1 when the ticket was there and live, else 0.
-local request_ttl = ARGV[4]
+local ticket = ARGV[2]
+local request_ttl = ARGV[3]
 local now = clock_us()
 -- Uncontended: the holder, ticket 0, was the only ticket, in K alone (`x`
 -- set, `h` implied); the conversation goes. Compared as the text the
 -- client sent and K holds, before any other work.
 local e, x, h = unpack(redis.pcall('HMGET', K, 'e', 'x', 'h'))
-if x and not h and ARGV[2] == '0' and (ARGV[3] == e or ARGV[3] == '-1') then
+if x and not h and e and (ticket == e .. ':0' or ticket == '-:0') then
   redis.call('DEL', K)
   if tonumber(x) >= now then
-    REQUEST = release_entry(ARGV[2], ARGV[3])
+    REQUEST = P .. 'rl:' .. ticket
     request_remember('1', request_ttl)
     return 1
   end
   return 0
 end
-local number = tonumber(ARGV[2])
-local epoch = tonumber(ARGV[3])
+local epoch_text, number_text = string.match(ticket, '^([^:]+):(%d+)$')
+local number = tonumber(number_text)
+local epoch = tonumber(epoch_text) or -1
 local st = load_raw(false)
 general()
-REQUEST = release_entry(ARGV[2], ARGV[3])
+REQUEST = P .. 'rl:' .. ticket
 local function earlier()
   return tonumber(request_seen()) or 0
 end

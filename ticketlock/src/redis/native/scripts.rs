@@ -129,11 +129,13 @@ macro_rules! library {
 /// server.
 pub(crate) struct Library {
     pub source: String,
-    prefix: String,
+    /// Each operation and its function's name, made once (a call names
+    /// its function without formatting it).
+    functions: Vec<(&'static str, String)>,
 }
 
 impl Library {
-    fn new(shared: &str, ops: &[(&str, (&str, &str))]) -> Library {
+    fn new(shared: &str, ops: &[(&'static str, (&str, &str))]) -> Library {
         let all: String = std::iter::once(shared)
             .chain(ops.iter().flat_map(|(_, (main, call))| [*main, *call]))
             .collect();
@@ -145,12 +147,20 @@ impl Library {
                 "do\n{main}redis.register_function('{prefix}{name}', function(KEYS, ARGV)\n{call}end)\nend\n"
             ));
         }
-        Library { source, prefix }
+        let functions = ops
+            .iter()
+            .map(|(name, _)| (*name, format!("{prefix}{name}")))
+            .collect();
+        Library { source, functions }
     }
 
     /// The function of `operation` (a file name without `.lua`).
-    pub fn function(&self, operation: &str) -> String {
-        format!("{}{operation}", self.prefix)
+    pub fn function(&self, operation: &str) -> &str {
+        self.functions
+            .iter()
+            .find(|(name, _)| *name == operation)
+            .map(|(_, function)| function.as_str())
+            .expect("an operation of the library")
     }
 }
 
