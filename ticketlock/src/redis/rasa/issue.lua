@@ -13,7 +13,8 @@ return run_ours(function()
   local now = clock_us()
   local seen = request_seen()
   if not seen then
-    local spliced = splice_issue(now, lifetime, max_len)
+    local st, raw = splice_base(now, -1, 1)
+    local spliced = st and splice().issue(st, raw, now, lifetime, max_len)
     if spliced then
       request_remember(issued_outcome(spliced[1], spliced[2]), request_ttl)
       return spliced

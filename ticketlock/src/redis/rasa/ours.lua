@@ -39,13 +39,6 @@
 local OURS = KEYS[#KEYS]
 local REPAIRS = 0
 
-local function count_or_nil(text)
-  if text == '-' then
-    return nil
-  end
-  return tonumber(text)
-end
-
 -- The record's text as GET answers it (nil, or an error table for
 -- another type), read once per call: every write of a script comes after
 -- its last read.
@@ -62,27 +55,35 @@ end
 -- once per call (a script's writes come after its reads; the table is
 -- changed only on the way to a write).
 local STATE, STATE_READ
--- st.live, made from the text on first use (st.live_a to st.live_b).
-local LAZY_LIVE = {
-  __index = function(st, k)
-    if k == 'live' then
-      local v = string.sub(st.text, st.live_a, st.live_b)
-      rawset(st, 'live', v)
-      return v
-    end
-    return nil
-  end,
-}
+-- The live list as a string: st.live, made from the state's text on
+-- first use (st.live_a to st.live_b) and kept there. (A plain field and
+-- an accessor, not a metatable: setmetatable and rawget are C calls, and
+-- the metatable a table and a function made on every call.)
+local function live_of(st)
+  local live = st.live
+  if not live then
+    live = string.sub(st.text, st.live_a, st.live_b)
+    st.live = live
+  end
+  return live
+end
 
 -- The live list as a text and its bounds in it: the state's text while
 -- st.live was not made (or set), else st.live.
 local function live_text(st)
-  local live = rawget(st, 'live')
+  local live = st.live
   if live then
     return live, 1, #live
   end
   return st.text, st.live_a, st.live_b
 end
+
+-- The head of the state up to its live list: six counts (digits, or `-`
+-- when unknown), one space after each; then where the live list starts.
+-- One anchored match for all six: each C call costs more here than the
+-- few bytes the pattern steps through. A count's digits are made a number
+-- by arithmetic (`+ 0`), not by a call to tonumber.
+local STATE_HEAD = '^(%d*)%-? (%d*)%-? (%d*)%-? (%d*)%-? (%d*)%-? (%d*)%-? (),'
 
 local function parse_state()
   local s = redis.call('GET', OURS)
@@ -95,41 +96,33 @@ local function parse_state()
   if not nl then
     return nil
   end
-  local fields, from = {}, 1
-  local live_a
-  for i = 1, 7 do
-    local sp = string.find(s, ' ', from, true)
-    if not sp or sp > nl then
-      return nil
-    end
-    if i < 7 then
-      fields[i] = string.sub(s, from, sp - 1)
-    else
-      -- The live list stays in the text until something needs it as a
-      -- string (see LAZY_LIVE): a look or a spliced write reads or edits
-      -- it in place.
-      live_a = from
-      fields[7] = sp - 1
-    end
-    from = sp + 1
-  end
-  fields[8] = string.sub(s, from, nl - 1)
-  if string.byte(s, live_a) ~= 44 or string.byte(fields[8]) ~= 44 then
+  local epoch, last_issued, holder, n, min, max, live_a = string.match(s, STATE_HEAD)
+  if not live_a or live_a > nl then
     return nil
   end
-  return setmetatable({
-    epoch = count_or_nil(fields[1]),
-    last_issued = count_or_nil(fields[2]),
-    holder = count_or_nil(fields[3]),
-    n = count_or_nil(fields[4]),
-    min = count_or_nil(fields[5]),
-    max = count_or_nil(fields[6]),
+  -- The live list stays in the text until something needs it as a string
+  -- (see live_of): a look or a spliced write reads or edits it in place.
+  local sp = string.find(s, ' ', live_a, true)
+  if not sp or sp > nl then
+    return nil
+  end
+  local gone = string.sub(s, sp + 1, nl - 1)
+  if string.byte(gone) ~= 44 then
+    return nil
+  end
+  return {
+    epoch = epoch ~= '' and epoch + 0 or nil,
+    last_issued = last_issued ~= '' and last_issued + 0 or nil,
+    holder = holder ~= '' and holder + 0 or nil,
+    n = n ~= '' and n + 0 or nil,
+    min = min ~= '' and min + 0 or nil,
+    max = max ~= '' and max + 0 or nil,
     live_a = live_a,
-    live_b = fields[7],
-    gone = fields[8],
+    live_b = sp - 1,
+    gone = gone,
     text = s,
     nl = nl,
-  }, LAZY_LIVE)
+  }
 end
 
 -- Whether `raw` (the record's text, or nil when there is none) is the
@@ -159,7 +152,7 @@ local function state_head(st)
     .. (st.n and int(st.n) or '-') .. ' '
     .. (st.min and int(st.min) or '-') .. ' '
     .. (st.max and int(st.max) or '-') .. ' '
-    .. st.live .. ' ' .. st.gone .. '\n'
+    .. live_of(st) .. ' ' .. st.gone .. '\n'
 end
 
 -- lo, hi of our live ticket `number`, or nil; then where its entry's
@@ -234,7 +227,7 @@ local function full(now)
     end
     if rec.pruned > 0 then
       local kept = {}
-      for e, hi in string.gmatch(st.live, '(%d+:%d+:(%d+))') do
+      for e, hi in string.gmatch(live_of(st), '(%d+:%d+:(%d+))') do
         if not (now > tonumber(hi)) then
           kept[#kept + 1] = e
         end
@@ -257,7 +250,7 @@ local function full(now)
   local existed = rec ~= nil
   rec = rec or { tickets = {} }
   local mine, order = {}, {}
-  for n, lo, hi in string.gmatch(st.live, '(%d+):(%d+):(%d+)') do
+  for n, lo, hi in string.gmatch(live_of(st), '(%d+):(%d+):(%d+)') do
     n = tonumber(n)
     mine[n] = { lo = tonumber(lo), hi = tonumber(hi) }
     order[#order + 1] = n
@@ -411,7 +404,7 @@ local function append_ours(rec, st, t)
   t.ours, t.lo, t.hi = true, t.us, t.us
   rec.tickets[#rec.tickets + 1] = t
   if rec.fast then
-    st.live = st.live .. entry(t) .. ','
+    st.live = live_of(st) .. entry(t) .. ','
   end
 end
 
@@ -427,7 +420,7 @@ local function adopt(rec, st, number)
       local us = math.floor(t.expires * 1000000 + 0.5)
       t.ours, t.lo, t.hi = true, us, us
       if rec.fast then
-        st.live = st.live .. entry(t) .. ','
+        st.live = live_of(st) .. entry(t) .. ','
       end
       return i
     end
@@ -446,7 +439,7 @@ local function extend_ours(rec, st, t, now, lifetime)
   extend(t, now, lifetime)
   t.hi = t.us
   if rec.fast then
-    st.live = replace_entry(st.live, old, entry(t))
+    st.live = replace_entry(live_of(st), old, entry(t))
   end
 end
 
@@ -464,9 +457,10 @@ local function drop_ours(rec, st, i, now)
     st.holder = nil
   end
   if rec.fast then
-    local a, b = string.find(st.live, ',' .. entry(t) .. ',', 1, true)
+    local live = live_of(st)
+    local a, b = string.find(live, ',' .. entry(t) .. ',', 1, true)
     if a then
-      st.live = string.sub(st.live, 1, a) .. string.sub(st.live, b + 1)
+      st.live = string.sub(live, 1, a) .. string.sub(live, b + 1)
     end
   end
   if t.hi >= now then
@@ -495,7 +489,7 @@ local function commit(rec, st, now, quiet)
       ttl_ms(last_hi(st.gone) / 1000000, now))
     return
   end
-  local live = st.live
+  local live
   local last = 0
   local first = rec.tickets[1].expires
   for _, t in ipairs(rec.tickets) do
@@ -510,7 +504,9 @@ local function commit(rec, st, now, quiet)
   st.n = #rec.tickets
   st.min = math.floor(first * 1000000) - 1
   st.max = math.ceil(last * 1000000) + 1
-  if not rec.fast then
+  if rec.fast then
+    live = live_of(st)
+  else
     local parts = {}
     for _, t in ipairs(rec.tickets) do
       if t.ours then
@@ -527,6 +523,22 @@ local function commit(rec, st, now, quiet)
   st.last_issued = rec.last_issued
   st.live = live
   redis.call('SET', OURS, state_head(st) .. body, 'PX', ttl_ms(last, now))
+end
+
+-- Our state and the record's text, when the record is byte for byte the
+-- copy in our state (nobody else wrote since we did) and a ticket of
+-- `epoch` (-1: any) may be of it; else nil. (Both are read once per
+-- call: a full write after this reads neither again.)
+local function unchanged(epoch)
+  local st = state()
+  if not st or (epoch >= 0 and st.epoch and st.epoch ~= epoch) then
+    return nil
+  end
+  local raw = raw_record()
+  if type(raw) ~= 'string' or not is_copy(st, raw) then
+    return nil
+  end
+  return st, raw
 end
 
 -- Where the element `el` starts in the record's list, or nil. Found from
@@ -548,16 +560,12 @@ end
 -- ticket, with C string functions: no table per ticket.
 local TICKET_AT = '^"{\\"number\\": (%d+), \\"expires\\": ([%d.e+-]+)}"([,%]] ?)'
 local function look(now, number, epoch, lifetime)
-  local st = state()
-  if not st or st.holder == number or (epoch >= 0 and st.epoch and st.epoch ~= epoch) then
+  local st, raw = unchanged(epoch)
+  if not st or st.holder == number then
     return nil
   end
   local lo, hi = live_range(st, number)
   if not lo or hi - now < lifetime * 2 / 3 then
-    return nil
-  end
-  local raw = raw_record()
-  if type(raw) ~= 'string' or not is_copy(st, raw) then
     return nil
   end
   local at = find_element(raw, ticket_element({ number = number, us = hi }))

@@ -16,7 +16,8 @@ return run_ours(function()
     return tonumber(seen)
   end
   local now = clock_us()
-  if splice_release(now, number, epoch) then
+  local st, raw = splice_base(now, epoch, 2)
+  if st and splice().release(st, raw, now, number) then
     request_remember('1', request_ttl)
     return 1
   end

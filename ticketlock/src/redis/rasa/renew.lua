@@ -7,7 +7,8 @@ return run_ours(function()
   local epoch = tonumber(ARGV[3])
   local lifetime = tonumber(ARGV[4])
   local now = clock_us()
-  if splice_acquire(now, number, epoch, lifetime, true) then
+  local st, raw = splice_base(now, epoch, 1)
+  if st and splice().acquire(st, raw, now, number, lifetime, true) then
     return 1
   end
   local rec, st, changed = full(now)

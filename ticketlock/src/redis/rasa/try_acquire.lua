@@ -14,7 +14,8 @@ return run_ours(function()
   if seen then
     return seen
   end
-  local spliced = splice_acquire(now, number, epoch, lifetime, false)
+  local st, raw = splice_base(now, epoch, 1)
+  local spliced = st and splice().acquire(st, raw, now, number, lifetime, false)
   if spliced then
     return spliced
   end
