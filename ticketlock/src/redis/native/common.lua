@@ -48,6 +48,14 @@ local function corrupt(message)
   error({ ticketlock_error = 'CORRUPT ' .. message })
 end
 
+-- The arguments of a call on one ticket (renew, try_acquire): ARGV[2] the
+-- ticket number, ARGV[3] its epoch or -1, ARGV[4] the lifetime in µs,
+-- ARGV[5] the claim window of a provisional grant in µs; then the
+-- server's time in µs.
+local function ticket_args(ARGV)
+  return tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), clock_us()
+end
+
 -- Names Q, X and WAKE from P: every operation calls it before it leaves
 -- the uncontended fast path (bind.lua clears them, so a call that forgot
 -- fails instead of touching another conversation's keys).

@@ -3,11 +3,7 @@
 -- ARGV[5]: the claim window, µs. Returns 1 when renewed, 0 when the ticket
 -- is not the live holder.
 general()
-local number = tonumber(ARGV[2])
-local epoch = tonumber(ARGV[3])
-local lifetime = tonumber(ARGV[4])
-local claim = tonumber(ARGV[5])
-local now = clock_us()
+local number, epoch, lifetime, claim, now = ticket_args(ARGV)
 local st = load_raw(false)
 if not st or not same_epoch(st, epoch) then
   return 0

@@ -8,11 +8,7 @@
 -- Returns {0, token, lease µs} acquired, {1, ahead, holder remaining µs
 -- or -1} queued, {2} lost.
 general()
-local number = tonumber(ARGV[2])
-local epoch = tonumber(ARGV[3])
-local lifetime = tonumber(ARGV[4])
-local claim = tonumber(ARGV[5])
-local now = clock_us()
+local number, epoch, lifetime, claim, now = ticket_args(ARGV)
 local st = load(now)
 if not st or not same_epoch(st, epoch) then
   return { 2 }
