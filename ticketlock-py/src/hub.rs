@@ -21,11 +21,21 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::task::Wake;
 
 use pyo3::prelude::*;
 
 use crate::runtime::SHUT_DOWN;
+
+/// A request's first poll, left to tokio's worker ([`Hub::_flush`]).
+pub(crate) trait Deferred: Send + Sync {
+    /// Polls once (on the worker); a ready result is kept for the next
+    /// step and its future woken.
+    fn poll(&self);
+}
+
+/// The deferred first polls, and the runtime to run them on.
+type Batch = (Vec<Arc<dyn Deferred>>, Option<tokio::runtime::Handle>);
 
 struct Queue {
     ready: Vec<Py<PyAny>>,
@@ -37,6 +47,8 @@ pub(crate) struct Inner {
     reader: UnixStream,
     writer: UnixStream,
     queue: Mutex<Queue>,
+    /// First polls to hand to tokio's worker at once, and its runtime.
+    deferred: Mutex<Batch>,
 }
 
 impl Inner {
@@ -78,6 +90,7 @@ impl Hub {
                     ready: Vec::new(),
                     signalled: false,
                 }),
+                deferred: Mutex::new((Vec::new(), None)),
             }),
         })
     }
@@ -102,20 +115,114 @@ impl Hub {
         q.signalled = false;
         std::mem::take(&mut q.ready)
     }
+
+    /// Hands the deferred first polls to tokio's worker, all in one task:
+    /// one wake-up of the worker for the batch, whose commands it then
+    /// writes to the server together, instead of a wake-up (and a write)
+    /// for each request polled on this thread. Called once per loop
+    /// iteration that deferred any (`loop.call_soon`).
+    fn _flush(&self) {
+        let (batch, handle) = {
+            let mut d = self
+                .inner
+                .deferred
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            (std::mem::take(&mut d.0), d.1.take())
+        };
+        let Some(handle) = handle else {
+            return;
+        };
+        if batch.is_empty() || SHUT_DOWN.load(Ordering::Acquire) {
+            // Exit began: such waits are not resumed (as parked ones).
+            return;
+        }
+        drop(handle.spawn(async move {
+            for first in batch {
+                first.poll();
+            }
+        }));
+    }
 }
 
-/// Wakes one parked step: queues its future on the hub of its loop.
+impl Hub {
+    /// Leaves a request's first poll to the next [`Hub::_flush`], on
+    /// `handle`'s worker; `true` when the caller is to schedule that flush
+    /// (the batch was empty).
+    pub(crate) fn defer(&self, handle: &tokio::runtime::Handle, first: Arc<dyn Deferred>) -> bool {
+        let mut d = self
+            .inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        d.0.push(first);
+        if d.1.is_none() {
+            d.1 = Some(handle.clone());
+        }
+        d.0.len() == 1
+    }
+}
+
+/// Wakes the parked steps of one request: queues the future its coroutine
+/// awaits on the hub of its loop. One per request, reused by every poll of
+/// its entry and exit (one allocation, and the same waker each time, which
+/// the futures it is given to recognise with `will_wake`).
+#[derive(Default)]
 pub(crate) struct Wakeup {
-    hub: Arc<Inner>,
-    future: Mutex<Option<Py<PyAny>>>,
+    slot: Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The hub of the loop that awaits `future`.
+    hub: Option<Arc<Inner>>,
+    /// The future a waiting coroutine awaits, moved to the hub by a wake.
+    future: Option<Py<PyAny>>,
+    /// A wake came while no future was parked (during or after a poll).
+    woken: bool,
 }
 
 impl Wakeup {
-    pub(crate) fn waker(hub: &Hub, future: Py<PyAny>) -> Waker {
-        Waker::from(Arc::new(Wakeup {
-            hub: hub.inner.clone(),
-            future: Mutex::new(Some(future)),
-        }))
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Before a poll: forgets earlier wakes (the poll sees their cause).
+    pub(crate) fn reset(&self) {
+        let stale = {
+            let mut slot = self.slot();
+            slot.woken = false;
+            slot.future.take()
+        };
+        // Not under the lock; the coroutine holds its own reference.
+        drop(stale);
+    }
+
+    /// After a pending poll: parks `future` to be resolved through `hub`
+    /// by the next wake. Gives it back when a wake came since [`reset`]
+    /// (the poll may have missed what it signalled: poll again).
+    pub(crate) fn park(&self, hub: &Hub, future: Py<PyAny>) -> Result<(), Py<PyAny>> {
+        let mut slot = self.slot();
+        if slot.woken {
+            return Err(future);
+        }
+        if !slot
+            .hub
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, &hub.inner))
+        {
+            slot.hub = Some(hub.inner.clone());
+        }
+        slot.future = Some(future);
+        Ok(())
+    }
+}
+
+impl Hub {
+    /// Resolves `future` at the loop's next drain (a step that keeps
+    /// waking itself while it is polled).
+    pub(crate) fn push(&self, future: Py<PyAny>) {
+        self.inner.push(future);
     }
 }
 
@@ -129,9 +236,18 @@ impl Wake for Wakeup {
             // The loops' tasks are not resumed after exit began.
             return;
         }
-        let future = self.future.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(future) = future {
-            self.hub.push(future);
+        let parked = {
+            let mut slot = self.slot();
+            match slot.future.take() {
+                Some(future) => slot.hub.clone().map(|hub| (hub, future)),
+                None => {
+                    slot.woken = true;
+                    None
+                }
+            }
+        };
+        if let Some((hub, future)) = parked {
+            hub.push(future);
         }
     }
 }

@@ -3,22 +3,29 @@
 //!
 //! Implementation details: entering and leaving are Python coroutines
 //! (`ticketlock._wait`) over the steps below. Each step polls the Rust
-//! future once on the loop's thread, with a waker that needs no GIL
+//! future once, with the request's one waker, which needs no GIL
 //! ([`crate::hub`]); while it is pending the coroutine awaits a future of
 //! its loop, which the loop's hub resolves. So a wake-up takes no thread
 //! hop but the one from tokio's worker to the loop, and the wake-ups of
-//! every request that completes at once share one loop wake-up. A
-//! cancelled or closed coroutine calls the `_cancel` step, which drops the
-//! Rust request at once (and so withdraws its ticket).
+//! every request that completes at once share one loop wake-up. The first
+//! poll of an entry or an exit, the one that sends its command, is not made
+//! on the loop's thread: the hub hands the first polls of one loop
+//! iteration to tokio's worker together (`Hub._flush`), so the worker is
+//! woken once for them and writes their commands to the server together,
+//! where each poll on the loop's thread woke it (an `eventfd` write) and
+//! made it write one command. A cancelled or closed coroutine calls the
+//! `_cancel` step, which drops the Rust request at once (and so withdraws
+//! its ticket), also while its first poll is still deferred.
 
-use std::sync::Mutex;
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
+use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::guard::Guard;
-use crate::hub::{Hub, Wakeup};
+use crate::hub::{Deferred, Hub, Wakeup};
 use crate::request::LockRequest;
 use crate::runtime::PollWith;
 
@@ -27,7 +34,55 @@ type Pending<T> = Box<dyn PollWith<Output = ticketlock::Result<T>>>;
 enum Step<T> {
     NotStarted,
     Polling(Pending<T>),
+    /// Completed at its first poll on tokio's worker, not yet taken.
+    Ready(PyResult<ticketlock::Result<T>>),
     Done,
+}
+
+type Shared<T> = Arc<Mutex<Step<T>>>;
+
+/// What a step gave.
+enum Stepped<R> {
+    /// Waiting for the parked future (or, without one, step again).
+    Pending,
+    /// Waiting for the parked future; the first poll is deferred to the
+    /// hub's next flush, which the caller schedules when `true`.
+    Deferred(bool),
+    Done(R),
+}
+
+impl<R: for<'py> IntoPyObject<'py>> Stepped<R> {
+    /// `None` (pending), `...` (pending: schedule the hub's flush),
+    /// `False` (pending, flush scheduled already) or the result.
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(match self {
+            Stepped::Pending => py.None(),
+            Stepped::Deferred(true) => py.Ellipsis(),
+            Stepped::Deferred(false) => py.None(),
+            Stepped::Done(r) => r.into_py_any(py)?,
+        })
+    }
+}
+
+/// A step's first poll, on tokio's worker ([`Hub::flush`]).
+struct FirstPoll<T> {
+    step: Shared<T>,
+    waker: Waker,
+}
+
+impl<T: Send + 'static> Deferred for FirstPoll<T> {
+    fn poll(&self) {
+        let mut step = lock(&self.step);
+        // Cancelled (or stepped) meanwhile: nothing to do.
+        let Step::Polling(pending) = &mut *step else {
+            return;
+        };
+        if let Poll::Ready(result) = pending.poll_with(&self.waker) {
+            *step = Step::Ready(result);
+            drop(step);
+            self.waker.wake_by_ref();
+        }
+    }
 }
 
 impl<T> Step<T> {
@@ -35,6 +90,10 @@ impl<T> Step<T> {
         matches!(self, Step::Done)
     }
 }
+
+/// Polls of one step in a row while wakes keep coming during the poll,
+/// before the coroutine is sent through the loop once.
+const REPOLLS: usize = 3;
 
 /// The `ticketlock._wait` function `name` (imported once).
 fn waiting<'py>(
@@ -58,8 +117,11 @@ fn waiting<'py>(
 #[pyclass(module = "ticketlock._core", name = "RedisLockRequest", frozen)]
 pub(crate) struct RemoteLockRequest {
     request: LockRequest,
-    entering: Mutex<Step<ticketlock::LockGuard>>,
-    exiting: Mutex<Step<()>>,
+    entering: Shared<ticketlock::LockGuard>,
+    exiting: Shared<()>,
+    /// The one waker of every poll of this request, and what it wakes.
+    wakeup: Arc<Wakeup>,
+    waker: Waker,
     /// The future the coroutine waits on, held where the garbage collector
     /// does not see it (as PyO3's coroutines hold theirs): a task left
     /// waiting at interpreter exit is not collected, and so not reported
@@ -69,12 +131,100 @@ pub(crate) struct RemoteLockRequest {
 
 impl RemoteLockRequest {
     pub(crate) fn new(request: LockRequest) -> Self {
+        let wakeup = Arc::new(Wakeup::default());
         RemoteLockRequest {
             request,
-            entering: Mutex::new(Step::NotStarted),
-            exiting: Mutex::new(Step::NotStarted),
+            entering: Arc::new(Mutex::new(Step::NotStarted)),
+            exiting: Arc::new(Mutex::new(Step::NotStarted)),
+            waker: Waker::from(wakeup.clone()),
+            wakeup,
             parked: Mutex::new(None),
         }
+    }
+
+    /// One step of entering or leaving: polls `step`'s request (started
+    /// by `start` on the first step) and gives its result to `done`. While
+    /// it is pending with a `future`, the future is parked: the next wake
+    /// queues it on `hub`, which the loop drains. Without one, nothing is
+    /// parked: the caller steps again with one. The first poll (which sends
+    /// the request's command) is left to the hub's flush, on tokio's worker.
+    #[allow(clippy::too_many_arguments)]
+    fn step<T: Send + 'static, R>(
+        &self,
+        py: Python<'_>,
+        shared: &Shared<T>,
+        hub: &Hub,
+        future: Option<Py<PyAny>>,
+        start: impl FnOnce() -> PyResult<Option<Pending<T>>>,
+        finished: impl FnOnce() -> PyResult<R>,
+        done: impl FnOnce(Python<'_>, ticketlock::Result<T>) -> PyResult<R>,
+    ) -> PyResult<Stepped<R>> {
+        let mut step = lock(shared);
+        if let Step::NotStarted = *step {
+            match start()? {
+                Some(pending) => *step = Step::Polling(pending),
+                None => {
+                    *step = Step::Done;
+                    return finished().map(Stepped::Done);
+                }
+            }
+            if let (Some(f), Some(handle)) = (&future, self.request.live_handle()) {
+                self.wakeup.reset();
+                if self.wakeup.park(hub, f.clone_ref(py)).is_ok() {
+                    drop(step);
+                    *lock(&self.parked) = future;
+                    let first = Arc::new(FirstPoll {
+                        step: shared.clone(),
+                        waker: self.waker.clone(),
+                    });
+                    return Ok(Stepped::Deferred(hub.defer(handle, first)));
+                }
+            }
+        }
+        let pending = match &mut *step {
+            Step::Polling(pending) => pending,
+            Step::Ready(_) => {
+                let Step::Ready(result) = std::mem::replace(&mut *step, Step::Done) else {
+                    unreachable!("matched above");
+                };
+                drop(step);
+                lock(&self.parked).take();
+                return done(py, result?).map(Stepped::Done);
+            }
+            Step::NotStarted | Step::Done => return finished().map(Stepped::Done),
+        };
+        let mut future = future;
+        for _ in 0..REPOLLS {
+            self.wakeup.reset();
+            match pending.poll_with(&self.waker) {
+                Poll::Ready(result) => {
+                    *step = Step::Done;
+                    drop(step);
+                    lock(&self.parked).take();
+                    return done(py, result?).map(Stepped::Done);
+                }
+                Poll::Pending => {
+                    let Some(f) = future.take() else {
+                        return Ok(Stepped::Pending);
+                    };
+                    match self.wakeup.park(hub, f.clone_ref(py)) {
+                        Ok(()) => {
+                            *lock(&self.parked) = Some(f);
+                            return Ok(Stepped::Pending);
+                        }
+                        // Woken while polled: poll again.
+                        Err(_) => future = Some(f),
+                    }
+                }
+            }
+        }
+        // Still woken at every poll: resolve the future at the loop's next
+        // drain, so that the loop runs meanwhile.
+        if let Some(f) = future {
+            hub.push(f.clone_ref(py));
+            *lock(&self.parked) = Some(f);
+        }
+        Ok(Stepped::Pending)
     }
 }
 
@@ -86,16 +236,6 @@ fn already() -> PyErr {
     pyo3::exceptions::PyRuntimeError::new_err(
         "this lock request was already entered: call store.lock() again",
     )
-}
-
-/// Polls `pending` once with a waker that resolves `future` through `hub`.
-fn poll<T>(
-    pending: &mut Pending<T>,
-    hub: &Hub,
-    future: Py<PyAny>,
-) -> Poll<PyResult<ticketlock::Result<T>>> {
-    let waker = Wakeup::waker(hub, future);
-    pending.poll_with(&waker)
 }
 
 #[pymethods]
@@ -120,75 +260,59 @@ impl RemoteLockRequest {
         waiting(slf.py(), &EXIT, "exit")?.call1((slf, failed))
     }
 
-    /// One step of entering: the guard, or `None` while `future` (of the
-    /// running loop) is to be awaited, resolved through `hub`.
+    /// One step of entering: the guard, or `None` while pending (then
+    /// `future`, of the running loop, if given, is resolved through `hub`,
+    /// the loop's, by the next wake), or `...` while pending when the
+    /// caller is to schedule `hub._flush()` (the first poll is deferred).
     fn _enter_step(
         &self,
         py: Python<'_>,
         hub: &Bound<'_, Hub>,
-        future: Py<PyAny>,
-    ) -> PyResult<Option<Py<Guard>>> {
-        let mut step = lock(&self.entering);
-        if let Step::NotStarted = *step {
-            *step = Step::Polling(Box::new(self.request.acquire()));
-        }
-        let Step::Polling(pending) = &mut *step else {
-            return Err(already());
-        };
-        match poll(pending, hub.get(), future.clone_ref(py)) {
-            Poll::Pending => {
-                *lock(&self.parked) = Some(future);
-                Ok(None)
-            }
-            Poll::Ready(result) => {
-                *step = Step::Done;
-                drop(step);
-                lock(&self.parked).take();
-                self.request.entered(py, result?).map(Some)
-            }
-        }
+        future: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        self.step(
+            py,
+            &self.entering,
+            hub.get(),
+            future,
+            || Ok(Some(Box::new(self.request.acquire()))),
+            || Err::<Py<Guard>, _>(already()),
+            |py, result| self.request.entered(py, result),
+        )?
+        .into_py(py)
     }
 
-    /// One step of leaving: `False` once released, or `None` while
-    /// `future` is to be awaited.
+    /// One step of leaving: `False` once released, or `None` or `...`
+    /// while pending (as `_enter_step`).
     fn _exit_step(
         &self,
         py: Python<'_>,
         hub: &Bound<'_, Hub>,
-        future: Py<PyAny>,
+        future: Option<Py<PyAny>>,
         failed: bool,
-    ) -> PyResult<Option<bool>> {
-        let mut step = lock(&self.exiting);
-        if let Step::NotStarted = *step {
-            match self.request.exiting(failed)? {
-                Some(release) => *step = Step::Polling(Box::new(release)),
-                None => {
-                    *step = Step::Done;
-                    return Ok(Some(false));
-                }
-            }
-        }
-        let Step::Polling(pending) = &mut *step else {
-            return Ok(Some(false));
-        };
-        match poll(pending, hub.get(), future.clone_ref(py)) {
-            Poll::Pending => {
-                *lock(&self.parked) = Some(future);
-                Ok(None)
-            }
-            Poll::Ready(result) => {
-                *step = Step::Done;
-                drop(step);
-                lock(&self.parked).take();
-                self.request.exited(py, result?).map(Some)
-            }
-        }
+    ) -> PyResult<Py<PyAny>> {
+        self.step(
+            py,
+            &self.exiting,
+            hub.get(),
+            future,
+            || {
+                Ok(self
+                    .request
+                    .exiting(failed)?
+                    .map(|release| Box::new(release) as Pending<()>))
+            },
+            || Ok(false),
+            |py, result| self.request.exited(py, result),
+        )?
+        .into_py(py)
     }
 
     /// Drops a pending acquisition (withdrawing its ticket).
     fn _enter_cancel(&self) {
         let pending = std::mem::replace(&mut *lock(&self.entering), Step::Done);
         drop(pending);
+        self.wakeup.reset();
         lock(&self.parked).take();
     }
 
@@ -199,6 +323,7 @@ impl RemoteLockRequest {
             drop(std::mem::replace(&mut *step, Step::Done));
         }
         drop(step);
+        self.wakeup.reset();
         lock(&self.parked).take();
     }
 

@@ -93,6 +93,14 @@ impl LockRequest {
         })
     }
 
+    /// The runtime of this request, if it is this process's and running:
+    /// the one to poll it on.
+    pub(crate) fn live_handle(&self) -> Option<&tokio::runtime::Handle> {
+        let live = self.generation == crate::runtime::generation()
+            && !crate::runtime::SHUT_DOWN.load(std::sync::atomic::Ordering::Acquire);
+        live.then_some(&self.handle.handle)
+    }
+
     /// The guard of an acquisition's result, remembered for `__aexit__`.
     pub(crate) fn entered(
         &self,

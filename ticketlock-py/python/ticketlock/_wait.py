@@ -1,7 +1,9 @@
 """Entering and leaving a lock on a remote store: coroutines over the native
 steps of ``RedisLockRequest``, woken through one hub per event loop.
 
-A step polls the Rust request once. While it is pending, the coroutine
+A step polls the Rust request once (the first poll of an entry or an exit
+is made by tokio's worker, together with the others of the same loop
+iteration: ``Hub._flush``). While it is pending, the coroutine
 awaits a future of its loop; tokio's worker queues that future on the
 loop's hub without the GIL and writes one byte to a socket the loop
 watches, once for all the wake-ups that arrive before the loop drains them
@@ -63,17 +65,32 @@ def _hub(loop: Any) -> _core.Hub:
     return hub
 
 
+# The first step of a request parks a future and leaves the poll that sends
+# the request's command to the hub's flush (`...`: schedule it), which hands
+# all the first polls of one loop iteration to tokio's worker at once. After
+# a wake a step is polled without a future, since it is then mostly ready,
+# and again with a fresh one only if it is not.
+
+
 async def enter(request: Any) -> Any:
     loop = get_running_loop()
     hub = _hub(loop)
     step = request._enter_step
+    future = loop.create_future()
     try:
         while True:
-            future = loop.create_future()
             guard = step(hub, future)
-            if guard is not None:
+            if guard is None:
+                pass
+            elif guard is ...:
+                loop.call_soon(hub._flush)
+            else:
                 return guard
-            await future
+            if future is None:
+                future = loop.create_future()
+            else:
+                await future
+                future = None
     except BaseException:
         request._enter_cancel()
         raise
@@ -83,13 +100,21 @@ async def exit(request: Any, failed: bool) -> bool:
     loop = get_running_loop()
     hub = _hub(loop)
     step = request._exit_step
+    future = loop.create_future()
     try:
         while True:
-            future = loop.create_future()
             done = step(hub, future, failed)
-            if done is not None:
+            if done is None:
+                pass
+            elif done is ...:
+                loop.call_soon(hub._flush)
+            else:
                 return done
-            await future
+            if future is None:
+                future = loop.create_future()
+            else:
+                await future
+                future = None
     except BaseException:
         request._exit_cancel()
         raise
