@@ -304,14 +304,12 @@ pub(crate) fn connector(config: &RedisConfig) -> Result<Connector> {
             (Target::Sentinel(Arc::new(target)), describe)
         }
     };
-    // No response timeout of the client library's own: every call's
-    // attempt is bounded by `Commands::run`'s (which also replaces the
-    // connection), so a second timer per call would only cost a timer-wheel
-    // entry; a connection's setup (handshake included) stays bounded by
-    // the connection timeout.
+    // The client library's own response timeout as well as
+    // `Commands::run`'s: a server that accepts and never answers is then
+    // reported as the library's "timed out" (see bad_input.rs).
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(None)
+        .set_response_timeout(Some(timeout))
         // Come back quickly after a restart: retry within a second.
         .set_min_delay(Duration::from_millis(25))
         .set_max_delay(Duration::from_secs(1))
