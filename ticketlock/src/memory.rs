@@ -70,6 +70,14 @@ pub struct InMemoryLockStore {
     max_queue_len: usize,
 }
 
+/// What every handle of a store reads on every operation. Aligned to 128
+/// bytes, so that in its `Arc` it starts on a cache-line pair of its own:
+/// unaligned, it shared a line with the `Arc`'s counts, which every guard
+/// writes (a clone when made, a decrement when gone), and each thread's
+/// reads of these fields missed after the other thread's guard (32 tasks
+/// on two threads: 1.16 times the keyed map's speed with the line shared,
+/// 1.65 without; BENCHMARKS.md, issue 15).
+#[repr(align(128))]
 struct Shared {
     shards: Box<[Padded<Mutex<Shard>>]>,
     /// The keys of the id hash, random for each store.
@@ -841,6 +849,22 @@ mod tests {
         assert!(std::mem::size_of::<Entry>() <= 72);
         // A ticket: its number, its expiry in nanoseconds, its waker.
         assert_eq!(std::mem::size_of::<MemTicket>(), 24);
+    }
+
+    #[test]
+    fn the_store_state_and_each_shard_sit_on_cache_lines_of_their_own() {
+        // The store's `Arc` counts, which every guard writes, sit just
+        // before its data: data on a 128-byte boundary leaves them on
+        // another line than the fields every operation reads.
+        let store = InMemoryLockStore::with_shards(4);
+        let data = Arc::as_ptr(&store.shared) as usize;
+        assert_eq!(data % 128, 0, "the shared state is not line-aligned");
+        assert_eq!(std::mem::align_of::<Shared>(), 128);
+        let shards = &store.shared.shards;
+        for pair in shards.windows(2) {
+            let gap = std::ptr::from_ref(&pair[1]) as usize - std::ptr::from_ref(&pair[0]) as usize;
+            assert!(gap >= 128, "two shards {gap} bytes apart");
+        }
     }
 
     #[test]
