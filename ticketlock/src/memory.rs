@@ -3,7 +3,8 @@
 //! # Implementation details
 //! - Data: conversations are spread over a power-of-two number of shards,
 //!   each a `Mutex<HashTable<Entry>>`; an entry is the id, the FIFO of
-//!   tickets (sorted by number), the next number and the record's epoch.
+//!   tickets (sorted by number, `memory/queue.rs`), the next number and the
+//!   record's epoch.
 //!   Every operation takes one shard lock once and does O(1) work
 //!   (amortised; a lookup by number is a binary search), so there is no
 //!   global lock.
@@ -40,7 +41,6 @@
 //!   `max_queue_len` live tickets (counted under the shard lock, after
 //!   dropping expired ones), and ids longer than [`crate::MAX_ID_LEN`].
 
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,9 +55,11 @@ use crate::backend::{Attempt, Backend, Issued, TicketId, Watch};
 use crate::lock::{queue_full, validate_id};
 
 mod clock;
+mod queue;
 
 use crate::{DEFAULT_MAX_QUEUE_LEN, Result, Ticket, TicketLock};
 use clock::{Clock, Stamp};
+use queue::{MemTicket, Queue};
 
 /// A lock store that lives in this process's memory.
 ///
@@ -145,27 +147,6 @@ struct Entry {
     tickets: Queue,
     next_number: u64,
     epoch: u64,
-}
-
-/// A FIFO of tickets sorted by number, the first one inline.
-enum Queue {
-    One(MemTicket),
-    /// Two tickets or more, or none (then without allocation).
-    Many(VecDeque<MemTicket>),
-}
-
-struct MemTicket {
-    number: u64,
-    expires: Stamp,
-    waker: Option<Arc<Notify>>,
-}
-
-impl MemTicket {
-    fn wake(&self) {
-        if let Some(w) = &self.waker {
-            w.notify_one();
-        }
-    }
 }
 
 impl Default for InMemoryLockStore {
@@ -466,111 +447,6 @@ impl Entry {
     }
 }
 
-impl Queue {
-    fn len(&self) -> usize {
-        match self {
-            Queue::One(_) => 1,
-            Queue::Many(q) => q.len(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn front(&self) -> Option<&MemTicket> {
-        self.get(0)
-    }
-
-    fn get(&self, i: usize) -> Option<&MemTicket> {
-        match self {
-            Queue::One(t) => (i == 0).then_some(t),
-            Queue::Many(q) => q.get(i),
-        }
-    }
-
-    fn get_mut(&mut self, i: usize) -> Option<&mut MemTicket> {
-        match self {
-            Queue::One(t) => (i == 0).then_some(t),
-            Queue::Many(q) => q.get_mut(i),
-        }
-    }
-
-    /// The first ticket; only called where the queue is known not to be
-    /// empty.
-    fn head_mut(&mut self) -> &mut MemTicket {
-        match self {
-            Queue::One(t) => t,
-            Queue::Many(q) => &mut q[0],
-        }
-    }
-
-    fn push_back(&mut self, t: MemTicket) {
-        match self {
-            Queue::Many(q) if q.is_empty() => *self = Queue::One(t),
-            Queue::Many(q) => q.push_back(t),
-            Queue::One(_) => {
-                let Queue::One(first) = std::mem::replace(self, Queue::Many(VecDeque::new()))
-                else {
-                    unreachable!("matched One above")
-                };
-                let mut q = VecDeque::with_capacity(4);
-                q.push_back(first);
-                q.push_back(t);
-                *self = Queue::Many(q);
-            }
-        }
-    }
-
-    fn remove(&mut self, i: usize) -> Option<MemTicket> {
-        match self {
-            Queue::One(_) if i == 0 => {
-                match std::mem::replace(self, Queue::Many(VecDeque::new())) {
-                    Queue::One(t) => Some(t),
-                    Queue::Many(_) => None,
-                }
-            }
-            Queue::One(_) => None,
-            Queue::Many(q) => q.remove(i),
-        }
-    }
-
-    fn pop_front(&mut self) -> Option<MemTicket> {
-        self.remove(0)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &MemTicket> + '_ {
-        let (one, many) = match self {
-            Queue::One(t) => (Some(t), None),
-            Queue::Many(q) => (None, Some(q.iter())),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
-    }
-
-    fn retain(&mut self, keep: impl FnMut(&MemTicket) -> bool) {
-        match self {
-            Queue::One(t) => {
-                let mut keep = keep;
-                if !keep(t) {
-                    *self = Queue::Many(VecDeque::new());
-                }
-            }
-            Queue::Many(q) => q.retain(keep),
-        }
-    }
-}
-
-impl From<Vec<MemTicket>> for Queue {
-    fn from(mut tickets: Vec<MemTicket>) -> Self {
-        if tickets.len() == 1
-            && let Some(t) = tickets.pop()
-        {
-            return Queue::One(t);
-        }
-        Queue::Many(tickets.into())
-    }
-}
-
 /// 64 unpredictable bits: `std`'s `RandomState` keys SipHash from the OS's
 /// random source (once per thread, then a new key for each state).
 fn random_u64() -> u64 {
@@ -831,18 +707,6 @@ impl InMemoryLockStore {
 mod tests {
     use super::*;
 
-    fn ticket(number: u64) -> MemTicket {
-        MemTicket {
-            number,
-            expires: Stamp::from_secs_f64(0.0),
-            waker: None,
-        }
-    }
-
-    fn numbers(q: &Queue) -> Vec<u64> {
-        q.iter().map(|t| t.number).collect()
-    }
-
     #[test]
     fn a_conversation_with_one_ticket_fits_one_table_slot() {
         // The id, the inline ticket, the next number and the epoch.
@@ -865,28 +729,6 @@ mod tests {
             let gap = std::ptr::from_ref(&pair[1]) as usize - std::ptr::from_ref(&pair[0]) as usize;
             assert!(gap >= 128, "two shards {gap} bytes apart");
         }
-    }
-
-    #[test]
-    fn the_queue_keeps_fifo_order_across_its_two_forms() {
-        let mut q = Queue::from(vec![ticket(3)]);
-        assert!(matches!(q, Queue::One(_)));
-        assert_eq!(q.front().map(|t| t.number), Some(3));
-        q.push_back(ticket(4));
-        q.push_back(ticket(5));
-        assert_eq!(numbers(&q), [3, 4, 5]);
-        assert_eq!(q.remove(1).map(|t| t.number), Some(4));
-        assert_eq!(q.pop_front().map(|t| t.number), Some(3));
-        assert_eq!(q.pop_front().map(|t| t.number), Some(5));
-        assert!(q.is_empty() && q.pop_front().is_none());
-        // An emptied queue takes its next ticket inline again.
-        q.push_back(ticket(6));
-        assert!(matches!(q, Queue::One(_)));
-        assert!(q.remove(1).is_none() && q.get(1).is_none());
-        q.retain(|t| t.number != 6);
-        assert!(q.is_empty());
-        assert_eq!(q.len(), 0);
-        assert!(matches!(Queue::from(Vec::new()), Queue::Many(ref v) if v.is_empty()));
     }
 
     #[test]
