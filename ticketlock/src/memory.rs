@@ -67,19 +67,20 @@ use queue::{MemTicket, Queue};
 /// conversation), push-woken, and O(1) per operation under many threads.
 #[derive(Clone)]
 pub struct InMemoryLockStore {
-    shared: Arc<Shared>,
+    /// Padded, so that the `Arc`'s counts have a cache line of their own
+    /// (see [`Shared`]).
+    shared: Arc<Padded<Shared>>,
     /// This handle's bound on a queue; see [`InMemoryLockStore::with_max_queue_len`].
     max_queue_len: usize,
 }
 
-/// What every handle of a store reads on every operation. Aligned to 128
-/// bytes, so that in its `Arc` it starts on a cache-line pair of its own:
-/// unaligned, it shared a line with the `Arc`'s counts, which every guard
-/// writes (a clone when made, a decrement when gone), and each thread's
-/// reads of these fields missed after the other thread's guard (32 tasks
-/// on two threads: 1.16 times the keyed map's speed with the line shared,
-/// 1.65 without; BENCHMARKS.md, issue 15).
-#[repr(align(128))]
+/// What every handle of a store reads on every operation. Kept in its
+/// `Arc` as a [`Padded`] value, on a cache-line pair of its own: unpadded,
+/// it shared a line with the `Arc`'s counts, which every guard writes (a
+/// clone when made, a decrement when gone), and each thread's reads of
+/// these fields missed after the other thread's guard (32 tasks on two
+/// threads: 1.46 times the keyed map's speed with the line shared, 2.04
+/// without; BENCHMARKS.md, issue 15).
 struct Shared {
     shards: Box<[Padded<Mutex<Shard>>]>,
     /// The keys of the id hash, random for each store.
@@ -126,7 +127,8 @@ impl Tokens {
 /// Shards (and the counter) sharing a line made threads working on
 /// different shards invalidate each other's caches: throughput on two
 /// threads halved in processes where the shard array happened to be laid
-/// out across lines that way.
+/// out across lines that way. The store's shared state is padded too, away
+/// from its `Arc`'s counts.
 #[repr(align(128))]
 struct Padded<T>(T);
 
@@ -180,7 +182,7 @@ impl InMemoryLockStore {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         InMemoryLockStore {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Padded(Shared {
                 shards: (0..n)
                     .map(|i| {
                         Padded(Mutex::new(Shard {
@@ -197,7 +199,7 @@ impl InMemoryLockStore {
                 hash_key: random_u64(),
                 base_unix: unix,
                 clock: Clock::new(),
-            }),
+            })),
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
         }
     }
@@ -723,7 +725,8 @@ mod tests {
         let store = InMemoryLockStore::with_shards(4);
         let data = Arc::as_ptr(&store.shared) as usize;
         assert_eq!(data % 128, 0, "the shared state is not line-aligned");
-        assert_eq!(std::mem::align_of::<Shared>(), 128);
+        // What the `Arc` holds is padded (fails if it holds `Shared` bare).
+        assert_eq!(std::mem::align_of_val(&*store.shared), 128);
         let shards = &store.shared.shards;
         for pair in shards.windows(2) {
             let gap = std::ptr::from_ref(&pair[1]) as usize - std::ptr::from_ref(&pair[0]) as usize;
