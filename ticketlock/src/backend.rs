@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::{Result, TicketLock};
 
@@ -87,11 +88,14 @@ pub struct Watch {
     notify: Arc<Notify>,
     /// Where a store that pushes grants (Redis, native layout) leaves one.
     grant: Option<GrantSlot>,
+    /// Since when every push for the ticket has reached this watch (see
+    /// [`Watch::heard_since`]).
+    heard_since: Option<Instant>,
     _registration: Option<Box<dyn Send + Sync>>,
 }
 
 /// A grant pushed to a waiter: the store put its ticket in the lock's hands
-/// and said so on the ticket's channel, so the waiter holds it without
+/// and said so on the ticket's wake-up channel, so the waiter holds it without
 /// another call. The lease counts from the push's arrival.
 #[derive(Clone, Default)]
 pub(crate) struct GrantSlot(Arc<std::sync::Mutex<Option<Attempt>>>);
@@ -103,7 +107,7 @@ impl GrantSlot {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(attempt);
     }
 
-    fn take(&self) -> Option<Attempt> {
+    pub(crate) fn take(&self) -> Option<Attempt> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
@@ -114,6 +118,7 @@ impl Watch {
         Watch {
             notify,
             grant: None,
+            heard_since: None,
             _registration: None,
         }
     }
@@ -124,6 +129,7 @@ impl Watch {
         Watch {
             notify,
             grant: None,
+            heard_since: None,
             _registration: Some(registration),
         }
     }
@@ -139,8 +145,25 @@ impl Watch {
         Watch {
             notify,
             grant: Some(grant),
+            heard_since: None,
             _registration: Some(registration),
         }
+    }
+
+    /// Says that every push for the ticket since `since` has reached, or
+    /// will reach, this watch (the store's subscription was up and
+    /// unbroken since then). A waiter whose ticket was issued after that
+    /// needs no look at the queue to learn of a change it was not told of.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn heard_since(mut self, since: Option<Instant>) -> Self {
+        self.heard_since = since;
+        self
+    }
+
+    /// Whether every push since `at` reaches this watch (see
+    /// [`Watch::heard_since`]).
+    pub(crate) fn hears_everything_since(&self, at: Instant) -> bool {
+        self.heard_since.is_some_and(|since| since <= at)
     }
 
     /// The grant the store pushed, if any (taken once).

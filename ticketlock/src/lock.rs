@@ -198,8 +198,11 @@ impl<'a> LockRequest<'a> {
         // own locks do; before the ticket exists, so that a drop at this
         // point leaves nothing behind.
         tokio::task::coop::consume_budget().await;
-        // The clock is read only for a timeout, which counts from here.
-        let started = options.timeout.map(|_| Instant::now());
+        // The clock is read for a timeout, which counts from here, and for
+        // a store across the network, whose wait relies on it (see `wait`'s
+        // `issued_at`); an in-memory issue stays free of it.
+        let remote = !matches!(store.kind, crate::store::Kind::InMemory(_));
+        let started = (options.timeout.is_some() || remote).then(Instant::now);
         let span = self.span();
         let issue = async { on_backend!(store, b => b.issue(conversation_id, options.lifetime)) }
             .instrument(span.clone());
@@ -339,7 +342,8 @@ impl Taken {
             ticket: self.issued.ticket,
             attempt: self.issued.attempt,
             options,
-            // The wait counts from the issue when there is no timeout.
+            // The wait counts from the issue when there is no timeout (on
+            // the in-memory store: elsewhere the clock was read before it).
             started: self.started.unwrap_or_else(Instant::now),
             armed: true,
         }
@@ -450,7 +454,8 @@ pub struct QueuedTicket {
     attempt: Attempt,
     options: LockOptions,
     /// Since when the ticket waits: the request's start with a timeout
-    /// (which counts from there), else its issue.
+    /// (which counts from there) and on a store across the network, else
+    /// (in memory, no timeout) its issue.
     started: Instant,
     armed: bool,
     /// Counted as waiting (not served when issued).
@@ -684,7 +689,19 @@ async fn wait<B: Backend>(
                     ahead,
                     "waiting"
                 );
-                watch = Some(b.watch(id, ticket).await?);
+                let w = b.watch(id, ticket).await?;
+                // Every push since the ticket was asked for reached the
+                // watch (its process's channel was subscribed before): a
+                // grant is in it, a wake-up signalled, and nothing else
+                // changed that a look would learn. Wait without one.
+                let heard = w.hears_everything_since(issued_at);
+                watch = Some(w);
+                if heard {
+                    match watch.as_ref().and_then(Watch::take_grant) {
+                        Some(granted) => return Ok(granted),
+                        None => continue,
+                    }
+                }
             }
             Some(w) => {
                 let (pause, cause) = next_look(ahead, holder_remaining, o);

@@ -45,8 +45,13 @@
 //!   (the new next in line). A release by a Rasa process publishes nothing:
 //!   our waiter next in line sees it at its next `wait_time` look (the
 //!   others look every third of their lifetime, see `lock.rs`). The native
-//!   layout pushes the grant itself on the ticket's own channel, which the
-//!   waiter's [`Watch`] takes without a call; on one server the pub/sub
+//!   layout pushes the grant itself, naming the ticket, on its process's
+//!   channel of the conversation, which the waiter's [`Watch`] takes
+//!   without a call; a waiter issued while that channel was already
+//!   subscribed (another waiter of the process keeps it) needs neither a
+//!   subscription nor a look, since every push for its ticket reaches the
+//!   process (one that comes before the waiter registers is kept for it,
+//!   `redis/subscriber/stash.rs`). On one server the pub/sub
 //!   connection speaks RESP3 where the server does (RESP2 before Redis 6),
 //!   and its reading task hands the grant to the waiter directly.
 //! - Connections: one multiplexed connection for commands plus the pub/sub
@@ -231,6 +236,11 @@ struct Inner {
     /// The scripts loaded before the first call (see `redis/preload.rs`).
     preload: preload::Preload,
     subscriber: Subscriber,
+    /// Native layout: this store's wake id, 16 random hex digits. Its
+    /// tickets name it, and their grants and wake-ups come on the one
+    /// channel it makes per conversation (`w:<wake id>`, see
+    /// `redis/native.rs`).
+    wake_id: String,
     /// Background round trips (issues whose caller left, releases from
     /// destructors) that [`Backend::flush`] waits for.
     in_flight: InFlight,
@@ -519,23 +529,25 @@ impl Backend for RedisLockStore {
     async fn watch(&self, id: &str, ticket: TicketId) -> Result<Watch> {
         let key = self.key_for(id);
         let notify = Arc::new(Notify::new());
-        // The native layout pushes each ticket's grant on its own channel.
+        // The native layout pushes each ticket's grant on its process's
+        // channel of the conversation, naming the ticket.
         // With `min_replicas_ack` a push is only a wake-up: the grant was
         // published before the replicas acknowledged it, so the waiter
         // claims it with a look that waits for them.
         let (channel, grant) = match (self.inner.layout, ticket.epoch) {
-            (RedisLayout::Native, Some(epoch)) => (
+            (RedisLayout::Native, Some(_)) => (
                 keys::NativeKeys::new(&key)
-                    .channel(epoch, ticket.number)
+                    .channel(&self.inner.wake_id)
                     .into_bytes(),
                 self.inner.acks.is_none().then(GrantSlot::default),
             ),
             _ => (Keys::channel(&key).to_vec(), None),
         };
-        let (registration, subscribed) = self
+        let native = self.inner.layout == RedisLayout::Native && ticket.epoch.is_some();
+        let (registration, subscribed, heard_since) = self
             .inner
             .subscriber
-            .register(&channel, ticket.number, notify.clone(), grant.clone())
+            .register(&channel, ticket, notify.clone(), grant.clone())
             .await;
         match subscribed {
             Subscribed::Confirmed => {}
@@ -554,9 +566,19 @@ impl Backend for RedisLockStore {
                 ));
             }
         }
-        Ok(match grant {
+        let watch = match grant {
             Some(grant) => Watch::with_grant(notify, grant, Box::new(registration)),
             None => Watch::with_registration(notify, Box::new(registration)),
+        };
+        // A native ticket's channel is its process's: when that was
+        // subscribed before the ticket was issued, every push for the
+        // ticket reached this process (the stash keeps those that came
+        // before this registration), and the waiter needs no look to learn
+        // of one. A rasa-layout release by a Rasa process pushes nothing.
+        Ok(if native {
+            watch.heard_since(heard_since)
+        } else {
+            watch
         })
     }
 

@@ -382,6 +382,147 @@ async fn a_release_hands_the_lock_over_with_one_script_and_one_push() {
     g.release().await.unwrap();
 }
 
+/// The script calls and subscriptions in a `delta` (FCALL on this server,
+/// EVALSHA on older ones).
+fn scripts_and_subscriptions(d: &[(String, u64)]) -> Vec<(String, u64)> {
+    d.iter()
+        .filter(|(c, _)| ["fcall", "evalsha", "subscribe", "ssubscribe"].contains(&c.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Waits until the queue of `id` holds `n` tickets.
+async fn queue_holds(con: &mut redis::Connection, id: &str, n: u64) {
+    let deadline = std::time::Instant::now() + PROMPT;
+    loop {
+        let len: u64 = redis::cmd("ZCARD")
+            .arg(format!("{{lock:{id}}}:lock:{id}:q"))
+            .query(con)
+            .unwrap();
+        if len == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never held {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A process's tickets of one conversation share its wake-up channel
+/// (`w:<wake id>`): a second waiter, issued while the first keeps that
+/// channel subscribed, costs its issue alone (no subscription, no look),
+/// and the hand-offs still go one script and one push each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_waiter_of_a_subscribed_process_waits_without_a_look_or_a_subscription() {
+    let server = server!();
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    let holder = store.lock("s").lifetime(HOUR).await.unwrap();
+    let first = spawn_waiter(&store, "s");
+    queue_holds(&mut con, "s", 2).await;
+    let channel = |con: &mut redis::Connection| -> Vec<String> {
+        redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("{lock:s}:lock:s:w:*")
+            .query(con)
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + PROMPT;
+    while channel(&mut con).len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first waiter's look, after its subscription, is done.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = command_counts(&mut con);
+    let second = spawn_waiter(&store, "s");
+    queue_holds(&mut con, "s", 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = delta(&before, &command_counts(&mut con));
+    let called = scripts_and_subscriptions(&d);
+    assert_eq!(called.len(), 1, "more than the issue: {d:?}");
+    assert_eq!(called[0].1, 1, "more than the issue: {d:?}");
+    assert_eq!(channel(&mut con).len(), 1, "a channel per ticket");
+    holder.release().await.unwrap();
+    let g1 = tokio::time::timeout(PROMPT, first).await.unwrap().unwrap();
+    assert_eq!(g1.ticket(), 1);
+    let token = g1.fencing_token();
+    let before = command_counts(&mut con);
+    g1.release().await.unwrap();
+    let g2 = tokio::time::timeout(PROMPT, second).await.unwrap().unwrap();
+    assert_eq!(g2.ticket(), 2);
+    assert!(g2.fencing_token() > token);
+    let d = delta(&before, &command_counts(&mut con));
+    assert_eq!(
+        scripts_and_subscriptions(&d)
+            .iter()
+            .map(|c| c.1)
+            .sum::<u64>(),
+        1,
+        "the hand-off took more than the release's script: {d:?}"
+    );
+    assert!(g2.is_held().await.unwrap());
+    g2.release().await.unwrap();
+}
+
+/// A grant pushed before its waiter registers (the issue's reply and the
+/// push race; here the ticket is enqueued and awaited later) is kept by
+/// the process for it: the waiter holds at once, without a look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_that_reaches_the_process_before_its_waiter_is_kept_for_it() {
+    let server = server!();
+    let store = native(&server).await;
+    let mut con = connection(&server, 1);
+    let holder = store.lock("k").lifetime(HOUR).await.unwrap();
+    let early = store
+        .lock("k")
+        .lifetime(HOUR)
+        .wait_time(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    assert_eq!(early.ticket(), 1);
+    // A waiter behind it keeps the process's channel subscribed.
+    let behind = spawn_waiter(&store, "k");
+    queue_holds(&mut con, "k", 3).await;
+    let deadline = std::time::Instant::now() + PROMPT;
+    loop {
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("{lock:k}:lock:k:w:*")
+            .query(&mut con)
+            .unwrap();
+        if channels.len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.release().await.unwrap();
+    // The grant went out with the release (one receiver: the channel).
+    let before = command_counts(&mut con);
+    let g = tokio::time::timeout(PROMPT, early.acquired())
+        .await
+        .unwrap()
+        .unwrap();
+    let d = delta(&before, &command_counts(&mut con));
+    assert_eq!(
+        scripts_and_subscriptions(&d),
+        [],
+        "the waiter looked: {d:?}"
+    );
+    assert_eq!(g.ticket(), 1);
+    assert!(g.is_held().await.unwrap());
+    assert!(!behind.is_finished());
+    g.release().await.unwrap();
+    let b = tokio::time::timeout(PROMPT, behind).await.unwrap().unwrap();
+    assert_eq!(b.ticket(), 2);
+    b.release().await.unwrap();
+}
+
 /// The server's clients (`CLIENT LIST`), each as its fields.
 fn clients(con: &mut redis::Connection) -> Vec<HashMap<String, String>> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();

@@ -122,7 +122,7 @@ impl std::fmt::Display for Suffix<'_> {
 /// record's slot, as request entries are (see [`request_key`]). The scripts
 /// take it as ARGV[1] and name the queue (`q`), the liveness set (`x`),
 /// the request entries (`rq:...`, `rl:...`) and the wake-up channels
-/// (`w:<epoch>:<number>`) from it.
+/// (`w:<wake id>`, one per waiting process) from it.
 pub(crate) fn native_prefix(record_key: &str) -> String {
     request_key(record_key, &"")
 }
@@ -168,9 +168,10 @@ impl NativeKeys {
         }
     }
 
-    /// The wake-up channel of ticket `number` of incarnation `epoch`.
-    pub(crate) fn channel(&self, epoch: u64, number: u64) -> String {
-        format!("{}{epoch}:{number}", self.wake)
+    /// The wake-up channel of the process whose wake id is `wake_id`: the
+    /// grants and wake-ups of all its tickets of this conversation.
+    pub(crate) fn channel(&self, wake_id: &str) -> String {
+        format!("{}{wake_id}", self.wake)
     }
 }
 
@@ -299,14 +300,14 @@ mod tests {
         for record in ["lock:abc", "p:lock:a{u7}", "lock:a}b"] {
             let n = NativeKeys::new(record);
             let entry = format!("{}rl:17:3", native_prefix(record));
-            for k in [&n.queue, &n.expiry, &n.channel(17, 3), &entry] {
+            for k in [&n.queue, &n.expiry, &n.channel("5f0c6a1e9b2d4387"), &entry] {
                 assert_eq!(key_slot(k), key_slot(record), "{k}");
                 assert!(k.starts_with('{'), "{k}");
             }
         }
         assert_eq!(
-            NativeKeys::new("lock:abc").channel(5, 2),
-            "{lock:abc}:lock:abc:w:5:2"
+            NativeKeys::new("lock:abc").channel("5f0c6a1e9b2d4387"),
+            "{lock:abc}:lock:abc:w:5f0c6a1e9b2d4387"
         );
         // The names the scripts make from the prefix are the ones the
         // client would build itself (request entries included).

@@ -10,7 +10,9 @@
 //!   while that grant is provisional, `x` = the holder's lease end (server
 //!   µs) in the uncontended state (below), `r` = the request id of the
 //!   issue that created the conversation (its ticket 0), and per waiting
-//!   ticket a field `<number>` with its lifetime in µs.
+//!   ticket a field `<number>` with its lifetime in µs and a field
+//!   `w<number>` with the wake id of the process that waits for it (a
+//!   ticket written by `save_lock` has none: nobody to push to).
 //! - `{T}:K:q`, a ZSET of numbers scored by number: the FIFO order.
 //! - `{T}:K:x`, a ZSET of numbers scored by expiry (server µs): a waiter's
 //!   liveness, the holder's lease end. Expired: expiry < now.
@@ -30,9 +32,15 @@
 //!   a cluster accepts them as the call's own): the uncontended paths pay
 //!   for no name they do not use, and the client builds one string per
 //!   call.
-//! - `{T}:K:w:<epoch>:<number>`: the ticket's wake-up channel (SPUBLISH on
-//!   a cluster): `<token> <lease µs>` when the lock is granted to it, `-`
-//!   when the conversation was deleted, `*` to look again (after a save).
+//! - `{T}:K:w:<wake id>`: the wake-up channel of one process (its store's
+//!   random wake id, 16 hex digits) for all its tickets of the
+//!   conversation (SPUBLISH on a cluster): `<number> <token> <lease µs>`
+//!   when the lock is granted to ticket `number`, `<number>` when that
+//!   ticket should look (the grant ahead of it is provisional), `-` when
+//!   the conversation was deleted, `*` to look again (after a save). One
+//!   channel per process rather than per ticket: a process already
+//!   subscribed issues its next ticket with no SSUBSCRIBE, SUNSUBSCRIBE or
+//!   look (see `redis/subscriber.rs`).
 //! - Request entries as in the rasa layout (`{T}:K:rq:<id>`,
 //!   `{T}:K:rl:<epoch>:<number>`, `../request.lua`), except for the issue
 //!   that creates the conversation, whose request id is K's field `r`. A
@@ -52,8 +60,9 @@
 //! Every script first drops up to 8 expired tickets, then, when nobody live
 //! holds the lock, grants it to the first live ticket of `q` (dropping dead
 //! heads on the way). A grant to another client's ticket is pushed on its
-//! channel: with one receiver or more, the lease runs a lifetime from now;
-//! with none (its process is gone, or its subscription is down) the grant
+//! process's channel: with one receiver or more, the lease runs a lifetime
+//! from now; with none (its process is gone, or its subscription is down)
+//! the grant
 //! is provisional for the claim window (the request entries' TTL, two
 //! socket timeouts and a second; never past the ticket's own expiry),
 //! within which its waiter's next look claims it, and the next in line is
@@ -342,6 +351,7 @@ pub(super) async fn issue(
             // At least 1 (`with_max_queue_len`).
             Arg::Pair(store.max_queue_len as u64, store.request_ttl_ms()),
             Arg::Str(request_id),
+            Arg::Str(&store.inner.wake_id),
         ],
         true,
     )

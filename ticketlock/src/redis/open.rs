@@ -138,6 +138,7 @@ impl RedisLockStore {
                     .then_some((config.min_replicas_ack, config.min_replicas_ack_timeout)),
                 preload: Default::default(),
                 subscriber,
+                wake_id: super::request_id()[..16].to_string(),
                 in_flight: InFlight::default(),
                 counters: Default::default(),
                 user: config.username.clone(),

@@ -15,13 +15,18 @@
 //! compare every wanted channel with the confirmed ones. Messages that
 //! arrive while a request is out are delivered at once. A message names the new
 //! head's number (its waiter, and the lowest registered ticket above it,
-//! which is now next in line as far as this process knows), or `*` for
-//! everybody on the channel. Registration waits
+//! which is now next in line as far as this process knows), a native
+//! ticket's grant (`<number> <token> <lease µs>`, see `stash.rs`), or `*`
+//! for everybody on the channel. Registration waits
 //! until the server confirmed the subscription, so a release published after
-//! the waiter's next look at the queue cannot be missed. When the connection
-//! drops, the task reconnects, subscribes again and wakes every waiter to
-//! look, which covers whatever was published in between. The task stops when
-//! the last handle of the store is dropped.
+//! the waiter's next look at the queue cannot be missed. A registration on a
+//! channel confirmed earlier also learns since when every message on it has
+//! reached the process (`heard_since`: its confirmation, unbroken since;
+//! cleared when the connection or the subscription dropped or moved): a
+//! native waiter whose ticket was asked for after that needs no look. When
+//! the connection drops, the task reconnects, subscribes again and wakes
+//! every waiter to look, which covers whatever was published in between. The
+//! task stops when the last handle of the store is dropped.
 //!
 //! Where the connection goes: the one server; in sentinel mode the primary
 //! the sentinels name at each (re)connection; in a cluster, a RESP3 cluster
@@ -41,15 +46,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use super::connection::Target;
-use crate::backend::{Attempt, GrantSlot};
+use crate::backend::{GrantSlot, TicketId};
 
 mod link;
+mod stash;
 
 use link::{
     Connection, Deliver, Event, Failure, Link, connect, next_event, subscribe, unsubscribe,
 };
+use stash::{Message, Stash, for_epoch};
 
 /// The registry of waiters and the handle to the task serving it.
 #[derive(Clone)]
@@ -86,13 +94,23 @@ struct Channel {
     /// Registrations waiting for the confirmation: told `Ok`, or the
     /// server's refusal.
     pending: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Since when every message on the channel has reached this process:
+    /// set when the server confirms the subscription, cleared when one
+    /// may have been lost (the connection, or the subscription, dropped or
+    /// moved) until it is confirmed again.
+    heard_since: Option<Instant>,
+    /// The latest messages that found none of the waiters they name, for
+    /// a waiter that registers just after them (`stash.rs`).
+    stash: Stash,
 }
 
 struct Waiter {
     registration: u64,
     number: u64,
+    /// The ticket's epoch (native layout), checked against a grant's token.
+    epoch: Option<u64>,
     notify: Arc<Notify>,
-    /// A native-layout ticket's own channel: where a pushed grant goes.
+    /// A native-layout ticket's: where its pushed grant goes.
     grant: Option<GrantSlot>,
 }
 
@@ -131,36 +149,46 @@ impl Subscriber {
         Subscriber { shared }
     }
 
-    /// Registers `notify` to be signalled when ticket `number` of the record
-    /// announced on `channel` may have become served, and waits (at most the
-    /// socket timeout) for the subscription to be confirmed.
+    /// Registers `notify` to be signalled when `ticket` of the record
+    /// announced on `channel` may have become served (and `grant` to take
+    /// its pushed grant), and waits (at most the socket timeout) for the
+    /// subscription to be confirmed. Also answers since when every message
+    /// on the channel has reached the waiter: live, or from the stash of
+    /// those that came before it registered (`None`: not confirmed, or not
+    /// continuously since its confirmation).
     pub(crate) async fn register(
         &self,
         channel: &[u8],
-        number: u64,
+        ticket: TicketId,
         notify: Arc<Notify>,
         grant: Option<GrantSlot>,
-    ) -> (Registration, Subscribed) {
-        let (registration, confirmation) = {
+    ) -> (Registration, Subscribed, Option<Instant>) {
+        let (registration, confirmation, heard_since) = {
             let mut state = lock(&self.shared.state);
             let registration = state.next_registration;
             state.next_registration += 1;
             let entry = state.channels.entry(channel.to_vec()).or_default();
-            entry.waiters.push(Waiter {
+            let waiter = Waiter {
                 registration,
-                number,
+                number: ticket.number,
+                epoch: ticket.epoch,
                 notify,
                 grant,
-            });
+            };
+            entry.stash.replay(&waiter);
+            entry.waiters.push(waiter);
             let confirmation = (!entry.confirmed).then(|| {
                 let (tx, rx) = oneshot::channel();
                 entry.pending.push(tx);
                 rx
             });
+            let heard_since = entry
+                .heard_since
+                .map(|s| entry.stash.lost().map_or(s, |l| s.max(l)));
             if confirmation.is_some() {
                 state.to_join.push(channel.to_vec());
             }
-            (registration, confirmation)
+            (registration, confirmation, heard_since)
         };
         let registration = Registration {
             shared: self.shared.clone(),
@@ -168,7 +196,7 @@ impl Subscriber {
             registration,
         };
         let Some(confirmation) = confirmation else {
-            return (registration, Subscribed::Confirmed);
+            return (registration, Subscribed::Confirmed, heard_since);
         };
         self.shared.kick.notify_one();
         let subscribed = match tokio::time::timeout(self.shared.timeout, confirmation).await {
@@ -176,7 +204,8 @@ impl Subscriber {
             Ok(Ok(Err(refusal))) => Subscribed::Refused(refusal),
             Ok(Err(_)) | Err(_) => Subscribed::Unconfirmed,
         };
-        (registration, subscribed)
+        // Confirmed just now: messages from before may have been missed.
+        (registration, subscribed, None)
     }
 }
 
@@ -273,6 +302,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                 }
                 Err((Failure::Lost(why), _)) => {
                     tracing::debug!(error = why, "pub/sub connection lost; reconnecting");
+                    deafen(&shared, None);
                     conn = None;
                     resync = true;
                     continue;
@@ -293,11 +323,13 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
             event = next_event(&mut conn) => match event {
                 Event::Message { channel, payload } => deliver(&shared, &channel, &payload),
                 Event::Moved(channel) => {
+                    deafen(&shared, Some(&channel));
                     full = true;
                     wake_channel(&shared, &channel);
                 }
                 Event::Dropped(channel) => {
                     tracing::debug!(channel = %String::from_utf8_lossy(&channel), "shard channel dropped by the server; subscribing again");
+                    deafen(&shared, Some(&channel));
                     if let Some(c) = conn.as_mut() {
                         c.subscribed.remove(&channel);
                     }
@@ -310,6 +342,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                     // way), and the waiters are told to look once it is
                     // done, not while the node is still out.
                     tracing::debug!("a cluster node's pub/sub connection was lost; subscribing again");
+                    deafen(&shared, None);
                     if let Some(c) = conn.as_mut() {
                         c.subscribed.clear();
                         if let Link::Sharded { expected, .. } = &mut c.link {
@@ -322,6 +355,7 @@ async fn run(shared: Arc<Shared>, target: Target, mut stop: oneshot::Receiver<()
                 Event::Nothing => {}
                 Event::Closed => {
                     tracing::debug!("pub/sub connection closed; reconnecting");
+                    deafen(&shared, None);
                     conn = None;
                     resync = true;
                 }
@@ -440,6 +474,9 @@ fn confirm_all(shared: &Shared, subscribed: &HashSet<Vec<u8>>) {
 }
 
 fn confirm_channel(channel: &mut Channel) {
+    if channel.heard_since.is_none() {
+        channel.heard_since = Some(Instant::now());
+    }
     if !channel.confirmed {
         channel.confirmed = true;
         for tx in channel.pending.drain(..) {
@@ -472,61 +509,209 @@ fn refuse(shared: &Shared, channels: &[Vec<u8>], why: &str) {
 /// it (the new next in line, as far as this process knows: it then looks
 /// every `wait_time`, since a Rasa process's release would publish
 /// nothing); everybody on the channel for `*` (or anything unexpected). On
-/// a native ticket's own channel, `<token> <lease µs>` is its grant, left
-/// in its slot before the wake-up; `-` (its conversation was deleted) and
-/// the rest wake it to look.
+/// a native process channel, `<number> <token> <lease µs>` is ticket
+/// `number`'s grant, left in its slot before the wake-up; a number alone
+/// wakes as above; `-` (the conversation was deleted) and `*` wake
+/// everybody to look. A message that finds none of the waiters it names
+/// is kept in the channel's stash for one that registers just after.
 fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
-    let text = std::str::from_utf8(payload).ok();
-    let number = text.and_then(|p| p.parse::<u64>().ok());
-    let grant = text.and_then(parse_grant);
-    let state = lock(&shared.state);
-    let Some(entry) = state.channels.get(channel) else {
+    let message = Message::parse(payload);
+    let mut state = lock(&shared.state);
+    let Some(entry) = state.channels.get_mut(channel) else {
         return;
     };
-    let behind = number.and_then(|n| {
-        entry
-            .waiters
-            .iter()
-            .map(|w| w.number)
-            .filter(|&m| m > n)
-            .min()
-    });
-    for w in &entry.waiters {
-        if let Some(slot) = &w.grant {
-            if let Some(attempt) = grant {
-                slot.put(attempt);
+    let named = match message {
+        Message::Grant { number, grant } => {
+            let mut found = false;
+            for w in entry.waiters.iter().filter(|w| w.number == number) {
+                if let Some(slot) = w.grant.as_ref().filter(|_| for_epoch(&grant, w)) {
+                    slot.put(grant);
+                }
+                w.notify.notify_one();
+                found = true;
             }
-            w.notify.notify_one();
-        } else if number.is_none_or(|n| n == w.number) || behind == Some(w.number) {
-            w.notify.notify_one();
+            found
         }
+        Message::Head(n) => {
+            let behind = entry
+                .waiters
+                .iter()
+                .map(|w| w.number)
+                .filter(|&m| m > n)
+                .min();
+            let mut found = false;
+            for w in &entry.waiters {
+                if w.number == n {
+                    found = true;
+                }
+                if w.number == n || behind == Some(w.number) {
+                    w.notify.notify_one();
+                }
+            }
+            found
+        }
+        Message::All => {
+            entry.waiters.iter().for_each(|w| w.notify.notify_one());
+            false
+        }
+    };
+    if !named {
+        entry.stash.keep(message);
     }
 }
 
-/// A native grant push: `<fencing token> <lease µs>`.
-fn parse_grant(payload: &str) -> Option<Attempt> {
-    let (token, lease) = payload.split_once(' ')?;
-    Some(Attempt::Acquired {
-        fencing_token: token.parse().ok()?,
-        lease: Duration::from_micros(lease.parse().ok()?),
-    })
+/// After a message may have been lost on `channel` (every channel for
+/// `None`): its waiters can no longer count on having heard everything
+/// until the subscription is confirmed again.
+fn deafen(shared: &Shared, channel: Option<&[u8]>) {
+    let mut state = lock(&shared.state);
+    match channel {
+        Some(name) => {
+            if let Some(entry) = state.channels.get_mut(name) {
+                entry.heard_since = None;
+            }
+        }
+        None => state
+            .channels
+            .values_mut()
+            .for_each(|entry| entry.heard_since = None),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::stash::STASH_LEN;
     use super::*;
+    use crate::backend::Attempt;
 
-    #[test]
-    fn grant_pushes_are_read_and_other_payloads_are_not_grants() {
-        assert_eq!(
-            parse_grant("1795892618747127 60000000"),
-            Some(Attempt::Acquired {
-                fencing_token: 1795892618747127,
-                lease: Duration::from_secs(60),
-            })
-        );
-        for other in ["-", "*", "17", "1 x", "x 1", "1 2 3", ""] {
-            assert_eq!(parse_grant(other), None, "{other:?}");
+    /// A subscriber with no task, its one channel `ch` confirmed at `since`.
+    fn subscribed(since: Instant) -> Subscriber {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            kick: Notify::new(),
+            timeout: Duration::from_secs(1),
+        });
+        let channel = Channel {
+            confirmed: true,
+            heard_since: Some(since),
+            ..Channel::default()
+        };
+        lock(&shared.state).channels.insert(b"ch".to_vec(), channel);
+        Subscriber { shared }
+    }
+
+    fn ticket(number: u64, epoch: u64) -> TicketId {
+        TicketId {
+            number,
+            epoch: Some(epoch),
         }
+    }
+
+    async fn signalled(notify: &Notify) -> bool {
+        tokio::time::timeout(Duration::from_millis(1), notify.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_grant_that_comes_before_its_waiter_registers_is_kept_for_it() {
+        let since = Instant::now();
+        let sub = subscribed(since);
+        let other = (Arc::new(Notify::new()), GrantSlot::default());
+        let (_r0, _, _) = sub
+            .register(
+                b"ch",
+                ticket(4, 100),
+                other.0.clone(),
+                Some(other.1.clone()),
+            )
+            .await;
+        // Ticket 5 (epoch 100: token 105) is granted before it registers.
+        deliver(&sub.shared, b"ch", b"5 105 60000000");
+        assert!(!signalled(&other.0).await, "another ticket's grant woke 4");
+        assert_eq!(other.1.take(), None);
+        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
+        let (_r1, subscribed, heard) = sub
+            .register(b"ch", ticket(5, 100), notify.clone(), Some(slot.clone()))
+            .await;
+        assert!(matches!(subscribed, Subscribed::Confirmed));
+        assert_eq!(heard, Some(since));
+        assert!(signalled(&notify).await);
+        match slot.take() {
+            Some(Attempt::Acquired {
+                fencing_token: 105,
+                lease,
+            }) => assert!(lease <= Duration::from_secs(60) && lease > Duration::from_secs(59)),
+            other => panic!("not the kept grant: {other:?}"),
+        }
+        // Taken once: a later waiter of the same number finds nothing.
+        let (late, late_slot) = (Arc::new(Notify::new()), GrantSlot::default());
+        let _r2 = sub
+            .register(b"ch", ticket(5, 100), late.clone(), Some(late_slot.clone()))
+            .await;
+        assert_eq!(late_slot.take(), None);
+        assert!(!signalled(&late).await);
+    }
+
+    #[tokio::test]
+    async fn a_kept_grant_of_another_incarnation_only_wakes_the_waiter_to_look() {
+        let sub = subscribed(Instant::now());
+        deliver(&sub.shared, b"ch", b"5 105 60000000");
+        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
+        let _r = sub
+            .register(b"ch", ticket(5, 200), notify.clone(), Some(slot.clone()))
+            .await;
+        assert_eq!(slot.take(), None);
+        assert!(signalled(&notify).await);
+        // Live, too: the grant is not taken, the waiter looks.
+        deliver(&sub.shared, b"ch", b"5 105 60000000");
+        assert_eq!(slot.take(), None);
+        assert!(signalled(&notify).await);
+    }
+
+    #[tokio::test]
+    async fn kept_wake_ups_reach_the_waiters_they_may_concern() {
+        let sub = subscribed(Instant::now());
+        deliver(&sub.shared, b"ch", b"7");
+        let below = Arc::new(Notify::new());
+        let _r = sub.register(b"ch", ticket(6, 1), below.clone(), None).await;
+        assert!(!signalled(&below).await, "a head above 6 woke it");
+        let above = Arc::new(Notify::new());
+        let _r = sub.register(b"ch", ticket(8, 1), above.clone(), None).await;
+        assert!(signalled(&above).await);
+        deliver(&sub.shared, b"ch", b"-");
+        let any = Arc::new(Notify::new());
+        let _r = sub.register(b"ch", ticket(1, 1), any.clone(), None).await;
+        assert!(signalled(&any).await);
+    }
+
+    #[tokio::test]
+    async fn a_full_stash_or_a_lost_connection_makes_waiters_look() {
+        let since = Instant::now();
+        let sub = subscribed(since);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let first = Instant::now();
+        for n in 0..=STASH_LEN as u64 {
+            deliver(
+                &sub.shared,
+                b"ch",
+                format!("{n} {} 1000", 100 + n).as_bytes(),
+            );
+        }
+        let (_r, _, heard) = sub
+            .register(b"ch", ticket(99, 100), Arc::new(Notify::new()), None)
+            .await;
+        let heard = heard.expect("still subscribed");
+        assert!(heard >= first, "the lost message's time is not in it");
+        deafen(&sub.shared, None);
+        let (_r, _, heard) = sub
+            .register(b"ch", ticket(98, 100), Arc::new(Notify::new()), None)
+            .await;
+        assert_eq!(heard, None);
+        confirm(&sub.shared, &[b"ch".to_vec()]);
+        let (_r, _, heard) = sub
+            .register(b"ch", ticket(97, 100), Arc::new(Notify::new()), None)
+            .await;
+        assert!(heard.is_some_and(|h| h > first));
     }
 }

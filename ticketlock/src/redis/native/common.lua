@@ -9,7 +9,9 @@
 --          not exist (the uncontended state, see `materialize`; then `n`
 --          and `h` are absent and mean 1 and 0), `r` = the request id of
 --          the issue that created the conversation (its ticket 0), and per
---          waiting ticket a field `<number>` = its lifetime in µs.
+--          waiting ticket a field `<number>` = its lifetime in µs and a
+--          field `w<number>` = the wake id of the process that waits for it
+--          (absent for a ticket written by save: nobody to push to).
 -- ARGV[1]: P, the prefix of the conversation's other keys and channels,
 --          `{T}:K:` (in K's cluster slot, see keys.rs). The scripts name
 --          them from it (`general`), never from KEYS: the uncontended fast
@@ -17,8 +19,10 @@
 -- Q = P .. 'q', ZSET member = number, score = number: FIFO order.
 -- X = P .. 'x', ZSET member = number, score = expiry in server µs: a
 --          waiter's liveness, the holder's lease end.
--- WAKE = P .. 'w:', the prefix of the tickets' wake-up channels; a
---          ticket's channel is `<prefix><epoch>:<number>`.
+-- WAKE = P .. 'w:', the prefix of the wake-up channels: one per process
+--          waiting on the conversation, `<prefix><wake id>`, which carries
+--          the grants and wake-ups of all its tickets (a grant names its
+--          ticket: `<number> <token> <lease µs>`).
 -- (Issue and release also name the request's entry, REQUEST, for
 -- ../request.lua: P .. 'rq:<request id>' and P .. 'rl:<epoch>:<number>'.)
 --
@@ -163,8 +167,13 @@ local function same_epoch(st, epoch)
   return epoch < 0 or st.e == epoch
 end
 
-local function channel(st, number)
-  return WAKE .. int(st.e) .. ':' .. int(number)
+-- The wake-up channel of the process waiting for ticket `m` (a number's
+-- text), or nil when no process said it waits (a saved ticket).
+local function waker(m)
+  local w = redis.call('HGET', K, 'w' .. m)
+  if w then
+    return WAKE .. w
+  end
 end
 
 local function token(st, number)
@@ -179,9 +188,9 @@ local function drop(st, number)
   if st.h == number then
     st.h = nil
     st.p = false
-    redis.call('HDEL', K, m, 'h', 'p')
+    redis.call('HDEL', K, m, 'w' .. m, 'h', 'p')
   else
-    redis.call('HDEL', K, m)
+    redis.call('HDEL', K, m, 'w' .. m)
   end
 end
 
@@ -196,15 +205,17 @@ local function prune(st, now, limit)
 end
 
 -- Grants the lock to ticket `number`. The caller's own ticket (`me`) is
--- answered in the script's reply; any other is pushed on its channel: one
--- receiver or more takes the full lease at once, none (its process is gone,
--- or its subscription is down) makes the grant provisional, for at most
+-- answered in the script's reply; any other is pushed on its process's
+-- channel: one receiver or more takes the full lease at once, none (its
+-- process is gone, or its subscription is down, or no process waits for
+-- it) makes the grant provisional, for at most
 -- `claim` µs and never past the ticket's own expiry `score` (so a dead
 -- waiter lives no longer for being granted), within which a look of its
 -- waiter claims it (try_acquire).
 local function grant(st, number, now, claim, me, score)
   local m = int(number)
-  local lifetime = tonumber(redis.call('HGET', K, m)) or claim
+  local fields = redis.call('HMGET', K, m, 'w' .. m)
+  local lifetime = tonumber(fields[1]) or claim
   st.h = number
   if number == me then
     st.p = false
@@ -213,7 +224,10 @@ local function grant(st, number, now, claim, me, score)
     redis.call('ZADD', X, int(now + lifetime), m)
     return
   end
-  local receivers = redis.call(PUBLISH, channel(st, number), int(token(st, number)) .. ' ' .. int(lifetime))
+  local receivers = 0
+  if fields[2] then
+    receivers = redis.call(PUBLISH, WAKE .. fields[2], m .. ' ' .. int(token(st, number)) .. ' ' .. int(lifetime))
+  end
   if receivers > 0 then
     st.p = false
     redis.call('HSET', K, 'h', m)
@@ -226,8 +240,9 @@ local function grant(st, number, now, claim, me, score)
     -- The next in line learns the holder's new, early expiry, and looks
     -- then: if nobody claimed the grant, it is the next live one.
     local after = redis.call('ZRANGE', Q, 1, 1)[1]
-    if after then
-      redis.call(PUBLISH, channel(st, tonumber(after)), '*')
+    local wake = after and waker(after)
+    if wake then
+      redis.call(PUBLISH, wake, after)
     end
   end
 end

@@ -1,5 +1,5 @@
--- Deletes the conversation; every waiter is told its ticket is gone ('-'
--- on its channel). A key of another type at K (a rasa-layout record, or
+-- Deletes the conversation; every waiting process is told its tickets
+-- are gone ('-' on its channel). A key of another type at K (a rasa-layout record, or
 -- anything else) is removed too, its waiters told to look again ('*' on K,
 -- the rasa layout's channel). Returns 1 if something was there.
 general()
@@ -13,17 +13,18 @@ if kind ~= 'hash' then
   redis.call(PUBLISH, K, '*')
   return 1
 end
-local e, h, x = unpack(redis.call('HMGET', K, 'e', 'h', 'x'))
-local members = redis.call('ZRANGE', Q, 0, -1)
-if x then
-  -- Uncontended: the holder alone, in K (ticket 0 unless `h` says).
-  members[#members + 1] = h or '0'
+-- Each waiting process once, however many tickets it has (the holder
+-- alone in K, the uncontended state, has no process to tell).
+local told, wakes = {}, {}
+for _, m in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
+  local wake = waker(m)
+  if wake and not told[wake] then
+    told[wake] = true
+    wakes[#wakes + 1] = wake
+  end
 end
 redis.call('DEL', K, Q, X)
-if e then
-  local st = { e = tonumber(e) }
-  for _, m in ipairs(members) do
-    redis.call(PUBLISH, channel(st, tonumber(m)), '-')
-  end
+for _, wake in ipairs(wakes) do
+  redis.call(PUBLISH, wake, '-')
 end
 return 1

@@ -2,7 +2,8 @@
 -- ARGV[2]: lifetime µs, ARGV[3]: `<most> <entry ms>`: the most tickets the
 -- queue may hold (the client sends at least 1) and how long the request's
 -- entry is kept, in ms (the claim window of a provisional grant is as
--- long, in µs), ARGV[4]: the request id.
+-- long, in µs), ARGV[4]: the request id, ARGV[5]: the wake id of the
+-- issuing process (its channel carries the ticket's grant).
 -- Returns the epoch alone (an integer) when the issue created the
 -- conversation and holds it with ticket 0 (its token is the epoch), else
 -- {number, epoch, status, token or ahead, holder remaining µs or -1}:
@@ -75,7 +76,7 @@ end
 local number = st.n
 st.n = number + 1
 local m = int(number)
-redis.call('HSET', K, 'n', int(st.n), m, int(lifetime))
+redis.call('HSET', K, 'n', int(st.n), m, int(lifetime), 'w' .. m, ARGV[5])
 redis.call('ZADD', Q, m, m)
 redis.call('ZADD', X, int(now + lifetime), m)
 request_remember(issued_outcome(number, st.e), request_ttl)

@@ -1,8 +1,9 @@
 -- Replaces the conversation with the given tickets (Rasa's save_lock):
 -- numbers never go back (n stays above every number issued), the epoch is
 -- kept (the lock's, else the stored one, else now). As in Rasa's record,
--- the first live ticket holds until its expiry; every waiter, of the old
--- tickets and the new, is told to look again ('*').
+-- the first live ticket holds until its expiry; a ticket kept (by number)
+-- keeps its waiting process, and every process that waited for an old
+-- ticket is told to look again ('*', once on its channel).
 -- ARGV[2]: the lock's last_issued or -1, ARGV[3]: its epoch or -1,
 -- ARGV[4]: the claim window µs, then pairs (number, expiry µs) in queue
 -- order from ARGV[5].
@@ -13,13 +14,28 @@ local claim = tonumber(ARGV[4])
 local now = clock_us()
 local old = load(now)
 local n = last_issued + 1
+-- The waiting processes of the old tickets: by number, and each once.
+local waiting, wakes = {}, {}
 if old then
   n = math.max(n, old.n)
   if epoch < 0 then
     epoch = old.e
   end
+  local told = {}
   for _, m in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
-    redis.call(PUBLISH, channel(old, tonumber(m)), '*')
+    local w = redis.call('HGET', K, 'w' .. m)
+    if w then
+      waiting[m] = w
+      if not told[w] then
+        told[w] = true
+        wakes[#wakes + 1] = WAKE .. w
+      end
+    end
+  end
+end
+local function tell()
+  for _, wake in ipairs(wakes) do
+    redis.call(PUBLISH, wake, '*')
   end
 end
 if epoch < 0 then
@@ -27,6 +43,7 @@ if epoch < 0 then
 end
 redis.call('DEL', K, Q, X)
 if #ARGV < 5 then
+  tell()
   return 0
 end
 local st = { n = n, e = epoch, p = false }
@@ -38,6 +55,10 @@ for i = 5, #ARGV, 2 do
   redis.call('ZADD', Q, ARGV[i], ARGV[i])
   redis.call('ZADD', X, ARGV[i + 1], ARGV[i])
   redis.call('HSET', K, ARGV[i], int(math.max(expires - now, 1000)))
+  local w = waiting[int(number)]
+  if w then
+    redis.call('HSET', K, 'w' .. ARGV[i], w)
+  end
   if not holder and expires >= now then
     holder = number
   end
@@ -48,7 +69,5 @@ if holder then
   redis.call('HSET', K, 'h', int(holder))
 end
 touch(now)
-for i = 5, #ARGV, 2 do
-  redis.call(PUBLISH, channel(st, tonumber(ARGV[i])), '*')
-end
+tell()
 return 1
