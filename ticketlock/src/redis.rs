@@ -34,8 +34,10 @@
 //!   Tokens therefore increase for successive holders, also across deletion
 //!   of the record, as long as the server's clock does not go back and fewer
 //!   tickets than microseconds pass in one incarnation of a record.
-//! - TTL: every write sets the keys to expire one second after their latest
-//!   ticket, so a crashed process leaves nothing behind for long.
+//! - TTL: every key lives at least one second past its latest ticket (the
+//!   rasa layout sets exactly that at every write; the native layout, when
+//!   a write needs more, twice the remaining life), so a crashed process
+//!   leaves nothing behind for long.
 //! - Wake-ups: one pub/sub connection per store, owned by a background
 //!   task, serves all its waiters (`redis/subscriber.rs`). What is published
 //!   is the layout's: the rasa layout names the queue's new head on the

@@ -8,7 +8,8 @@
 //!   incarnation), `e` = the epoch (server µs when the conversation was
 //!   created), `h` = the granted holder's number (absent: none), `p` = 1
 //!   while that grant is provisional, `x` = the holder's lease end (server
-//!   µs) in the uncontended state (below), `r` = the request id of the
+//!   µs) in the uncontended state (below), `t` = the keys' deadline
+//!   (server µs; see below), `r` = the request id of the
 //!   issue that created the conversation (its ticket 0), and per waiting
 //!   ticket a field `<number>` with its lifetime in µs and a field
 //!   `w<number>` with the wake id of the process that waits for it (a
@@ -51,9 +52,12 @@
 //!
 //! `T` is `K`'s hash tag, or `K` itself (`keys.rs`), so every key and
 //! channel of a conversation is in `K`'s slot, and all start with `{`: a
-//! SCAN of `lock:*` lists the conversations only. Every write sets all
-//! keys to expire one second after the latest expiry in `x`; the
-//! last ticket gone, all three are deleted. The fencing token is `e +
+//! SCAN of `lock:*` lists the conversations only. Every key lives at least
+//! one second past the latest expiry in `x`: K's field `t` is the keys'
+//! deadline, and a write whose new expiry it does not cover sets all three
+//! to live twice the remaining time and a second (so most writes set no
+//! TTL, and a key outlives its last ticket by at most that); the last
+//! ticket gone, all three are deleted. The fencing token is `e +
 //! number`, so tokens increase across deletion as in the rasa layout.
 //!
 //! # Operations (`native/*.lua`)

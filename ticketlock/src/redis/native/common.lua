@@ -83,18 +83,16 @@ local function run(main, KEYS, ARGV)
   error(result)
 end
 
--- The conversation's state, or nil when it has none. A string at K is a
--- record of the rasa layout: refused with the LAYOUT error, never read or
--- overwritten. `st.x` is set in the uncontended state (the holder alone, in
--- K only; `n` and `h` are then 1 and 0 unless stored); `st.r`, the
--- creating issue's request id, is read only `with_request` (it costs a
--- string per call).
-local function load_raw(with_request)
+-- K's fields of the conversation's state, in the order `state` reads them
+-- (`r`, the creating issue's request id, only `with_request`: it costs a
+-- string per call). A string at K is a record of the rasa layout: refused
+-- with the LAYOUT error, never read or overwritten.
+local function fields(with_request)
   local r
   if with_request then
-    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 'r')
+    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't', 'r')
   else
-    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x')
+    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't')
   end
   if r.err then
     if string.find(r.err, '^WRONGTYPE') then
@@ -102,10 +100,18 @@ local function load_raw(with_request)
     end
     error(r)
   end
+  return r
+end
+
+-- The conversation's state from its `fields`, or nil when it has none.
+-- `st.x` is set in the uncontended state (the holder alone, in K only; `n`
+-- and `h` are then 1 and 0 unless stored); `st.t` is the keys' deadline
+-- (see `touch`), 0 when not set.
+local function state(r)
   if not r[2] then
     return nil
   end
-  local st = { e = tonumber(r[2]), r = r[6], p = r[4] ~= false and r[4] ~= nil }
+  local st = { e = tonumber(r[2]), r = r[7], p = r[4] ~= false and r[4] ~= nil, t = tonumber(r[6]) or 0 }
   if r[5] then
     st.x = tonumber(r[5])
     st.n = tonumber(r[1] or 1)
@@ -125,9 +131,24 @@ local function load_raw(with_request)
   return st
 end
 
+-- The conversation's state, or nil (see `fields` and `state`).
+local function load_raw(with_request)
+  return state(fields(with_request))
+end
+
+-- Sets ticket `m`'s expiry (or the holder's lease end) in X to `score`,
+-- and notes the latest expiry the call wrote, for `touch`.
+local function expire_at(st, m, score)
+  redis.call('ZADD', X, int(score), m)
+  if not st.latest or score > st.latest then
+    st.latest = score
+  end
+end
+
 -- The uncontended state (the holder alone, its expiry in K's field `x`,
 -- no Q, no X) turned into the general one: the holder in Q and X, which
--- expire with K (one second past the holder's expiry, as `touch` sets).
+-- expire one second past the holder's expiry (K's deadline `t` is not set
+-- in the uncontended state, so the next `touch` sets all three).
 -- Every operation but the uncontended fast paths runs on the general
 -- state; this costs a few commands once per contended spell.
 local function materialize(st, now)
@@ -159,7 +180,7 @@ local function create(now)
   if redis.call('HSET', K, 'n', 0, 'e', int(now)) ~= 2 then
     corrupt('a hash without the field `e`')
   end
-  return { n = 0, e = now, p = false }
+  return { n = 0, e = now, p = false, t = 0 }
 end
 
 -- Whether `epoch` (-1: any) names this incarnation.
@@ -216,12 +237,13 @@ local function grant(st, number, now, claim, me, score)
   local m = int(number)
   local fields = redis.call('HMGET', K, m, 'w' .. m)
   local lifetime = tonumber(fields[1]) or claim
+  -- Any earlier holder was dropped, with its `p` (see `drop`).
   st.h = number
+  st.p = false
   if number == me then
-    st.p = false
     redis.call('HSET', K, 'h', m)
-    redis.call('HDEL', K, 'p')
-    redis.call('ZADD', X, int(now + lifetime), m)
+    st.hs = now + lifetime
+    expire_at(st, m, st.hs)
     return
   end
   local receivers = 0
@@ -229,14 +251,14 @@ local function grant(st, number, now, claim, me, score)
     receivers = redis.call(PUBLISH, WAKE .. fields[2], m .. ' ' .. int(token(st, number)) .. ' ' .. int(lifetime))
   end
   if receivers > 0 then
-    st.p = false
     redis.call('HSET', K, 'h', m)
-    redis.call('HDEL', K, 'p')
-    redis.call('ZADD', X, int(now + lifetime), m)
+    st.hs = now + lifetime
+    expire_at(st, m, st.hs)
   else
     st.p = true
     redis.call('HSET', K, 'h', m, 'p', 1)
-    redis.call('ZADD', X, int(math.min(score, now + math.min(lifetime, claim))), m)
+    st.hs = math.min(score, now + math.min(lifetime, claim))
+    expire_at(st, m, st.hs)
     -- The next in line learns the holder's new, early expiry, and looks
     -- then: if nobody claimed the grant, it is the next live one.
     local after = redis.call('ZRANGE', Q, 1, 1)[1]
@@ -249,11 +271,14 @@ end
 
 -- When nobody live holds the lock: drops the dead tickets at the head of Q
 -- and grants the first live one. Each ticket is dropped once, so the walk
--- costs O(1) per ticket over the conversation's life.
+-- costs O(1) per ticket over the conversation's life. Notes the holder's
+-- expiry (`st.hs`, for `holder_remaining`), or that no ticket is left
+-- (`st.empty`, for `touch`).
 local function advance(st, now, claim, me)
   if st.h then
-    local s = redis.call('ZSCORE', X, int(st.h))
-    if s and tonumber(s) >= now then
+    local s = tonumber(redis.call('ZSCORE', X, int(st.h)))
+    if s and s >= now then
+      st.hs = s
       return
     end
     drop(st, st.h)
@@ -261,6 +286,7 @@ local function advance(st, now, claim, me)
   while true do
     local head = redis.call('ZRANGE', Q, 0, 0)[1]
     if not head then
+      st.empty = true
       return
     end
     local s = redis.call('ZSCORE', X, head)
@@ -272,19 +298,29 @@ local function advance(st, now, claim, me)
   end
 end
 
--- After a write: every key lives one second past the latest expiry (a
--- second from now if that is past); with no ticket left, the conversation
--- goes.
-local function touch(now)
-  local last = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')[2]
-  if not last then
+-- After a write. With no ticket left (`advance` found Q empty), the
+-- conversation goes. Else every key must live at least one second past the
+-- latest expiry the call wrote (`expire_at`): K's field `t` is the keys'
+-- deadline (server µs), and only when it falls short are all three set to
+-- live twice the remaining time plus a second, so that the writes of the
+-- following half of it (most of a conversation's) set no TTL. Removals
+-- only ever shorten what the keys need, so they set none either.
+local function touch(st, now)
+  if st.empty then
     redis.call('DEL', K, Q, X)
     return
   end
-  local ms = int(math.floor(math.max(tonumber(last) - now, 0) / 1000) + 1000)
+  local latest = st.latest
+  if not latest or latest + 1000000 <= st.t then
+    return
+  end
+  local left = math.max(latest - now, 0)
+  local ms = int(math.floor(left * 2 / 1000) + 1000)
   redis.call('PEXPIRE', K, ms)
   redis.call('PEXPIRE', Q, ms)
   redis.call('PEXPIRE', X, ms)
+  st.t = now + tonumber(ms) * 1000
+  redis.call('HSET', K, 't', int(st.t))
 end
 
 -- µs until the holder's expiry, or -1 without a holder.
@@ -292,11 +328,11 @@ local function holder_remaining(st, now)
   if not st.h then
     return -1
   end
-  local s = redis.call('ZSCORE', X, int(st.h))
+  local s = st.hs or tonumber(redis.call('ZSCORE', X, int(st.h)))
   if not s then
     return -1
   end
-  return math.max(tonumber(s) - now, 0)
+  return math.max(s - now, 0)
 end
 
 -- A queued ticket's answer: {1, ahead, holder remaining µs or -1}.

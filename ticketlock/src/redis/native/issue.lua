@@ -50,7 +50,8 @@ if seen then
   end
   prune(st, now, 8)
   if not redis.call('ZSCORE', X, int(number)) then
-    touch(now)
+    advance(st, now, claim, nil)
+    touch(st, now)
     return { number, epoch, 3, 0, -1 }
   end
   if st.h == number then
@@ -69,7 +70,8 @@ if len >= max_len then
   prune(st, now, len)
   len = redis.call('ZCARD', Q)
   if len >= max_len then
-    touch(now)
+    advance(st, now, claim, nil)
+    touch(st, now)
     return { -1, st.e, 2, len, -1 }
   end
 end
@@ -78,10 +80,10 @@ st.n = number + 1
 local m = int(number)
 redis.call('HSET', K, 'n', int(st.n), m, int(lifetime), 'w' .. m, ARGV[5])
 redis.call('ZADD', Q, m, m)
-redis.call('ZADD', X, int(now + lifetime), m)
+expire_at(st, m, now + lifetime)
 request_remember(issued_outcome(number, st.e), request_ttl)
 advance(st, now, claim, number)
-touch(now)
+touch(st, now)
 if st.h == number then
   return { number, st.e, 0, token(st, number), -1 }
 end

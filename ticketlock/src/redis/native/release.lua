@@ -13,7 +13,8 @@ local now = clock_us()
 -- Uncontended: the holder, ticket 0, was the only ticket, in K alone (`x`
 -- set, `h` implied); the conversation goes. Compared as the text the
 -- client sent and K holds, before any other work.
-local e, x, h = unpack(redis.pcall('HMGET', K, 'e', 'x', 'h'))
+local r = fields(false)
+local e, h, x = r[2], r[3], r[5]
 if x and not h and e and (ticket == e .. ':0' or ticket == '-:0') then
   redis.call('DEL', K)
   if tonumber(x) >= now then
@@ -26,7 +27,7 @@ end
 local epoch_text, number_text = string.match(ticket, '^([^:]+):(%d+)$')
 local number = tonumber(number_text)
 local epoch = tonumber(epoch_text) or -1
-local st = load_raw(false)
+local st = state(r)
 general()
 REQUEST = P .. 'rl:' .. ticket
 local function earlier()
@@ -45,7 +46,7 @@ if score then
 end
 if score or pruned > 0 then
   advance(st, now, claim, nil)
-  touch(now)
+  touch(st, now)
 end
 if live then
   request_remember('1', request_ttl)

@@ -20,16 +20,16 @@ local score = redis.call('ZSCORE', X, int(number))
 if st.h ~= number or not score or tonumber(score) < now then
   if pruned > 0 then
     advance(st, now, claim, nil)
-    touch(now)
+    touch(st, now)
   end
   return 0
 end
 local m = int(number)
-redis.call('ZADD', X, int(now + lifetime), m)
+expire_at(st, m, now + lifetime)
 redis.call('HSET', K, m, int(lifetime))
 if st.p then
   st.p = false
   redis.call('HDEL', K, 'p')
 end
-touch(now)
+touch(st, now)
 return 1

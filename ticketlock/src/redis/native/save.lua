@@ -46,7 +46,7 @@ if #ARGV < 5 then
   tell()
   return 0
 end
-local st = { n = n, e = epoch, p = false }
+local st = { n = n, e = epoch, p = false, t = 0 }
 local holder
 for i = 5, #ARGV, 2 do
   local number = tonumber(ARGV[i])
@@ -54,6 +54,9 @@ for i = 5, #ARGV, 2 do
   st.n = math.max(st.n, number + 1)
   redis.call('ZADD', Q, ARGV[i], ARGV[i])
   redis.call('ZADD', X, ARGV[i + 1], ARGV[i])
+  if not st.latest or expires > st.latest then
+    st.latest = expires
+  end
   redis.call('HSET', K, ARGV[i], int(math.max(expires - now, 1000)))
   local w = waiting[int(number)]
   if w then
@@ -68,6 +71,6 @@ redis.call('HSET', K, 'n', int(st.n), 'e', int(st.e))
 if holder then
   redis.call('HSET', K, 'h', int(holder))
 end
-touch(now)
+touch(st, now)
 tell()
 return 1

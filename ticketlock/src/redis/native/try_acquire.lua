@@ -19,7 +19,7 @@ local score = redis.call('ZSCORE', X, m)
 if not score or tonumber(score) < now then
   if pruned > 0 then
     advance(st, now, claim, nil)
-    touch(now)
+    touch(st, now)
   end
   return { 2 }
 end
@@ -30,20 +30,20 @@ if st.h == number then
   if st.p then
     st.p = false
     redis.call('HDEL', K, 'p')
-    redis.call('ZADD', X, int(now + lifetime), m)
+    expire_at(st, m, now + lifetime)
     left = lifetime
   else
-    left = tonumber(redis.call('ZSCORE', X, m)) - now
+    left = st.hs - now
   end
   if pruned > 0 or h ~= number or left == lifetime then
-    touch(now)
+    touch(st, now)
   end
   return { 0, token(st, number), left }
 end
 if tonumber(score) - now < lifetime * 2 / 3 then
-  redis.call('ZADD', X, int(now + lifetime), m)
-  touch(now)
+  expire_at(st, m, now + lifetime)
+  touch(st, now)
 elseif pruned > 0 or h ~= st.h then
-  touch(now)
+  touch(st, now)
 end
 return queued(st, number, now)

@@ -11,6 +11,6 @@ end
 local pruned = prune(st, now, redis.call('ZCARD', X))
 if pruned > 0 then
   advance(st, now, claim, nil)
-  touch(now)
+  touch(st, now)
 end
 return pruned
