@@ -61,8 +61,9 @@
 //! number`, so tokens increase across deletion as in the rasa layout.
 //!
 //! # Operations (`native/*.lua`)
-//! Every script first drops up to 8 expired tickets, then, when nobody live
-//! holds the lock, grants it to the first live ticket of `q` (dropping dead
+//! Every script but the release first drops up to 8 expired tickets (the
+//! release leaves them to the walk below and to the next issue or look),
+//! then, when nobody live holds the lock, grants it to the first live ticket of `q` (dropping dead
 //! heads on the way). A grant to another client's ticket is pushed on its
 //! process's channel: with one receiver or more, the lease runs a lifetime
 //! from now; with none (its process is gone, or its subscription is down)

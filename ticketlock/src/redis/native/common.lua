@@ -85,12 +85,16 @@ end
 
 -- K's fields of the conversation's state, in the order `state` reads them
 -- (`r`, the creating issue's request id, only `with_request`: it costs a
--- string per call). A string at K is a record of the rasa layout: refused
--- with the LAYOUT error, never read or overwritten.
-local function fields(with_request)
+-- string per call), or, for the release, followed by ticket `ahead`'s
+-- lifetime and wake id (the ticket it most likely grants). A string at K
+-- is a record of the rasa layout: refused with the LAYOUT error, never
+-- read or overwritten.
+local function fields(with_request, ahead)
   local r
   if with_request then
     r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't', 'r')
+  elseif ahead then
+    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't', ahead, 'w' .. ahead)
   else
     r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't')
   end
@@ -106,12 +110,15 @@ end
 -- The conversation's state from its `fields`, or nil when it has none.
 -- `st.x` is set in the uncontended state (the holder alone, in K only; `n`
 -- and `h` are then 1 and 0 unless stored); `st.t` is the keys' deadline
--- (see `touch`), 0 when not set.
-local function state(r)
+-- (see `touch`), 0 when not set; `st.r` the request id, when read.
+local function state(r, with_request)
   if not r[2] then
     return nil
   end
-  local st = { e = tonumber(r[2]), r = r[7], p = r[4] ~= false and r[4] ~= nil, t = tonumber(r[6]) or 0 }
+  local st = { e = tonumber(r[2]), p = r[4] ~= false and r[4] ~= nil, t = tonumber(r[6]) or 0 }
+  if with_request then
+    st.r = r[7]
+  end
   if r[5] then
     st.x = tonumber(r[5])
     st.n = tonumber(r[1] or 1)
@@ -133,7 +140,7 @@ end
 
 -- The conversation's state, or nil (see `fields` and `state`).
 local function load_raw(with_request)
-  return state(fields(with_request))
+  return state(fields(with_request), with_request)
 end
 
 -- Sets ticket `m`'s expiry (or the holder's lease end) in X to `score`,
@@ -225,7 +232,8 @@ local function prune(st, now, limit)
   return #dead
 end
 
--- Grants the lock to ticket `number`. The caller's own ticket (`me`) is
+-- Grants the lock to ticket `number` (its lifetime and wake id read with
+-- K's fields when `st.ahead` names it). The caller's own ticket (`me`) is
 -- answered in the script's reply; any other is pushed on its process's
 -- channel: one receiver or more takes the full lease at once, none (its
 -- process is gone, or its subscription is down, or no process waits for
@@ -235,7 +243,10 @@ end
 -- waiter claims it (try_acquire).
 local function grant(st, number, now, claim, me, score)
   local m = int(number)
-  local fields = redis.call('HMGET', K, m, 'w' .. m)
+  local fields = st.ahead
+  if not fields or fields.number ~= number then
+    fields = redis.call('HMGET', K, m, 'w' .. m)
+  end
   local lifetime = tonumber(fields[1]) or claim
   -- Any earlier holder was dropped, with its `p` (see `drop`).
   st.h = number
