@@ -443,7 +443,12 @@ pub(super) async fn release(store: &RedisLockStore, id: &str, ticket: TicketId) 
         &scripts(store).release,
         "release",
         &key,
-        &[Arg::Ticket(ticket), Arg::U(store.request_ttl_ms())],
+        &[
+            Arg::Ticket(ticket),
+            Arg::U(store.request_ttl_ms()),
+            // The ticket a hand-off most likely grants (see release.lua).
+            Arg::U(ticket.number + 1),
+        ],
         false,
     )
     .await?

@@ -83,21 +83,10 @@ local function run(main, KEYS, ARGV)
   error(result)
 end
 
--- K's fields of the conversation's state, in the order `state` reads them
--- (`r`, the creating issue's request id, only `with_request`: it costs a
--- string per call), or, for the release, followed by ticket `ahead`'s
--- lifetime and wake id (the ticket it most likely grants). A string at K
--- is a record of the rasa layout: refused with the LAYOUT error, never
--- read or overwritten.
-local function fields(with_request, ahead)
-  local r
-  if with_request then
-    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't', 'r')
-  elseif ahead then
-    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't', ahead, 'w' .. ahead)
-  else
-    r = redis.pcall('HMGET', K, 'n', 'e', 'h', 'p', 'x', 't')
-  end
+-- An HMGET of K's `names`; a string at K is a record of the rasa layout:
+-- refused with the LAYOUT error, never read or overwritten.
+local function hmget(...)
+  local r = redis.pcall('HMGET', K, ...)
   if r.err then
     if string.find(r.err, '^WRONGTYPE') then
       error({ ticketlock_error = 'LAYOUT rasa' })
@@ -105,6 +94,16 @@ local function fields(with_request, ahead)
     error(r)
   end
   return r
+end
+
+-- K's fields of the conversation's state, in the order `state` reads them
+-- (`r`, the creating issue's request id, only `with_request`: it costs a
+-- string per call).
+local function fields(with_request)
+  if with_request then
+    return hmget('n', 'e', 'h', 'p', 'x', 't', 'r')
+  end
+  return hmget('n', 'e', 'h', 'p', 'x', 't')
 end
 
 -- The conversation's state from its `fields`, or nil when it has none.

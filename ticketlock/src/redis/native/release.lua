@@ -5,24 +5,21 @@
 -- ticket is not there live, since a first attempt that ran removed it.
 -- ARGV[2]: the ticket as `<epoch>:<number>` (`-:<number>` without an
 -- epoch), the suffix of its entry's name after `rl:`; ARGV[3]: how long
--- the request's entry is kept, in ms (the claim window is as long, in µs).
+-- the request's entry is kept, in ms (the claim window is as long, in µs);
+-- ARGV[4]: the number after the ticket's, the ticket a hand-off most
+-- likely grants (its lifetime and wake id come with K's fields).
 -- Returns 1 when the ticket was there and live, else 0.
 -- Expired tickets are not dropped first, as the other scripts do: the walk
 -- to the next live ticket drops the dead ones it meets, and issues and
 -- looks drop the rest.
 local ticket = ARGV[2]
 local request_ttl = ARGV[3]
+local after = ARGV[4]
 local now = clock_us()
-local epoch_text, number_text = string.match(ticket, '^([^:]+):(%d+)$')
-local number = tonumber(number_text)
--- The ticket after this one is the one a hand-off most likely grants: its
--- lifetime and wake id come with K's fields.
-local after = number and int(number + 1)
 -- Uncontended: the holder, ticket 0, was the only ticket, in K alone (`x`
 -- set, `h` implied); the conversation goes. Compared as the text the
 -- client sent and K holds, before any other work.
-local r = fields(false, after)
-local e, h, x = r[2], r[3], r[5]
+local e, x, h = unpack(hmget('e', 'x', 'h'))
 if x and not h and e and (ticket == e .. ':0' or ticket == '-:0') then
   redis.call('DEL', K)
   if tonumber(x) >= now then
@@ -32,8 +29,15 @@ if x and not h and e and (ticket == e .. ':0' or ticket == '-:0') then
   end
   return 0
 end
+local epoch_text, number_text = string.match(ticket, '^([^:]+):(%d+)$')
+local number = tonumber(number_text)
 local epoch = tonumber(epoch_text) or -1
-local st = state(r, false)
+-- The rest of the state, with the next ticket's lifetime and wake id.
+local rest = {}
+if e then
+  rest = hmget('n', 'p', 't', after, 'w' .. after)
+end
+local st = state({ rest[1], e, h, rest[2], x, rest[3] }, false)
 general()
 REQUEST = P .. 'rl:' .. ticket
 local function earlier()
@@ -44,10 +48,8 @@ if not st or not same_epoch(st, epoch) then
 end
 local claim = tonumber(request_ttl) * 1000
 materialize(st, now)
-if after then
-  st.ahead = { r[7], r[8], number = number + 1 }
-end
-local score = redis.call('ZSCORE', X, int(number))
+st.ahead = { rest[4], rest[5], number = tonumber(after) }
+local score = redis.call('ZSCORE', X, number_text)
 local live = score and tonumber(score) >= now
 if score then
   drop(st, number)
