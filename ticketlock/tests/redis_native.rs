@@ -420,6 +420,27 @@ async fn queue_holds(con: &mut redis::Connection, id: &str, n: u64) {
     }
 }
 
+/// The wake-up channels of conversation `id` the server has subscribers for.
+fn wake_channels(con: &mut redis::Connection, id: &str) -> usize {
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg(format!("{{lock:{id}}}:lock:{id}:w:*"))
+        .query(con)
+        .unwrap();
+    channels.len()
+}
+
+/// Waits until one wake-up channel of `id` is subscribed, and then a
+/// little more for the waiter's look after it.
+async fn one_wake_channel(con: &mut redis::Connection, id: &str) {
+    let deadline = std::time::Instant::now() + PROMPT;
+    while wake_channels(con, id) != 1 {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// A process's tickets of one conversation share its wake-up channel
 /// (`w:<wake id>`): a second waiter, issued while the first keeps that
 /// channel subscribed, costs its issue alone (no subscription, no look),
@@ -432,20 +453,7 @@ async fn a_second_waiter_of_a_subscribed_process_waits_without_a_look_or_a_subsc
     let holder = store.lock("s").lifetime(HOUR).await.unwrap();
     let first = spawn_waiter(&store, "s");
     queue_holds(&mut con, "s", 2).await;
-    let channel = |con: &mut redis::Connection| -> Vec<String> {
-        redis::cmd("PUBSUB")
-            .arg("CHANNELS")
-            .arg("{lock:s}:lock:s:w:*")
-            .query(con)
-            .unwrap()
-    };
-    let deadline = std::time::Instant::now() + PROMPT;
-    while channel(&mut con).len() != 1 {
-        assert!(std::time::Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // The first waiter's look, after its subscription, is done.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    one_wake_channel(&mut con, "s").await;
     let before = command_counts(&mut con);
     let second = spawn_waiter(&store, "s");
     queue_holds(&mut con, "s", 3).await;
@@ -454,7 +462,7 @@ async fn a_second_waiter_of_a_subscribed_process_waits_without_a_look_or_a_subsc
     let called = scripts_and_subscriptions(&d);
     assert_eq!(called.len(), 1, "more than the issue: {d:?}");
     assert_eq!(called[0].1, 1, "more than the issue: {d:?}");
-    assert_eq!(channel(&mut con).len(), 1, "a channel per ticket");
+    assert_eq!(wake_channels(&mut con, "s"), 1, "a channel per ticket");
     holder.release().await.unwrap();
     let g1 = tokio::time::timeout(PROMPT, first).await.unwrap().unwrap();
     assert_eq!(g1.ticket(), 1);
@@ -497,20 +505,7 @@ async fn a_grant_that_reaches_the_process_before_its_waiter_is_kept_for_it() {
     // A waiter behind it keeps the process's channel subscribed.
     let behind = spawn_waiter(&store, "k");
     queue_holds(&mut con, "k", 3).await;
-    let deadline = std::time::Instant::now() + PROMPT;
-    loop {
-        let channels: Vec<String> = redis::cmd("PUBSUB")
-            .arg("CHANNELS")
-            .arg("{lock:k}:lock:k:w:*")
-            .query(&mut con)
-            .unwrap();
-        if channels.len() == 1 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    one_wake_channel(&mut con, "k").await;
     holder.release().await.unwrap();
     // The grant went out with the release (one receiver: the channel).
     let before = command_counts(&mut con);
