@@ -522,13 +522,18 @@ fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
     };
     let named = match message {
         Message::Grant { number, grant } => {
+            // A waiter of the same number in another incarnation (the
+            // conversation was deleted and made again) only looks; the
+            // grant is kept for its own ticket's waiter.
             let mut found = false;
             for w in entry.waiters.iter().filter(|w| w.number == number) {
-                if let Some(slot) = w.grant.as_ref().filter(|_| for_epoch(&grant, w)) {
-                    slot.put(grant);
+                if for_epoch(&grant, w) {
+                    found = true;
+                    if let Some(slot) = &w.grant {
+                        slot.put(grant);
+                    }
                 }
                 w.notify.notify_one();
-                found = true;
             }
             found
         }
@@ -663,10 +668,39 @@ mod tests {
             .await;
         assert_eq!(slot.take(), None);
         assert!(signalled(&notify).await);
-        // Live, too: the grant is not taken, the waiter looks.
+    }
+
+    #[tokio::test]
+    async fn a_live_grant_for_another_incarnation_is_kept_for_its_own_ticket() {
+        let sub = subscribed(Instant::now());
+        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
+        let _old = sub
+            .register(b"ch", ticket(5, 200), notify.clone(), Some(slot.clone()))
+            .await;
+        // Ticket 5 of epoch 100 (token 105) is granted while the waiter of
+        // ticket 5 of epoch 200 is registered: that one only looks.
         deliver(&sub.shared, b"ch", b"5 105 60000000");
         assert_eq!(slot.take(), None);
         assert!(signalled(&notify).await);
+        let own = GrantSlot::default();
+        let _r = sub
+            .register(
+                b"ch",
+                ticket(5, 100),
+                Arc::new(Notify::new()),
+                Some(own.clone()),
+            )
+            .await;
+        assert!(
+            matches!(
+                own.take(),
+                Some(Attempt::Acquired {
+                    fencing_token: 105,
+                    ..
+                })
+            ),
+            "the grant was not kept for ticket 5 of epoch 100"
+        );
     }
 
     #[tokio::test]
