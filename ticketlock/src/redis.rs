@@ -549,7 +549,7 @@ impl Backend for RedisLockStore {
         let (registration, subscribed, heard_since) = self
             .inner
             .subscriber
-            .register(&channel, ticket, notify.clone(), grant.clone())
+            .register(&channel, ticket, notify.clone(), grant.clone(), native)
             .await;
         match subscribed {
             Subscribed::Confirmed => {}

@@ -99,8 +99,12 @@ struct Channel {
     /// may have been lost (the connection, or the subscription, dropped or
     /// moved) until it is confirmed again.
     heard_since: Option<Instant>,
-    /// The latest messages that found none of the waiters they name, for
-    /// a waiter that registers just after them (`stash.rs`).
+    /// Whether the channel keeps the messages that found none of the
+    /// waiters they name, for a waiter that registers just after them (a
+    /// native process channel, whose waiters may skip their look); a
+    /// rasa-layout key channel does not: its waiters always look.
+    keeps: bool,
+    /// Those messages (`stash.rs`).
     stash: Stash,
 }
 
@@ -154,14 +158,16 @@ impl Subscriber {
     /// its pushed grant), and waits (at most the socket timeout) for the
     /// subscription to be confirmed. Also answers since when every message
     /// on the channel has reached the waiter: live, or from the stash of
-    /// those that came before it registered (`None`: not confirmed, or not
-    /// continuously since its confirmation).
+    /// those that came before it registered, which the channel keeps when
+    /// `keep` says so (`None`: not kept, not confirmed, or not continuously
+    /// since its confirmation).
     pub(crate) async fn register(
         &self,
         channel: &[u8],
         ticket: TicketId,
         notify: Arc<Notify>,
         grant: Option<GrantSlot>,
+        keep: bool,
     ) -> (Registration, Subscribed, Option<Instant>) {
         let (registration, confirmation, heard_since) = {
             let mut state = lock(&self.shared.state);
@@ -175,7 +181,10 @@ impl Subscriber {
                 notify,
                 grant,
             };
-            entry.stash.replay(&waiter);
+            if keep {
+                entry.keeps = true;
+                entry.stash.replay(&waiter);
+            }
             entry.waiters.push(waiter);
             let confirmation = (!entry.confirmed).then(|| {
                 let (tx, rx) = oneshot::channel();
@@ -184,6 +193,7 @@ impl Subscriber {
             });
             let heard_since = entry
                 .heard_since
+                .filter(|_| keep)
                 .map(|s| entry.stash.lost().map_or(s, |l| s.max(l)));
             if confirmation.is_some() {
                 state.to_join.push(channel.to_vec());
@@ -512,8 +522,9 @@ fn refuse(shared: &Shared, channels: &[Vec<u8>], why: &str) {
 /// a native process channel, `<number> <token> <lease µs>` is ticket
 /// `number`'s grant, left in its slot before the wake-up; a number alone
 /// wakes as above; `-` (the conversation was deleted) and `*` wake
-/// everybody to look. A message that finds none of the waiters it names
-/// is kept in the channel's stash for one that registers just after.
+/// everybody to look. On a native channel, a message that finds none of
+/// the waiters it names is kept in its stash for one that registers just
+/// after.
 fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
     let message = Message::parse(payload);
     let mut state = lock(&shared.state);
@@ -560,7 +571,7 @@ fn deliver(shared: &Shared, channel: &[u8], payload: &[u8]) {
             false
         }
     };
-    if !named {
+    if !named && entry.keeps {
         entry.stash.keep(message);
     }
 }
@@ -589,7 +600,8 @@ mod tests {
     use super::*;
     use crate::backend::Attempt;
 
-    /// A subscriber with no task, its one channel `ch` confirmed at `since`.
+    /// A subscriber with no task, its one channel `ch` (a native process
+    /// channel, which keeps unmatched messages) confirmed at `since`.
     fn subscribed(since: Instant) -> Subscriber {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -599,6 +611,7 @@ mod tests {
         let channel = Channel {
             confirmed: true,
             heard_since: Some(since),
+            keeps: true,
             ..Channel::default()
         };
         lock(&shared.state).channels.insert(b"ch".to_vec(), channel);
@@ -629,6 +642,7 @@ mod tests {
                 ticket(4, 100),
                 other.0.clone(),
                 Some(other.1.clone()),
+                true,
             )
             .await;
         // Ticket 5 (epoch 100: token 105) is granted before it registers.
@@ -637,7 +651,13 @@ mod tests {
         assert_eq!(other.1.take(), None);
         let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
         let (_r1, subscribed, heard) = sub
-            .register(b"ch", ticket(5, 100), notify.clone(), Some(slot.clone()))
+            .register(
+                b"ch",
+                ticket(5, 100),
+                notify.clone(),
+                Some(slot.clone()),
+                true,
+            )
             .await;
         assert!(matches!(subscribed, Subscribed::Confirmed));
         assert_eq!(heard, Some(since));
@@ -652,7 +672,13 @@ mod tests {
         // Taken once: a later waiter of the same number finds nothing.
         let (late, late_slot) = (Arc::new(Notify::new()), GrantSlot::default());
         let _r2 = sub
-            .register(b"ch", ticket(5, 100), late.clone(), Some(late_slot.clone()))
+            .register(
+                b"ch",
+                ticket(5, 100),
+                late.clone(),
+                Some(late_slot.clone()),
+                true,
+            )
             .await;
         assert_eq!(late_slot.take(), None);
         assert!(!signalled(&late).await);
@@ -664,7 +690,13 @@ mod tests {
         deliver(&sub.shared, b"ch", b"5 105 60000000");
         let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
         let _r = sub
-            .register(b"ch", ticket(5, 200), notify.clone(), Some(slot.clone()))
+            .register(
+                b"ch",
+                ticket(5, 200),
+                notify.clone(),
+                Some(slot.clone()),
+                true,
+            )
             .await;
         assert_eq!(slot.take(), None);
         assert!(signalled(&notify).await);
@@ -675,7 +707,13 @@ mod tests {
         let sub = subscribed(Instant::now());
         let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
         let _old = sub
-            .register(b"ch", ticket(5, 200), notify.clone(), Some(slot.clone()))
+            .register(
+                b"ch",
+                ticket(5, 200),
+                notify.clone(),
+                Some(slot.clone()),
+                true,
+            )
             .await;
         // Ticket 5 of epoch 100 (token 105) is granted while the waiter of
         // ticket 5 of epoch 200 is registered: that one only looks.
@@ -689,6 +727,7 @@ mod tests {
                 ticket(5, 100),
                 Arc::new(Notify::new()),
                 Some(own.clone()),
+                true,
             )
             .await;
         assert!(
@@ -708,15 +747,42 @@ mod tests {
         let sub = subscribed(Instant::now());
         deliver(&sub.shared, b"ch", b"7");
         let below = Arc::new(Notify::new());
-        let _r = sub.register(b"ch", ticket(6, 1), below.clone(), None).await;
+        let _r = sub
+            .register(b"ch", ticket(6, 1), below.clone(), None, true)
+            .await;
         assert!(!signalled(&below).await, "a head above 6 woke it");
         let above = Arc::new(Notify::new());
-        let _r = sub.register(b"ch", ticket(8, 1), above.clone(), None).await;
+        let _r = sub
+            .register(b"ch", ticket(8, 1), above.clone(), None, true)
+            .await;
         assert!(signalled(&above).await);
         deliver(&sub.shared, b"ch", b"-");
         let any = Arc::new(Notify::new());
-        let _r = sub.register(b"ch", ticket(1, 1), any.clone(), None).await;
+        let _r = sub
+            .register(b"ch", ticket(1, 1), any.clone(), None, true)
+            .await;
         assert!(signalled(&any).await);
+    }
+
+    /// A rasa-layout key channel keeps nothing: its waiters always look
+    /// after registering, so a head message for another process's ticket
+    /// must not make them look twice.
+    #[tokio::test]
+    async fn a_channel_of_the_rasa_layout_keeps_no_message() {
+        let sub = subscribed(Instant::now());
+        lock(&sub.shared.state)
+            .channels
+            .get_mut(&b"ch"[..])
+            .unwrap()
+            .keeps = false;
+        deliver(&sub.shared, b"ch", b"3");
+        deliver(&sub.shared, b"ch", b"*");
+        let notify = Arc::new(Notify::new());
+        let (_r, _, heard) = sub
+            .register(b"ch", ticket(7, 1), notify.clone(), None, false)
+            .await;
+        assert!(!signalled(&notify).await, "an old message woke the waiter");
+        assert_eq!(heard, None, "a rasa waiter must look");
     }
 
     #[tokio::test]
@@ -733,18 +799,18 @@ mod tests {
             );
         }
         let (_r, _, heard) = sub
-            .register(b"ch", ticket(99, 100), Arc::new(Notify::new()), None)
+            .register(b"ch", ticket(99, 100), Arc::new(Notify::new()), None, true)
             .await;
         let heard = heard.expect("still subscribed");
         assert!(heard >= first, "the lost message's time is not in it");
         deafen(&sub.shared, None);
         let (_r, _, heard) = sub
-            .register(b"ch", ticket(98, 100), Arc::new(Notify::new()), None)
+            .register(b"ch", ticket(98, 100), Arc::new(Notify::new()), None, true)
             .await;
         assert_eq!(heard, None);
         confirm(&sub.shared, &[b"ch".to_vec()]);
         let (_r, _, heard) = sub
-            .register(b"ch", ticket(97, 100), Arc::new(Notify::new()), None)
+            .register(b"ch", ticket(97, 100), Arc::new(Notify::new()), None, true)
             .await;
         assert!(heard.is_some_and(|h| h > first));
     }
