@@ -576,12 +576,9 @@ impl Backend for RedisLockStore {
         // subscribed before the ticket was issued, every push for the
         // ticket reached this process (the stash keeps those that came
         // before this registration), and the waiter needs no look to learn
-        // of one. A rasa-layout release by a Rasa process pushes nothing.
-        Ok(if native {
-            watch.heard_since(heard_since)
-        } else {
-            watch
-        })
+        // of one. A rasa-layout channel keeps nothing and gets no such
+        // time (a release by a Rasa process pushes nothing).
+        Ok(watch.heard_since(heard_since))
     }
 
     async fn get_lock(&self, id: &str) -> Result<Option<TicketLock>> {

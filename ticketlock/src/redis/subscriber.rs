@@ -625,6 +625,27 @@ mod tests {
         }
     }
 
+    /// A native waiter of `ticket(number, epoch)` on `ch`, with a grant
+    /// slot: its registration, wake-up, slot, and heard-since time.
+    async fn waiter(
+        sub: &Subscriber,
+        number: u64,
+        epoch: u64,
+    ) -> (Registration, Arc<Notify>, GrantSlot, Option<Instant>) {
+        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
+        let (registration, subscribed, heard) = sub
+            .register(
+                b"ch",
+                ticket(number, epoch),
+                notify.clone(),
+                Some(slot.clone()),
+                true,
+            )
+            .await;
+        assert!(matches!(subscribed, Subscribed::Confirmed));
+        (registration, notify, slot, heard)
+    }
+
     async fn signalled(notify: &Notify) -> bool {
         tokio::time::timeout(Duration::from_millis(1), notify.notified())
             .await
@@ -635,31 +656,12 @@ mod tests {
     async fn a_grant_that_comes_before_its_waiter_registers_is_kept_for_it() {
         let since = Instant::now();
         let sub = subscribed(since);
-        let other = (Arc::new(Notify::new()), GrantSlot::default());
-        let (_r0, _, _) = sub
-            .register(
-                b"ch",
-                ticket(4, 100),
-                other.0.clone(),
-                Some(other.1.clone()),
-                true,
-            )
-            .await;
+        let (_r0, other, other_slot, _) = waiter(&sub, 4, 100).await;
         // Ticket 5 (epoch 100: token 105) is granted before it registers.
         deliver(&sub.shared, b"ch", b"5 105 60000000");
-        assert!(!signalled(&other.0).await, "another ticket's grant woke 4");
-        assert_eq!(other.1.take(), None);
-        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
-        let (_r1, subscribed, heard) = sub
-            .register(
-                b"ch",
-                ticket(5, 100),
-                notify.clone(),
-                Some(slot.clone()),
-                true,
-            )
-            .await;
-        assert!(matches!(subscribed, Subscribed::Confirmed));
+        assert!(!signalled(&other).await, "another ticket's grant woke 4");
+        assert_eq!(other_slot.take(), None);
+        let (_r1, notify, slot, heard) = waiter(&sub, 5, 100).await;
         assert_eq!(heard, Some(since));
         assert!(signalled(&notify).await);
         match slot.take() {
@@ -670,16 +672,7 @@ mod tests {
             other => panic!("not the kept grant: {other:?}"),
         }
         // Taken once: a later waiter of the same number finds nothing.
-        let (late, late_slot) = (Arc::new(Notify::new()), GrantSlot::default());
-        let _r2 = sub
-            .register(
-                b"ch",
-                ticket(5, 100),
-                late.clone(),
-                Some(late_slot.clone()),
-                true,
-            )
-            .await;
+        let (_r2, late, late_slot, _) = waiter(&sub, 5, 100).await;
         assert_eq!(late_slot.take(), None);
         assert!(!signalled(&late).await);
     }
@@ -688,16 +681,7 @@ mod tests {
     async fn a_kept_grant_of_another_incarnation_only_wakes_the_waiter_to_look() {
         let sub = subscribed(Instant::now());
         deliver(&sub.shared, b"ch", b"5 105 60000000");
-        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
-        let _r = sub
-            .register(
-                b"ch",
-                ticket(5, 200),
-                notify.clone(),
-                Some(slot.clone()),
-                true,
-            )
-            .await;
+        let (_r, notify, slot, _) = waiter(&sub, 5, 200).await;
         assert_eq!(slot.take(), None);
         assert!(signalled(&notify).await);
     }
@@ -705,31 +689,13 @@ mod tests {
     #[tokio::test]
     async fn a_live_grant_for_another_incarnation_is_kept_for_its_own_ticket() {
         let sub = subscribed(Instant::now());
-        let (notify, slot) = (Arc::new(Notify::new()), GrantSlot::default());
-        let _old = sub
-            .register(
-                b"ch",
-                ticket(5, 200),
-                notify.clone(),
-                Some(slot.clone()),
-                true,
-            )
-            .await;
+        let (_old, notify, slot, _) = waiter(&sub, 5, 200).await;
         // Ticket 5 of epoch 100 (token 105) is granted while the waiter of
         // ticket 5 of epoch 200 is registered: that one only looks.
         deliver(&sub.shared, b"ch", b"5 105 60000000");
         assert_eq!(slot.take(), None);
         assert!(signalled(&notify).await);
-        let own = GrantSlot::default();
-        let _r = sub
-            .register(
-                b"ch",
-                ticket(5, 100),
-                Arc::new(Notify::new()),
-                Some(own.clone()),
-                true,
-            )
-            .await;
+        let (_r, _, own, _) = waiter(&sub, 5, 100).await;
         assert!(
             matches!(
                 own.take(),

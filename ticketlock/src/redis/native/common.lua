@@ -96,17 +96,8 @@ local function hmget(...)
   return r
 end
 
--- K's fields of the conversation's state, in the order `state` reads them
--- (`r`, the creating issue's request id, only `with_request`: it costs a
--- string per call).
-local function fields(with_request)
-  if with_request then
-    return hmget('n', 'e', 'h', 'p', 'x', 't', 'r')
-  end
-  return hmget('n', 'e', 'h', 'p', 'x', 't')
-end
-
--- The conversation's state from its `fields`, or nil when it has none.
+-- The conversation's state from K's fields `n e h p x t` and, `with_request`,
+-- `r` (in that order), or nil when it has none.
 -- `st.x` is set in the uncontended state (the holder alone, in K only; `n`
 -- and `h` are then 1 and 0 unless stored); `st.t` is the keys' deadline
 -- (see `touch`), 0 when not set; `st.r` the request id, when read.
@@ -137,9 +128,14 @@ local function state(r, with_request)
   return st
 end
 
--- The conversation's state, or nil (see `fields` and `state`).
+-- The conversation's state, or nil (see `state`); `r`, the creating
+-- issue's request id, is read only `with_request` (it costs a string per
+-- call).
 local function load_raw(with_request)
-  return state(fields(with_request), with_request)
+  if with_request then
+    return state(hmget('n', 'e', 'h', 'p', 'x', 't', 'r'), true)
+  end
+  return state(hmget('n', 'e', 'h', 'p', 'x', 't'), false)
 end
 
 -- Sets ticket `m`'s expiry (or the holder's lease end) in X to `score`,
