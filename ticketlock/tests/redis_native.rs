@@ -528,6 +528,43 @@ async fn a_grant_that_reaches_the_process_before_its_waiter_is_kept_for_it() {
     b.release().await.unwrap();
 }
 
+/// A ticket enqueued and not awaited, in a process whose channel of the
+/// conversation is subscribed, is granted the full lease (the process is a
+/// receiver): it holds the lock, not passed on after the claim window,
+/// until it is awaited, here well past the claim window (1 s socket
+/// timeout: 3 s) and the stash's second, when its look finds it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_enqueued_ticket_of_a_subscribed_process_holds_its_grant_until_awaited() {
+    let server = server!();
+    let mut c = native_config(&server);
+    c.socket_timeout = Duration::from_secs(1);
+    let store = connect_with(&server, c).await;
+    let mut con = connection(&server, 1);
+    let holder = store.lock("e").lifetime(HOUR).await.unwrap();
+    let early = store.lock("e").lifetime(HOUR).enqueue().await.unwrap();
+    let behind = spawn_waiter(&store, "e");
+    queue_holds(&mut con, "e", 3).await;
+    one_wake_channel(&mut con, "e").await;
+    holder.release().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert!(!behind.is_finished(), "the grant was passed on");
+    let lock = store.get_lock("e").await.unwrap().unwrap();
+    assert_eq!(
+        lock.tickets().map(|t| t.number).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let g = tokio::time::timeout(PROMPT, early.acquired())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.ticket(), 1);
+    assert!(g.is_held().await.unwrap());
+    g.release().await.unwrap();
+    let b = tokio::time::timeout(PROMPT, behind).await.unwrap().unwrap();
+    assert_eq!(b.ticket(), 2);
+    b.release().await.unwrap();
+}
+
 /// The server's clients (`CLIENT LIST`), each as its fields.
 fn clients(con: &mut redis::Connection) -> Vec<HashMap<String, String>> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
