@@ -688,6 +688,120 @@ async fn a_waiter_whose_process_is_gone_is_skipped_within_the_claim_window() {
     g.release().await.unwrap();
 }
 
+/// The release of the holder starts its walk at the next number, without
+/// reading the queue's head; a waiter withdrawing behind a holder that
+/// expired must not: the lock goes to the first live ticket, not to the
+/// one after the withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiter_withdrawing_behind_an_expired_holder_hands_the_lock_to_the_first_in_line() {
+    let server = server!();
+    let store = native(&server).await;
+    let holder = store
+        .lock("withdraw")
+        .lifetime(Duration::from_millis(300))
+        .await
+        .unwrap();
+    let first = store
+        .lock("withdraw")
+        .lifetime(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    let second = store
+        .lock("withdraw")
+        .lifetime(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    let third = store
+        .lock("withdraw")
+        .lifetime(HOUR)
+        .enqueue()
+        .await
+        .unwrap();
+    assert_eq!([first.ticket(), second.ticket(), third.ticket()], [1, 2, 3]);
+    // The holder goes silent and expires; nothing looks in the meantime.
+    std::mem::forget(holder);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ticket 2 withdraws: its release drops the dead holder and grants.
+    drop(second);
+    store.flush().await;
+    let lock = store.get_lock("withdraw").await.unwrap().unwrap();
+    assert_eq!(
+        lock.tickets().map(|t| t.number).collect::<Vec<_>>(),
+        vec![1, 3],
+        "the dead holder and the withdrawn ticket are gone"
+    );
+    let granted: Option<String> = redis::cmd("HGET")
+        .arg("lock:withdraw")
+        .arg("h")
+        .query(&mut connection(&server, 1))
+        .unwrap();
+    assert_eq!(
+        granted.as_deref(),
+        Some("1"),
+        "granted past the first in line"
+    );
+    let g = tokio::time::timeout(PROMPT, first.acquired())
+        .await
+        .expect("the first in line was passed over")
+        .unwrap();
+    assert_eq!(g.ticket(), 1);
+    assert!(g.is_held().await.unwrap());
+    g.release().await.unwrap();
+    let g = tokio::time::timeout(PROMPT, third.acquired())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.ticket(), 3);
+    g.release().await.unwrap();
+}
+
+/// A queued issue answers its place from the queue's length (no ZRANK):
+/// the tickets ahead are those left after the expired ones it dropped,
+/// whether its prune (at most 8) or its walk to the holder dropped them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_issue_counts_the_tickets_left_ahead_of_it() {
+    let server = server!();
+    let store = native(&server).await;
+    let redis = store.as_redis().unwrap().clone();
+    let short = Duration::from_millis(300);
+    // A holder and ten waiters that expire, then two that live.
+    std::mem::forget(store.lock("ahead").lifetime(short).await.unwrap());
+    for _ in 0..10 {
+        std::mem::forget(store.lock("ahead").lifetime(short).enqueue().await.unwrap());
+    }
+    redis.issue("ahead", HOUR).await.unwrap();
+    let issued = redis.issue("ahead", HOUR).await.unwrap();
+    assert!(
+        matches!(
+            issued.attempt,
+            ticketlock::Attempt::Queued { ahead: 12, .. }
+        ),
+        "{issued:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The issue's prune drops the 8 that expired first (the holder among
+    // them); its walk drops the other 3 and grants the first live waiter.
+    let issued = redis.issue("ahead", HOUR).await.unwrap();
+    assert!(
+        matches!(
+            issued.attempt,
+            ticketlock::Attempt::Queued {
+                ahead: 2,
+                holder_remaining: Some(_)
+            }
+        ),
+        "{issued:?}"
+    );
+    let lock = store.get_lock("ahead").await.unwrap().unwrap();
+    assert_eq!(
+        lock.tickets().map(|t| t.number).collect::<Vec<_>>(),
+        vec![11, 12, 13]
+    );
+    store.delete_lock("ahead").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_layout_refuses_the_others_conversations_and_acquires_nothing() {
     let server = server!();
@@ -826,6 +940,20 @@ async fn exercise(store: &LockStore) -> Option<Error> {
     let run = async {
         let g = store.lock("e").lifetime(HOUR).await?;
         let w = store.lock("e").lifetime(HOUR).enqueue().await?;
+        // The waiter's look while it is queued (its place: ZRANK).
+        let ticket = ticketlock::TicketId {
+            number: w.ticket(),
+            epoch: Some(g.fencing_token() - g.ticket()),
+        };
+        let look = store
+            .as_redis()
+            .unwrap()
+            .try_acquire("e", ticket, HOUR)
+            .await?;
+        assert!(
+            matches!(look, ticketlock::Attempt::Queued { ahead: 1, .. }),
+            "{look:?}"
+        );
         g.renew().await?;
         g.is_held().await?;
         store.update_lock("e").await?;

@@ -5,4 +5,4 @@
 
 K = KEYS[1]
 P = ARGV[1]
-Q, X, WAKE, REQUEST = nil, nil, nil, nil
+Q, X, REQUEST = nil, nil, nil

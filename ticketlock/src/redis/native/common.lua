@@ -19,7 +19,7 @@
 -- Q = P .. 'q', ZSET member = number, score = number: FIFO order.
 -- X = P .. 'x', ZSET member = number, score = expiry in server µs: a
 --          waiter's liveness, the holder's lease end.
--- WAKE = P .. 'w:', the prefix of the wake-up channels: one per process
+-- P .. 'w:' is the prefix of the wake-up channels: one per process
 --          waiting on the conversation, `<prefix><wake id>`, which carries
 --          the grants and wake-ups of all its tickets (a grant names its
 --          ticket: `<number> <token> <lease µs>`).
@@ -37,7 +37,7 @@
 -- every call (bind.lua, then `general`), so that the helpers below can be
 -- defined once (in the Functions library, when it is loaded) and serve
 -- every call.
-local K, P, Q, X, WAKE, REQUEST
+local K, P, Q, X, REQUEST
 
 local function int(n)
   return string.format('%d', n)
@@ -60,13 +60,12 @@ local function ticket_args(ARGV)
   return tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), clock_us()
 end
 
--- Names Q, X and WAKE from P: every operation calls it before it leaves
+-- Names Q and X from P: every operation calls it before it leaves
 -- the uncontended fast path (bind.lua clears them, so a call that forgot
 -- fails instead of touching another conversation's keys).
 local function general()
   Q = P .. 'q'
   X = P .. 'x'
-  WAKE = P .. 'w:'
 end
 
 -- Runs an operation's `main(KEYS, ARGV)` (defined once, like the helpers);
@@ -195,7 +194,7 @@ end
 local function waker(m)
   local w = redis.call('HGET', K, 'w' .. m)
   if w then
-    return WAKE .. w
+    return P .. 'w:' .. w
   end
 end
 
@@ -204,8 +203,11 @@ local function token(st, number)
 end
 
 -- Removes a ticket from Q, X and K; clears the grant if it was the holder.
+-- Counts the tickets the call dropped (`st.dropped`, for the issue's place
+-- in the queue).
 local function drop(st, number)
   local m = int(number)
+  st.dropped = (st.dropped or 0) + 1
   redis.call('ZREM', Q, m)
   redis.call('ZREM', X, m)
   if st.h == number then
@@ -254,7 +256,7 @@ local function grant(st, number, now, claim, me, score)
   end
   local receivers = 0
   if fields[2] then
-    receivers = redis.call(PUBLISH, WAKE .. fields[2], m .. ' ' .. int(token(st, number)) .. ' ' .. int(lifetime))
+    receivers = redis.call(PUBLISH, P .. 'w:' .. fields[2], m .. ' ' .. int(token(st, number)) .. ' ' .. int(lifetime))
   end
   if receivers > 0 then
     redis.call('HSET', K, 'h', m)
@@ -280,6 +282,11 @@ end
 -- costs O(1) per ticket over the conversation's life. Notes the holder's
 -- expiry (`st.hs`, for `holder_remaining`), or that no ticket is left
 -- (`st.empty`, for `touch`).
+-- The walk starts at the ticket `st.ahead` names, without reading Q's
+-- head, when the release that dropped the holder says it is the number
+-- after the holder's and K holds its fields (so it is in Q): no live
+-- ticket is ever below the holder (a grant goes to the first live one,
+-- and a dead ticket never comes back), so nothing live is below that one.
 local function advance(st, now, claim, me)
   if st.h then
     local s = tonumber(redis.call('ZSCORE', X, int(st.h)))
@@ -289,8 +296,18 @@ local function advance(st, now, claim, me)
     end
     drop(st, st.h)
   end
+  local start = st.ahead
+  if not (start and start.follows_holder and start[1]) then
+    start = nil
+  end
   while true do
-    local head = redis.call('ZRANGE', Q, 0, 0)[1]
+    local head
+    if start then
+      head = start.text
+      start = nil
+    else
+      head = redis.call('ZRANGE', Q, 0, 0)[1]
+    end
     if not head then
       st.empty = true
       return

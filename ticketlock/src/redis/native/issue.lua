@@ -75,6 +75,9 @@ if len >= max_len then
     return { -1, st.e, 2, len, -1 }
   end
 end
+-- The new ticket's place: every ticket in Q is below it, less those the
+-- grant below drops.
+local dropped = st.dropped or 0
 local number = st.n
 st.n = number + 1
 local m = int(number)
@@ -87,5 +90,4 @@ touch(st, now)
 if st.h == number then
   return { number, st.e, 0, token(st, number), -1 }
 end
-local answer = queued(st, number, now)
-return { number, st.e, 1, answer[2], answer[3] }
+return { number, st.e, 1, len - ((st.dropped or 0) - dropped), holder_remaining(st, now) }

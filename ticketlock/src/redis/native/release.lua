@@ -7,7 +7,8 @@
 -- epoch), the suffix of its entry's name after `rl:`; ARGV[3]: how long
 -- the request's entry is kept, in ms (the claim window is as long, in µs);
 -- ARGV[4]: the number after the ticket's, the ticket a hand-off most
--- likely grants (its lifetime and wake id come with K's fields).
+-- likely grants (its lifetime and wake id come with K's fields, and the
+-- walk to the next holder starts there when it is queued, see `advance`).
 -- Returns 1 when the ticket was there and live, else 0.
 -- Expired tickets are not dropped first, as the other scripts do: the walk
 -- to the next live ticket drops the dead ones it meets, and issues and
@@ -40,15 +41,15 @@ end
 local st = state({ rest[1], e, h, rest[2], x, rest[3] }, false)
 general()
 REQUEST = P .. 'rl:' .. ticket
-local function earlier()
-  return tonumber(request_seen()) or 0
-end
+-- Not there: what an earlier attempt answered, if one ran.
 if not st or not same_epoch(st, epoch) then
-  return earlier()
+  return tonumber(request_seen()) or 0
 end
 local claim = tonumber(request_ttl) * 1000
 materialize(st, now)
-st.ahead = { rest[4], rest[5], number = tonumber(after) }
+-- The ticket after this one: its fields, and whether the walk to the next
+-- holder may start there (this ticket holds, see `advance`).
+st.ahead = { rest[4], rest[5], number = tonumber(after), text = after, follows_holder = st.h == number }
 local score = redis.call('ZSCORE', X, number_text)
 local live = score and tonumber(score) >= now
 if score then
@@ -61,6 +62,6 @@ if live then
   return 1
 end
 if not score then
-  return earlier()
+  return tonumber(request_seen()) or 0
 end
 return 0

@@ -28,7 +28,7 @@ if old then
       waiting[m] = w
       if not told[w] then
         told[w] = true
-        wakes[#wakes + 1] = WAKE .. w
+        wakes[#wakes + 1] = P .. 'w:' .. w
       end
     end
   end
