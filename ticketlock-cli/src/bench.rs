@@ -113,6 +113,12 @@ pub struct BenchArgs {
     /// none (`depth`). Default 2.
     #[arg(long, value_name = "S", value_parser = crate::cli::seconds)]
     pub idle_seconds: Option<std::time::Duration>,
+    /// CPU work each task does after each release before it takes its
+    /// next message, in µs (a handler's work between two sections), on
+    /// every side alike: a loop that yields to the runtime until the time
+    /// is up (`throughput`, `contended`). Default 0: the next lock at once.
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub work_us: Option<u64>,
     /// The Redis record layout to measure, set in the URL's query
     /// (`layout=`); `both` measures each in every run. Default: rasa.
     #[arg(long, value_enum, value_name = "LAYOUT")]
@@ -403,6 +409,7 @@ async fn depth_baseline(
         conversations: Some(1),
         record_waits: false,
         record_handoffs: false,
+        work: std::time::Duration::ZERO,
     };
     let (name, side, ping) = match target {
         Target::Memory => {
@@ -635,6 +642,14 @@ mod tests {
         assert_eq!((p.messages, p.conversations), (500_000, Some(4)));
         assert!(p.cycles(true).record_waits && p.cycles(true).record_handoffs);
         assert!(!p.cycles(false).record_handoffs);
+        assert!(p.cycles(true).work.is_zero());
+        let p = plan(&["--workload", "contended", "--work-us", "150"]).unwrap();
+        assert_eq!(p.cycles(true).work, std::time::Duration::from_micros(150));
+        assert_eq!(p.params(None).work_us, 150);
+        for w in ["handoff", "memory", "depth"] {
+            let e = plan(&["--workload", w, "--work-us", "1"]).unwrap_err();
+            assert!(e.to_string().contains("--work-us"), "{w}: {e}");
+        }
         let p = plan(&["--workload", "handoff"]).unwrap();
         assert_eq!(
             (p.rounds, p.messages, p.concurrency, p.warmup),

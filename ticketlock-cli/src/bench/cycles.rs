@@ -30,6 +30,9 @@ pub(crate) struct Cycles {
     /// holder's release call to the next holder's entry on the same
     /// conversation. Only for real locks: the wire baseline excludes no one.
     pub record_handoffs: bool,
+    /// Each task's work after each release, before its next message: a
+    /// loop that yields to the runtime until it is up (`--work-us`).
+    pub work: std::time::Duration,
 }
 
 /// Writes the id of conversation `n` of run `tag`: 36 characters shaped
@@ -92,6 +95,7 @@ pub(crate) async fn run<L: Locker>(
                 }
                 releases.releasing(c);
                 locker.release(&buf, guard).await?;
+                work(plan.work).await;
                 done += 1;
             }
             anyhow::Ok((done, waits, handoffs))
@@ -124,6 +128,18 @@ pub(crate) async fn run<L: Locker>(
         handoff: Stats::of(&mut handoffs),
         ..Side::default()
     })
+}
+
+/// Keeps the task busy for `d`, yielding to the runtime between reads of
+/// the clock (other tasks run meanwhile, as beside a handler's work).
+async fn work(d: std::time::Duration) {
+    if d.is_zero() {
+        return;
+    }
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// The last release call of each conversation not yet followed by an
@@ -221,6 +237,7 @@ mod tests {
             conversations: None,
             record_waits: false,
             record_handoffs: false,
+            work: std::time::Duration::ZERO,
         };
         let side = run(&locker, plan, 7, "t", &Progress::hidden())
             .await
@@ -234,6 +251,30 @@ mod tests {
         assert_eq!(locker.inner.len(), 0, "keyed map not emptied");
     }
 
+    /// Each task works `work` after each release: 2 tasks, 20 messages,
+    /// 3 ms each make at least 10 of them in a row per task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_task_works_after_each_release() {
+        let locker = Checked::default();
+        let plan = Cycles {
+            messages: 20,
+            concurrency: 2,
+            conversations: None,
+            record_waits: false,
+            record_handoffs: false,
+            work: std::time::Duration::from_millis(3),
+        };
+        let side = run(&locker, plan, 8, "w", &Progress::hidden())
+            .await
+            .unwrap();
+        assert_eq!(side.cycles, 20);
+        assert!(
+            side.elapsed >= std::time::Duration::from_millis(30),
+            "{:?}",
+            side.elapsed
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn contended_spreads_messages_over_k_conversations_and_records_waits() {
         let locker = Checked::default();
@@ -243,6 +284,7 @@ mod tests {
             conversations: Some(3),
             record_waits: true,
             record_handoffs: true,
+            work: std::time::Duration::ZERO,
         };
         let side = run(&locker, plan, 9, "c", &Progress::hidden())
             .await
@@ -269,6 +311,7 @@ mod tests {
             conversations: Some(4),
             record_waits: true,
             record_handoffs: true,
+            work: std::time::Duration::ZERO,
         };
         let side = run(&store, plan, 1, "c", &Progress::hidden())
             .await

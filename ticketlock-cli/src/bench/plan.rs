@@ -29,6 +29,8 @@ pub(super) struct Plan {
     pub(super) depth_time: std::time::Duration,
     /// The idle window of the deepest queue.
     pub(super) idle: Option<std::time::Duration>,
+    /// Each task's work after each release (`throughput`, `contended`).
+    pub(super) work: std::time::Duration,
     /// Measure each side of the in-memory `memory` workload in a fresh
     /// process (off in unit tests, whose process is the test harness).
     pub(super) isolate_memory: bool,
@@ -93,6 +95,11 @@ impl Plan {
             "--warmup",
             "does not apply to --workload memory or depth",
         )?;
+        refuse(
+            a.work_us.is_some() && !matches!(w, W::Throughput | W::Contended),
+            "--work-us",
+            "is only for --workload throughput or contended",
+        )?;
         for (given, option) in [
             (a.depths.is_some(), "--depths"),
             (a.depth_seconds.is_some(), "--depth-seconds"),
@@ -151,6 +158,7 @@ impl Plan {
             depth_time: a.depth_seconds.unwrap_or(std::time::Duration::from_secs(2)),
             idle: Some(a.idle_seconds.unwrap_or(std::time::Duration::from_secs(2)))
                 .filter(|_| w == W::Depth),
+            work: std::time::Duration::from_micros(a.work_us.unwrap_or(0)),
             isolate_memory: true,
         })
     }
@@ -185,6 +193,7 @@ impl Plan {
             concurrency: self.concurrency as usize,
             conversations: self.conversations,
             rounds: self.rounds,
+            work_us: self.work.as_micros() as u64,
         }
     }
 
@@ -198,6 +207,7 @@ impl Plan {
             conversations: self.conversations,
             record_waits: contended,
             record_handoffs: contended && exclusive,
+            work: self.work,
         }
     }
 

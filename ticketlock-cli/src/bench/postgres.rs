@@ -191,6 +191,7 @@ pub(crate) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         conversations: None,
         record_waits: false,
         record_handoffs: false,
+        work: std::time::Duration::ZERO,
     };
     let json = args.json;
     let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")

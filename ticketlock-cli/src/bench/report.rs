@@ -82,6 +82,13 @@ pub(crate) struct Params {
     pub conversations: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds: Option<u64>,
+    /// Each task's work after each release, µs (`--work-us`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub work_us: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One JSON line: a run, or the median of the runs.
@@ -478,6 +485,7 @@ mod tests {
             concurrency: 2,
             conversations: None,
             rounds: Some(5),
+            work_us: 0,
         }
     }
 

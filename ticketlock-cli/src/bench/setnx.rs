@@ -183,6 +183,7 @@ mod tests {
             conversations: Some(1),
             record_waits: true,
             record_handoffs: true,
+            work: std::time::Duration::ZERO,
         };
         let side = run(&lock, plan, 3, "s", &Progress::hidden()).await.unwrap();
         assert_eq!(side.cycles, 120);

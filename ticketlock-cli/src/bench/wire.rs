@@ -391,6 +391,7 @@ mod tests {
             conversations: None,
             record_waits: false,
             record_handoffs: false,
+            work: std::time::Duration::ZERO,
         };
         let side = run(&wire, plan, 1, "b", &Progress::hidden()).await.unwrap();
         assert_eq!(side.cycles, 300);
@@ -445,6 +446,7 @@ mod tests {
             conversations: None,
             record_waits: false,
             record_handoffs: false,
+            work: std::time::Duration::ZERO,
         };
         let side = run(&wire, plan, 1, "b", &Progress::hidden()).await.unwrap();
         assert_eq!(side.cycles, 300);
