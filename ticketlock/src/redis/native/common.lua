@@ -241,7 +241,7 @@ end
 local function grant(st, number, now, claim, me, score)
   local m = int(number)
   local fields = st.ahead
-  if not fields or fields.number ~= number then
+  if not fields or fields.text ~= m then
     fields = redis.call('HMGET', K, m, 'w' .. m)
   end
   local lifetime = tonumber(fields[1]) or claim

@@ -49,7 +49,7 @@ local claim = tonumber(request_ttl) * 1000
 materialize(st, now)
 -- The ticket after this one: its fields, and whether the walk to the next
 -- holder may start there (this ticket holds, see `advance`).
-st.ahead = { rest[4], rest[5], number = tonumber(after), text = after, follows_holder = st.h == number }
+st.ahead = { rest[4], rest[5], text = after, follows_holder = st.h == number }
 local score = redis.call('ZSCORE', X, number_text)
 local live = score and tonumber(score) >= now
 if score then
