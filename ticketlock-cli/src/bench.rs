@@ -16,7 +16,9 @@
 //! `tokio::sync::Mutex`es; for `redis`, the same number of round trips of a
 //! trivial script at the same concurrency (the wire limit) and, for
 //! `throughput`, `contended` and `depth`, the `SET NX PX` spin lock most
-//! people write. Runs alternate which side goes first, and the summary is
+//! people write; for `contended` on one server, also the FIFO floor
+//! (`floor.rs`: the fewest commands a pushed FIFO hand-off needs, not a
+//! usable lock). Runs alternate which side goes first, and the summary is
 //! the median of `--repeat` runs. `--layout both` measures each Redis
 //! layout in every run, against the same baselines.
 
@@ -31,6 +33,7 @@ use ticketlock::LockStore;
 mod cycles;
 mod depth;
 mod depth_report;
+mod floor;
 mod handoff;
 mod keyed;
 mod layout;
@@ -282,13 +285,17 @@ async fn runs(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<
         measure(&warm, target, 1, &Progress::hidden()).await?;
     }
     let stores = target.stores();
-    let sides = (stores.len() + 1 + usize::from(target.setnx(plan).is_some())) as u64;
+    let sides = (stores.len()
+        + 1
+        + usize::from(target.setnx(plan).is_some())
+        + usize::from(target.floor(plan).is_some())) as u64;
     let progress = Progress::new(visible, plan.repeat * sides * plan.work_per_side());
     let mut reports = vec![Vec::new(); stores.len()];
     for run in 1..=plan.repeat as usize {
         let m = measure(plan, target, run, &progress).await?;
         for (i, ((layout, _), ours)) in stores.iter().zip(&m.ours).enumerate() {
             let report = Report::run(plan.params(*layout), run, ours, &m.base, m.setnx.as_ref())
+                .with_floor(m.floor.as_ref())
                 .with_ping(m.ping_p50_us);
             let mut out = std::io::stdout().lock();
             if args.json {
@@ -444,6 +451,7 @@ enum Which {
     Ours,
     Baseline,
     SetNx,
+    Floor,
 }
 
 /// What one run measured: each store under test, the baseline, and the
@@ -452,6 +460,8 @@ struct Measured {
     ours: Vec<Side>,
     base: Side,
     setnx: Option<Side>,
+    /// The FIFO floor, where it applies.
+    floor: Option<Side>,
     /// One round trip (`PING`), p50 in microseconds (Redis `contended`
     /// and `handoff`).
     ping_p50_us: Option<f64>,
@@ -474,11 +484,14 @@ async fn measure(
     if with_setnx {
         order.push((Which::SetNx, None));
     }
+    if target.floor(plan).is_some() {
+        order.push((Which::Floor, None));
+    }
     if run.is_multiple_of(2) {
         order.rotate_left(stores.len());
     }
     let mut ours = vec![None; stores.len()];
-    let (mut base, mut setnx) = (None, None);
+    let (mut base, mut setnx, mut floor) = (None, None, None);
     for (which, store) in order {
         let measured = metered(target, side(plan, target, which, store, progress)).await?;
         match which {
@@ -491,6 +504,7 @@ async fn measure(
             }
             Which::Baseline => base = Some(measured),
             Which::SetNx => setnx = Some(measured),
+            Which::Floor => floor = Some(measured),
         }
     }
     let ping_p50_us = match target.wire() {
@@ -503,6 +517,7 @@ async fn measure(
         ours: ours.into_iter().map(Option::unwrap_or_default).collect(),
         base: base.unwrap_or_default(),
         setnx,
+        floor,
         ping_p50_us,
     })
 }
@@ -539,6 +554,7 @@ async fn side(
         Ours => "ticketlock",
         Baseline => "baseline",
         Which::SetNx => "SET NX",
+        Which::Floor => "FIFO floor",
     };
     let rounds = plan.rounds.unwrap_or(0);
     let n = plan.messages;
@@ -549,6 +565,12 @@ async fn side(
             let lock = target
                 .setnx(plan)
                 .context("bench: no SET NX lock for this workload")?;
+            cycles::run(lock, plan.cycles(true), tag, label, progress).await
+        }
+        (_, Which::Floor, _) => {
+            let lock = target
+                .floor(plan)
+                .context("bench: no FIFO floor for this workload")?;
             cycles::run(lock, plan.cycles(true), tag, label, progress).await
         }
         (W::Throughput | W::Contended, Ours, _) => {
@@ -844,6 +866,10 @@ mod tests {
             let setnx = matches!(plan.workload, Workload::Throughput | Workload::Contended);
             assert_eq!(x.setnx_cycles_per_s.is_some(), setnx, "{line:?}");
             assert_eq!(x.setnx_ratio.is_some(), setnx, "{line:?}");
+            let floor = plan.workload == Workload::Contended;
+            assert_eq!(x.floor_cycles_per_s.is_some(), floor, "{line:?}");
+            assert_eq!(x.floor_handoff_p50_us.is_some(), floor, "{line:?}");
+            assert_eq!(x.floor_redis_cpu_per_cycle_us.is_some(), floor, "{line:?}");
             let ping = matches!(plan.workload, Workload::Contended | Workload::Handoff);
             assert_eq!(x.ping_p50_us.is_some(), ping, "{line:?}");
             match plan.workload {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::layout::Layout;
-use super::{StoreKind, Workload, setnx};
+use super::{StoreKind, Workload, floor, setnx};
 
 /// Latency percentiles, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -165,6 +165,15 @@ pub(crate) struct Extra {
     pub setnx_handoff_p99_us: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub setnx_redis_cpu_per_cycle_us: Option<f64>,
+    /// The FIFO floor (see floor.rs) on the same workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_cycles_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_handoff_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_handoff_p99_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_redis_cpu_per_cycle_us: Option<f64>,
     /// One round trip to the server (`PING`), p50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ping_p50_us: Option<f64>,
@@ -225,8 +234,20 @@ impl Report {
                 setnx_handoff_p99_us: setnx.and_then(|s| s.handoff).map(|w| w.p99),
                 setnx_redis_cpu_per_cycle_us: setnx.and_then(Side::cpu_per_cycle_us),
                 ping_p50_us: None,
+                ..Extra::default()
             },
         }
+    }
+
+    /// The same report with the FIFO floor's side, where the workload has
+    /// one.
+    pub(crate) fn with_floor(mut self, floor: Option<&Side>) -> Report {
+        let x = &mut self.extra;
+        x.floor_cycles_per_s = floor.map(Side::cycles_per_s);
+        x.floor_handoff_p50_us = floor.and_then(|s| s.handoff).map(|w| w.p50);
+        x.floor_handoff_p99_us = floor.and_then(|s| s.handoff).map(|w| w.p99);
+        x.floor_redis_cpu_per_cycle_us = floor.and_then(Side::cpu_per_cycle_us);
+        self
     }
 
     /// The same report with the one-round-trip figure.
@@ -274,6 +295,10 @@ impl Report {
                 setnx_handoff_p50_us: e(|x| x.setnx_handoff_p50_us),
                 setnx_handoff_p99_us: e(|x| x.setnx_handoff_p99_us),
                 setnx_redis_cpu_per_cycle_us: e(|x| x.setnx_redis_cpu_per_cycle_us),
+                floor_cycles_per_s: e(|x| x.floor_cycles_per_s),
+                floor_handoff_p50_us: e(|x| x.floor_handoff_p50_us),
+                floor_handoff_p99_us: e(|x| x.floor_handoff_p99_us),
+                floor_redis_cpu_per_cycle_us: e(|x| x.floor_redis_cpu_per_cycle_us),
                 ping_p50_us: e(|x| x.ping_p50_us),
             },
         }
@@ -315,6 +340,9 @@ impl Report {
         let _ = writeln!(out, "baseline: {}", self.baseline);
         if self.extra.setnx_cycles_per_s.is_some() {
             let _ = writeln!(out, "SET NX rows: against the {}", setnx::NAME);
+        }
+        if self.extra.floor_cycles_per_s.is_some() {
+            let _ = writeln!(out, "floor rows: against the {}", floor::NAME);
         }
         let rows = self.rows();
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
@@ -426,6 +454,33 @@ impl Report {
             x.redis_cpu_per_cycle_us
                 .filter(|_| x.setnx_redis_cpu_per_cycle_us.is_some()),
             x.setnx_redis_cpu_per_cycle_us,
+            " us",
+        );
+        add(
+            "floor: cycles/s",
+            Some(self.cycles_per_s).filter(|_| x.floor_cycles_per_s.is_some()),
+            x.floor_cycles_per_s,
+            "",
+        );
+        add(
+            "floor: handoff p50",
+            x.handoff_p50_us
+                .filter(|_| x.floor_handoff_p50_us.is_some()),
+            x.floor_handoff_p50_us,
+            " us",
+        );
+        add(
+            "floor: handoff p99",
+            x.handoff_p99_us
+                .filter(|_| x.floor_handoff_p99_us.is_some()),
+            x.floor_handoff_p99_us,
+            " us",
+        );
+        add(
+            "floor: Redis CPU/cycle",
+            x.redis_cpu_per_cycle_us
+                .filter(|_| x.floor_redis_cpu_per_cycle_us.is_some()),
+            x.floor_redis_cpu_per_cycle_us,
             " us",
         );
         add("one round trip (PING) p50", x.ping_p50_us, None, " us");

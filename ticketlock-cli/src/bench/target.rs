@@ -6,10 +6,11 @@ use std::path::Path;
 use anyhow::Context as _;
 use ticketlock::{LockStore, LockStoreConfig, RedisConfig};
 
+use super::floor::Floor;
 use super::layout::{self, Layout, LayoutChoice};
 use super::plan::Plan;
 use super::setnx::SetNx;
-use super::wire::Wire;
+use super::wire::{Wire, client};
 use super::{BenchArgs, StoreKind, Workload, fresh_tag};
 
 /// The store under test, and what its baseline needs.
@@ -24,6 +25,8 @@ pub(super) struct RedisTarget {
     pub(super) stores: Vec<(Option<Layout>, LockStore)>,
     pub(super) wire: Wire,
     pub(super) setnx: SetNx,
+    /// The FIFO floor, on a standalone server.
+    pub(super) floor: Option<Box<Floor>>,
 }
 
 /// Where the Redis server is named.
@@ -61,10 +64,24 @@ impl Target {
         let config = config.context("bench: no store to measure")?;
         let wire = Wire::open(&config).await?;
         let setnx = SetNx::new(&wire, fresh_tag());
+        // The floor is a reference, not a side under test: a server it
+        // cannot run on (no RESP3 before Redis 6) is benched without it.
+        let floor = if args.workload == Workload::Contended && wire.is_standalone() {
+            match Floor::open(&client(&config)?, fresh_tag()).await {
+                Ok(floor) => Some(Box::new(floor)),
+                Err(e) => {
+                    eprintln!("ticketlock: bench: {e:#}; running without the FIFO floor");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Target::Redis(RedisTarget {
             stores,
             wire,
             setnx,
+            floor,
         }))
     }
 
@@ -92,6 +109,14 @@ impl Target {
             {
                 Some(&r.setnx)
             }
+            _ => None,
+        }
+    }
+
+    /// The FIFO floor, for the `contended` workload on a standalone server.
+    pub(super) fn floor(&self, plan: &Plan) -> Option<&Floor> {
+        match self {
+            Target::Redis(r) if plan.workload == Workload::Contended => r.floor.as_deref(),
             _ => None,
         }
     }
