@@ -188,15 +188,13 @@ impl Locker for Floor {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::time::Duration;
 
     use ticketlock::RedisConfig;
     use ticketlock_test_support::RedisServer;
     use tokio::task::JoinSet;
 
-    use super::super::cycles::{Cycles, run};
-    use super::super::progress::Progress;
+    use super::super::locker::checks;
     use super::super::wire::client;
     use super::*;
 
@@ -210,35 +208,12 @@ mod tests {
         Some((server, lock))
     }
 
-    /// Tasks add to a counter by reading it, yielding and writing it back:
-    /// without exclusion, increments would be lost and holders would meet.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_floor_lock_is_exclusive_and_leaves_no_key() {
         let Some((server, lock)) = floor().await else {
             return;
         };
-        let counter = Arc::new(AtomicU64::new(0));
-        let inside = Arc::new(AtomicUsize::new(0));
-        let mut tasks = JoinSet::new();
-        for _ in 0..8 {
-            let (lock, counter, inside) = (lock.clone(), counter.clone(), inside.clone());
-            tasks.spawn(async move {
-                for _ in 0..25 {
-                    let held = lock.lock("c").await.unwrap();
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                    let seen = counter.load(Ordering::SeqCst);
-                    tokio::task::yield_now().await;
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                    counter.store(seen + 1, Ordering::SeqCst);
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                    lock.release("c", held).await.unwrap();
-                }
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            joined.unwrap();
-        }
-        assert_eq!(counter.load(Ordering::SeqCst), 200);
+        checks::is_exclusive(&lock, "c").await;
         assert_eq!(server.cli(&["DBSIZE"]), "0");
     }
 
@@ -296,18 +271,7 @@ mod tests {
         let Some((server, lock)) = floor().await else {
             return;
         };
-        let plan = Cycles {
-            messages: 120,
-            concurrency: 6,
-            conversations: Some(1),
-            record_waits: true,
-            record_handoffs: true,
-            work: Duration::ZERO,
-        };
-        let side = run(&lock, plan, 3, "f", &Progress::hidden()).await.unwrap();
-        assert_eq!(side.cycles, 120);
-        let h = side.handoff.unwrap();
-        assert!(h.p50 <= h.p99 && h.p99 <= h.max);
+        checks::runs_contended(&lock).await;
         assert_eq!(server.cli(&["DBSIZE"]), "0");
     }
 }

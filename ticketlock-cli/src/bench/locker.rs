@@ -82,3 +82,65 @@ impl Enqueue for LockStore {
             .with_context(|| format!("ticketlock: waiting for {id}"))
     }
 }
+
+/// Checks that every lock of the bench has to pass, run on each.
+#[cfg(test)]
+pub(crate) mod checks {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::task::JoinSet;
+
+    use super::super::cycles::{Cycles, run};
+    use super::super::progress::Progress;
+    use super::Locker;
+
+    /// 8 tasks add 25 each to a counter under the lock of `id`, by reading
+    /// it, yielding and sleeping, then writing it back: without exclusion,
+    /// holders meet (a panic here) and increments are lost (the sum falls
+    /// short of 200).
+    pub(crate) async fn is_exclusive(lock: &impl Locker, id: &'static str) {
+        let counter = Arc::new(AtomicU64::new(0));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let mut tasks = JoinSet::new();
+        for _ in 0..8 {
+            let (lock, counter, inside) = (lock.clone(), counter.clone(), inside.clone());
+            tasks.spawn(async move {
+                for _ in 0..25 {
+                    let held = lock.lock(id).await.unwrap();
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    let seen = counter.load(Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    counter.store(seen + 1, Ordering::SeqCst);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    lock.release(id, held).await.unwrap();
+                }
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap();
+        }
+        assert_eq!(counter.load(Ordering::SeqCst), 200);
+    }
+
+    /// The `contended` workload on `lock`: 120 cycles by 6 tasks on one
+    /// key, each hand-off timed.
+    pub(crate) async fn runs_contended(lock: &impl Locker) {
+        let plan = Cycles {
+            messages: 120,
+            concurrency: 6,
+            conversations: Some(1),
+            record_waits: true,
+            record_handoffs: true,
+            work: Duration::ZERO,
+        };
+        let side = run(lock, plan, 3, "checked", &Progress::hidden())
+            .await
+            .unwrap();
+        assert_eq!(side.cycles, 120);
+        let h = side.handoff.unwrap();
+        assert!(h.p50 <= h.p99 && h.p99 <= h.max);
+    }
+}
