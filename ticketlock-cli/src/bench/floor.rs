@@ -236,8 +236,11 @@ mod tests {
                 lock.release("c", held).await.unwrap();
             });
             // Each waiter takes its ticket before the next one is started.
-            let counter = Floor::prefix("c") + "q";
-            while server.cli(&["LLEN", &counter]) != i.to_string() {
+            let queue = Floor::prefix("c") + "q";
+            let mut tries = 0;
+            while server.cli(&["LLEN", &queue]) != i.to_string() {
+                tries += 1;
+                assert!(tries < 400, "waiter {i} took no ticket within 2 s");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
