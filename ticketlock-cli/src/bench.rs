@@ -288,7 +288,7 @@ async fn runs(args: &BenchArgs, plan: &Plan, target: &Target) -> anyhow::Result<
     let sides = (stores.len()
         + 1
         + usize::from(target.setnx(plan).is_some())
-        + usize::from(target.floor(plan).is_some())) as u64;
+        + usize::from(target.floor().is_some())) as u64;
     let progress = Progress::new(visible, plan.repeat * sides * plan.work_per_side());
     let mut reports = vec![Vec::new(); stores.len()];
     for run in 1..=plan.repeat as usize {
@@ -484,7 +484,7 @@ async fn measure(
     if with_setnx {
         order.push((Which::SetNx, None));
     }
-    if target.floor(plan).is_some() {
+    if target.floor().is_some() {
         order.push((Which::Floor, None));
     }
     if run.is_multiple_of(2) {
@@ -569,7 +569,7 @@ async fn side(
         }
         (_, Which::Floor, _) => {
             let lock = target
-                .floor(plan)
+                .floor()
                 .context("bench: no FIFO floor for this workload")?;
             cycles::run(lock, plan.cycles(true), tag, label, progress).await
         }

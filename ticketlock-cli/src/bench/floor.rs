@@ -21,7 +21,7 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::oneshot;
 
 use super::locker::Locker;
-use super::wire::CALL_TIMEOUT;
+use super::wire::{CALL_TIMEOUT, Con, Wire};
 
 /// `KEYS[1]`: the key's prefix. Returns `{number, 1 if it holds}`.
 const ISSUE: &str = "local n = redis.call('INCR', KEYS[1] .. 'n') \
@@ -55,7 +55,8 @@ struct Waiters {
 /// The floor lock of one process.
 #[derive(Clone)]
 pub(crate) struct Floor {
-    con: MultiplexedConnection,
+    /// The baseline's connection, as the SET NX lock's.
+    con: Con,
     /// Keeps the subscribed connection (and so its pushes) alive.
     _pushes: MultiplexedConnection,
     waiters: Arc<Mutex<Waiters>>,
@@ -68,9 +69,14 @@ pub(crate) struct Floor {
 pub(crate) struct Number(String);
 
 impl Floor {
-    /// Connects to the server of `client` and subscribes this process's
-    /// channel (named with `tag`).
-    pub(crate) async fn open(client: &redis::Client, tag: u32) -> anyhow::Result<Floor> {
+    /// Calls on `wire`'s connection; connects to the server of `client`
+    /// for the pushes and subscribes this process's channel (named with
+    /// `tag`).
+    pub(crate) async fn open(
+        wire: &Wire,
+        client: &redis::Client,
+        tag: u32,
+    ) -> anyhow::Result<Floor> {
         let waiters = Arc::new(Mutex::new(Waiters::default()));
         let sender = {
             let waiters = waiters.clone();
@@ -100,9 +106,10 @@ impl Floor {
         let resp3 = redis::Client::open(info.set_redis_settings(settings))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT));
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_push_sender(sender);
         let mut pushes = resp3
-            .get_multiplexed_async_connection_with_config(&config.clone().set_push_sender(sender))
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .context("FIFO floor: connecting for pushes (needs RESP3, Redis 6+)")?;
         let channel: Arc<str> = format!("ticketlock-bench:floor:w:{tag:08x}").into();
@@ -110,12 +117,8 @@ impl Floor {
             .subscribe(&*channel)
             .await
             .context("FIFO floor: SUBSCRIBE")?;
-        let con = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .context("FIFO floor: connecting")?;
         Ok(Floor {
-            con,
+            con: wire.con(),
             _pushes: pushes,
             waiters,
             channel,
@@ -190,21 +193,18 @@ impl Locker for Floor {
 mod tests {
     use std::time::Duration;
 
-    use ticketlock::RedisConfig;
     use ticketlock_test_support::RedisServer;
     use tokio::task::JoinSet;
 
     use super::super::locker::checks;
-    use super::super::wire::client;
+    use super::super::wire::{client, test_server};
     use super::*;
 
     async fn floor() -> Option<(RedisServer, Floor)> {
-        let server = RedisServer::start()?;
-        let mut config = RedisConfig::default();
-        config.host = "127.0.0.1".into();
-        config.port = server.port();
-        config.db = 0;
-        let lock = Floor::open(&client(&config).unwrap(), 7).await.unwrap();
+        let (server, config) = test_server()?;
+        let client = client(&config).unwrap();
+        let wire = Wire::connect(&client).await.unwrap();
+        let lock = Floor::open(&wire, &client, 7).await.unwrap();
         Some((server, lock))
     }
 

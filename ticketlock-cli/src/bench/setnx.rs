@@ -102,19 +102,14 @@ impl Locker for SetNx {
 
 #[cfg(test)]
 mod tests {
-    use ticketlock::RedisConfig;
     use ticketlock_test_support::RedisServer;
 
     use super::super::locker::checks;
-    use super::super::wire::client;
+    use super::super::wire::{client, test_server};
     use super::*;
 
     async fn setnx() -> Option<(RedisServer, SetNx)> {
-        let server = RedisServer::start()?;
-        let mut config = RedisConfig::default();
-        config.host = "127.0.0.1".into();
-        config.port = server.port();
-        config.db = 0;
+        let (server, config) = test_server()?;
         let wire = Wire::connect(&client(&config).unwrap()).await.unwrap();
         Some((server, SetNx::new(&wire, 7)))
     }

@@ -67,7 +67,7 @@ impl Target {
         // The floor is a reference, not a side under test: a server it
         // cannot run on (no RESP3 before Redis 6) is benched without it.
         let floor = if args.workload == Workload::Contended && wire.is_standalone() {
-            match Floor::open(&client(&config)?, fresh_tag()).await {
+            match Floor::open(&wire, &client(&config)?, fresh_tag()).await {
                 Ok(floor) => Some(Box::new(floor)),
                 Err(e) => {
                     eprintln!("ticketlock: bench: {e:#}; running without the FIFO floor");
@@ -113,11 +113,12 @@ impl Target {
         }
     }
 
-    /// The FIFO floor, for the `contended` workload on a standalone server.
-    pub(super) fn floor(&self, plan: &Plan) -> Option<&Floor> {
+    /// The FIFO floor, opened only for the `contended` workload on a
+    /// standalone server.
+    pub(super) fn floor(&self) -> Option<&Floor> {
         match self {
-            Target::Redis(r) if plan.workload == Workload::Contended => r.floor.as_deref(),
-            _ => None,
+            Target::Redis(r) => r.floor.as_deref(),
+            Target::Memory => None,
         }
     }
 }

@@ -342,6 +342,18 @@ fn server_cpu(info: &str) -> anyhow::Result<Duration> {
 /// hanging it.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A private server for a test, and the configuration naming it (none,
+/// with the skip shown, where there is no server outside CI).
+#[cfg(test)]
+pub(crate) fn test_server() -> Option<(ticketlock_test_support::RedisServer, RedisConfig)> {
+    let server = ticketlock_test_support::RedisServer::start()?;
+    let mut config = RedisConfig::default();
+    config.host = "127.0.0.1".into();
+    config.port = server.port();
+    config.db = 0;
+    Some((server, config))
+}
+
 #[cfg(test)]
 mod tests {
     use ticketlock_test_support::RedisServer;
@@ -350,12 +362,7 @@ mod tests {
     use super::*;
 
     fn server() -> Option<(RedisServer, RedisConfig)> {
-        let server = RedisServer::start()?;
-        let mut config = RedisConfig::default();
-        config.host = "127.0.0.1".into();
-        config.port = server.port();
-        config.db = 0;
-        Some((server, config))
+        test_server()
     }
 
     /// Successful `EVALSHA` calls so far (a `NOSCRIPT` reply counts as
