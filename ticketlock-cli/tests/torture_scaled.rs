@@ -30,7 +30,7 @@ fn total(report: &Value, map: &str) -> u64 {
 /// Runs `ticketlock torture` for 3 s on the store at `url` and checks the
 /// report.
 fn torture(url: &str) {
-    let child = start(url, 3.0, None);
+    let child = start(url, 3.0, None, None);
     check(
         child.wait_with_output().expect("run ticketlock torture"),
         true,
@@ -38,7 +38,14 @@ fn torture(url: &str) {
 }
 
 /// Starts `ticketlock torture` for `secs` on the store at `url`.
-fn start(url: &str, secs: f64, fault_log: Option<&std::path::Path>) -> std::process::Child {
+/// With `dir`, the run's files, worker logs and `events.jsonl` are kept
+/// there.
+fn start(
+    url: &str,
+    secs: f64,
+    fault_log: Option<&std::path::Path>,
+    dir: Option<&std::path::Path>,
+) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketlock"));
     cmd.args(["torture", "--redis", url, "--json", "--tasks", "4"])
         .args(["--duration", &secs.to_string(), "--stall-slack", "1"])
@@ -52,6 +59,9 @@ fn start(url: &str, secs: f64, fault_log: Option<&std::path::Path>) -> std::proc
         .stderr(Stdio::piped());
     if let Some(log) = fault_log {
         cmd.arg("--fault-log").arg(log);
+    }
+    if let Some(dir) = dir {
+        cmd.arg("--dir").arg(dir);
     }
     cmd.spawn().expect("run ticketlock torture")
 }
@@ -123,7 +133,7 @@ fn torture_on_a_sentinel_group() {
     ));
 }
 
-/// The primary of a Sentinel group killed 1.5 s into a 6 s run, in safe
+/// The primary of a Sentinel group killed 1.5 s into an 8 s run, in safe
 /// mode: the store follows the failover without a restart, and nothing
 /// overlaps, fails or goes back (fencing), as the checker verifies with
 /// the failover as a fault window (from the kill until the sentinels name
@@ -143,8 +153,9 @@ fn torture_through_a_sentinel_failover() {
     );
     let log_path = std::env::temp_dir().join(format!("ticketlock-failover-{}", now_ns()));
     let mut log = std::fs::File::create(&log_path).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let child = start(&url, 6.0, Some(&log_path));
+    let child = start(&url, 8.0, Some(&log_path), Some(run_dir.path()));
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let old = group.primary();
     use std::io::Write as _;
@@ -160,11 +171,52 @@ fn torture_through_a_sentinel_failover() {
     );
     // Not exact: a message still being retried at the end of the run is
     // neither handled nor failed (seen once in five runs).
-    let report = check(
-        child.wait_with_output().expect("run ticketlock torture"),
-        false,
-    );
+    let out = child.wait_with_output().expect("run ticketlock torture");
+    let failed = serde_json::from_slice::<Value>(&out.stdout).map_or(1, |r| total(&r, "failed"));
+    if failed != 0 || !out.status.success() {
+        eprintln!(
+            "{}\n--- the group ---{}",
+            failed_messages(run_dir.path()),
+            group.logs()
+        );
+    }
+    let report = check(out, false);
     assert_eq!(n(&report, "injected.failover"), 1, "{report}");
     assert!(n(&report, "recovery.checked") >= 3, "{report}");
     let _ = std::fs::remove_file(&log_path);
+}
+
+/// For a failed run: every event of each message given up, and the
+/// warnings of the worker logs, from the run's directory.
+fn failed_messages(dir: &std::path::Path) -> String {
+    let events: Vec<Value> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let name = |e: &Value| (e["worker"].clone(), e["task"].clone(), e["msg"].clone());
+    let mut text = String::from("--- events of the messages given up ---\n");
+    for fail in events.iter().filter(|e| e["e"] == "fail") {
+        for e in events.iter().filter(|e| name(e) == name(fail)) {
+            text.push_str(&format!("{e}\n"));
+        }
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for path in logs {
+        text.push_str(&format!("--- warnings in {} ---\n", path.display()));
+        for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+            if line.contains("WARN") || line.contains("ERROR") {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
 }
