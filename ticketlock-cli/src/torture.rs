@@ -189,7 +189,8 @@ pub struct TortureArgs {
 
     /// Directory for the run's witness and downstream files, worker logs
     /// and `events.jsonl` (every event of the run, for a post-mortem).
-    /// Default: a new one in the temp dir, removed after a verified run.
+    /// Default: a new one in the temp dir, removed after a verified run in
+    /// which no message was given up.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 

@@ -317,6 +317,48 @@ fn no_faults_every_message_once_in_ticket_order() {
         assert_exact(r);
         assert_eq!(total(r, "retries"), 0, "{r}");
         assert_eq!(n(r, "workers"), 3);
+        // A verified run with nothing given up leaves no files behind.
+        assert!(r["dir"].is_null(), "{r}");
+        outcome
+    });
+}
+
+/// Messages given up (here: one attempt each, with a 20 ms acquire timeout
+/// behind 50 ms sections) are an outcome the checker accepts, but the run's
+/// directory is kept for a post-mortem, its events naming every failure.
+#[test]
+fn messages_given_up_keep_the_runs_files() {
+    scenario("given_up", 1.5, RedisOptions::default(), |server, secs| {
+        let run = Torture::start(
+            server,
+            "socket_timeout=1",
+            secs,
+            &[
+                "--conversations",
+                "1",
+                "--acquire-timeout",
+                "0.02",
+                "--max-attempts",
+                "1",
+                "--work-min-ms",
+                "50",
+                "--work-max-ms",
+                "60",
+            ],
+        );
+        let outcome = run.finish(server);
+        let r = &outcome.report;
+        assert_eq!(r["verified"], true, "{r}");
+        let failed = n(r, "failed.timeout");
+        assert!(failed > 0, "{r}");
+        let dir = PathBuf::from(r["dir"].as_str().unwrap_or_else(|| panic!("no dir: {r}")));
+        let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        let fails = events
+            .lines()
+            .filter(|l| l.contains(r#""e":"fail""#) && l.contains(r#""kind":"timeout""#))
+            .count() as u64;
+        assert_eq!(fails, failed, "{r}");
+        std::fs::remove_dir_all(&dir).unwrap();
         outcome
     });
 }

@@ -86,7 +86,10 @@ pub async fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
         windows,
     });
     let verified = verdict.violations.is_empty();
-    let kept = if verified && own_dir {
+    // A message given up is an outcome the checker accepts, but one a
+    // post-mortem wants the events of.
+    let failed: u64 = verdict.figures.failed.values().sum();
+    let kept = if verified && failed == 0 && own_dir {
         let _ = fs::remove_dir_all(&dir);
         None
     } else {
@@ -126,7 +129,7 @@ pub async fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
         }
         println!("{}", report.line());
     }
-    if let Some(dir) = kept.filter(|_| !verified) {
+    if let Some(dir) = kept.filter(|_| !verified || failed > 0) {
         eprintln!("ticketlock: torture: the run's files and worker logs are in {dir}");
     }
     Ok(if verified {
