@@ -670,6 +670,25 @@ const SHORT_SECTIONS: [&str; 8] = [
 /// longer than one socket timeout plus one retry (another socket timeout)
 /// and a hand-over (0.5 s).
 fn assert_connection_faults_absorbed(r: &Value, socket_timeout_s: f64) {
+    assert_eq!(total(&r["leases"], "release_errors"), 0, "{r}");
+    assert_faults_absorbed_but_releases(r, socket_timeout_s);
+}
+
+/// [`assert_connection_faults_absorbed`] but for the releases, which may
+/// be answered `Unavailable` when the link is slow enough that a fresh
+/// connection and the requests queued on it outlast the retry window: at
+/// most one in ten sections, none of another kind.
+fn assert_slow_link_absorbed(r: &Value, socket_timeout_s: f64) {
+    let errors = total(&r["leases"], "release_errors");
+    let unavailable = r["leases"]["release_errors"]["unavailable"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(errors, unavailable, "only Unavailable: {r}");
+    assert!(errors * 10 <= n(r, "sections"), "{r}");
+    assert_faults_absorbed_but_releases(r, socket_timeout_s);
+}
+
+fn assert_faults_absorbed_but_releases(r: &Value, socket_timeout_s: f64) {
     assert_eq!(total(r, "failed"), 0, "{r}");
     assert_eq!(n(r, "messages"), n(r, "handled"), "{r}");
     assert_eq!(
@@ -678,7 +697,6 @@ fn assert_connection_faults_absorbed(r: &Value, socket_timeout_s: f64) {
         "{r}"
     );
     assert_eq!(n(r, "leases.lost_at_release"), 0, "{r}");
-    assert_eq!(total(&r["leases"], "release_errors"), 0, "{r}");
     let retried = total(r, "retries");
     assert!(
         retried * 20 <= n(r, "messages"),
@@ -753,7 +771,7 @@ fn a_slow_proxy_that_drops_connections() {
             let outcome = run.finish(server);
             let r = &outcome.report;
             assert_sound(r, (secs * 2.0) as u64);
-            assert_connection_faults_absorbed(r, 1.0);
+            assert_slow_link_absorbed(r, 1.0);
             assert!(proxy.counts().0 >= 5, "{:?}", proxy.counts());
             outcome
         },

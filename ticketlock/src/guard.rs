@@ -219,7 +219,10 @@ impl LockGuard {
     /// Fails with [`Error::Expired`] when the ticket was no longer in the
     /// queue (the lease ran out earlier, so the work under the lock may not
     /// have been exclusive), and with [`Error::Unavailable`] when the store
-    /// could not be reached (the lease then ends after its lifetime).
+    /// could not be reached. The release is then tried once more in the
+    /// background (within one more socket timeout and its retry), so that
+    /// a store back by then frees the conversation at once; else the lease
+    /// ends after its lifetime.
     ///
     /// In memory the lock is released by this call, and the future only
     /// hands over the answer: no future holding the guard is made or moved
@@ -245,8 +248,22 @@ impl LockGuard {
             _ => Release::Remote(Box::pin(async move {
                 self.state.released = true;
                 let (id, ticket) = (self.state.conversation_id.as_str(), self.state.ticket);
-                let was_there = on_backend!(self.state, b => b.release(id, ticket))?;
-                self.released_with(was_there)
+                match on_backend!(self.state, b => b.release(id, ticket)) {
+                    Ok(was_there) => self.released_with(was_there),
+                    Err(e) => {
+                        if e.is_transient() {
+                            // Not reached within the call and its retry:
+                            // once more in the background, so that a store
+                            // back within a socket timeout frees the
+                            // conversation then, not at the lease's end. A
+                            // repeat of a release that did run answers
+                            // what it did (request ids) and removes nothing
+                            // else: the ticket is this guard's alone.
+                            dispatch!(self.state, b => b.release_on_drop(id, ticket));
+                        }
+                        Err(e)
+                    }
+                }
             })),
         }
     }

@@ -512,3 +512,33 @@ async fn native_layout_retries_answer_what_the_first_attempt_did() {
     proxy.swallow_reply_to(b"FCALL");
     assert!(matches!(guard.release().await, Err(Error::Expired { .. })));
 }
+
+/// A release that cannot reach the store within its call and retry
+/// (`Unavailable`) is tried once more in the background: a store back
+/// within a socket timeout frees the conversation then, not at the end of
+/// the lease (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_failed_is_tried_again_in_the_background() {
+    let server = server!();
+    let proxy = FaultProxy::start(server.port());
+    let store = through(&server, &proxy, Duration::from_millis(300)).await;
+    let direct = open(&server, config(&server)).await;
+    warm_up(&store).await;
+    let guard = store
+        .lock("c")
+        .lifetime(Duration::from_secs(30))
+        .await
+        .unwrap();
+    proxy.set_down(true);
+    let released = guard.release().await;
+    assert!(
+        matches!(released, Err(Error::Unavailable { .. })),
+        "{released:?}"
+    );
+    proxy.set_down(false);
+    let next = tokio::time::timeout(Duration::from_secs(3), direct.lock("c").into_future())
+        .await
+        .expect("the conversation freed by the release in the background")
+        .unwrap();
+    next.release().await.unwrap();
+}
