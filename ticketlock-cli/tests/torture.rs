@@ -665,30 +665,19 @@ const SHORT_SECTIONS: [&str; 8] = [
 ];
 
 /// Checks issue 9's figures under connection faults: nothing failed or was
-/// lost (every message handled once), no release failed, at least 95% of
-/// the messages entered on their first try, and no conversation stalled
-/// longer than one socket timeout plus one retry (another socket timeout)
-/// and a hand-over (0.5 s).
-fn assert_connection_faults_absorbed(r: &Value, socket_timeout_s: f64) {
-    assert_eq!(total(&r["leases"], "release_errors"), 0, "{r}");
-    assert_faults_absorbed_but_releases(r, socket_timeout_s);
-}
-
-/// [`assert_connection_faults_absorbed`] but for the releases, which may
-/// be answered `Unavailable` when the link is slow enough that a fresh
-/// connection and the requests queued on it outlast the retry window: at
-/// most one in ten sections, none of another kind.
-fn assert_slow_link_absorbed(r: &Value, socket_timeout_s: f64) {
+/// lost (every message handled once), no release failed but at most
+/// `unavailable_releases` with `Unavailable` (a link slow enough that a
+/// fresh connection and the requests queued on it outlast the retry
+/// window), at least 95% of the messages entered on their first try, and
+/// no conversation stalled longer than one socket timeout plus one retry
+/// (another socket timeout) and a hand-over (0.5 s).
+fn assert_connection_faults_absorbed(r: &Value, socket_timeout_s: f64, unavailable_releases: u64) {
     let errors = total(&r["leases"], "release_errors");
     let unavailable = r["leases"]["release_errors"]["unavailable"]
         .as_u64()
         .unwrap_or(0);
     assert_eq!(errors, unavailable, "only Unavailable: {r}");
-    assert!(errors * 10 <= n(r, "sections"), "{r}");
-    assert_faults_absorbed_but_releases(r, socket_timeout_s);
-}
-
-fn assert_faults_absorbed_but_releases(r: &Value, socket_timeout_s: f64) {
+    assert!(unavailable <= unavailable_releases, "{r}");
     assert_eq!(total(r, "failed"), 0, "{r}");
     assert_eq!(n(r, "messages"), n(r, "handled"), "{r}");
     assert_eq!(
@@ -736,7 +725,7 @@ fn connections_killed_every_quarter_second() {
             let outcome = run.finish(server);
             let r = &outcome.report;
             assert_sound(r, (secs * 10.0) as u64);
-            assert_connection_faults_absorbed(r, 1.0);
+            assert_connection_faults_absorbed(r, 1.0, 0);
             assert!(n(r, "injected.client-kill-normal") >= 8, "{r}");
             outcome
         },
@@ -771,7 +760,8 @@ fn a_slow_proxy_that_drops_connections() {
             let outcome = run.finish(server);
             let r = &outcome.report;
             assert_sound(r, (secs * 2.0) as u64);
-            assert_slow_link_absorbed(r, 1.0);
+            // At most one release in ten sections `Unavailable`.
+            assert_connection_faults_absorbed(r, 1.0, n(r, "sections") / 10);
             assert!(proxy.counts().0 >= 5, "{:?}", proxy.counts());
             outcome
         },
